@@ -1,0 +1,77 @@
+//! `driftwatch score`: score JSONL transactions with a pipeline artifact, one output line each.
+
+use std::io::{BufRead, Write};
+
+use crate::event::{reasons_json, ScoreErrorLine, ScoreLine};
+use crate::pipeline::Pipeline;
+
+/// Counts of what `score` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScoreSummary {
+    /// Lines scored.
+    pub scored: u64,
+    /// Lines that produced an error line.
+    pub errors: u64,
+    /// Scored lines flagged as fraud.
+    pub fraud: u64,
+    /// Scored lines flagged as outliers.
+    pub outliers: u64,
+}
+
+/// Scores every line of `input`, writing one JSON line per input line to `out`.
+///
+/// A line that cannot be scored (not JSON, wrong types, missing required fields, blank)
+/// produces an error line with its number and the reason, and scoring goes on.
+pub fn score_lines(pipeline: &Pipeline, input: impl BufRead, mut out: impl Write) -> std::io::Result<ScoreSummary> {
+    let model = &pipeline.artifact().model;
+    let has_id = pipeline.artifact().columns.id.is_some();
+    let mut tx = pipeline.new_transaction();
+    let mut summary = ScoreSummary::default();
+    let mut buf = Vec::new();
+    let mut input = input;
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        line_no += 1;
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let result = if line.iter().all(u8::is_ascii_whitespace) {
+            Err(ScoreErrorLine { line: line_no, error: "empty line".into(), reason: "empty" })
+        } else {
+            pipeline
+                .decode_into(line, &mut tx)
+                .map_err(|e| ScoreErrorLine { line: line_no, error: e.to_string(), reason: e.reason() })
+        };
+        match result {
+            Ok(()) => {
+                let s = pipeline.score(&tx);
+                summary.scored += 1;
+                summary.fraud += u64::from(s.is_fraud);
+                summary.outliers += u64::from(s.is_outlier);
+                let out_line = ScoreLine {
+                    line: line_no,
+                    transaction_id: has_id.then(|| tx.id.clone()),
+                    score: s.probability,
+                    is_fraud: s.is_fraud,
+                    outlier_score: s.outlier_score,
+                    is_outlier: s.is_outlier,
+                    unseen_categories: s.unseen_categories,
+                    reasons: reasons_json(pipeline, &tx, &s),
+                    model: model.name.clone(),
+                    model_version: model.version.clone(),
+                };
+                serde_json::to_writer(&mut out, &out_line)?;
+            }
+            Err(e) => {
+                summary.errors += 1;
+                serde_json::to_writer(&mut out, &e)?;
+            }
+        }
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(summary)
+}

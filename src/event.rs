@@ -1,0 +1,74 @@
+//! Messages driftwatch writes, one Rust type each; `schemas/` holds their JSON Schemas and a
+//! test validates every emitted message against them.
+
+use serde::Serialize;
+
+use crate::pipeline::{FeatureRef, Pipeline, Score, Transaction};
+
+/// Why a transaction scored as it did: one feature's contribution.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReasonJson {
+    /// Feature name.
+    pub feature: String,
+    /// The transaction's value (null when missing; missing numerics were imputed).
+    pub value: serde_json::Value,
+    /// Contribution to the logit (coefficient × standardised value).
+    pub contribution: f64,
+}
+
+/// The reasons of a score, with names and values, for messages.
+pub fn reasons_json(pipeline: &Pipeline, tx: &Transaction, score: &Score) -> Vec<ReasonJson> {
+    score
+        .reasons()
+        .iter()
+        .map(|r| ReasonJson {
+            feature: pipeline.feature_name(r.feature).to_string(),
+            value: match r.feature {
+                FeatureRef::Numeric(i) => {
+                    let v = tx.numeric[usize::from(i)];
+                    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+                }
+                FeatureRef::Categorical(i) => {
+                    tx.categorical[usize::from(i)].get().map_or(serde_json::Value::Null, |s| serde_json::Value::String(s.to_string()))
+                }
+            },
+            contribution: r.contribution,
+        })
+        .collect()
+}
+
+/// One output line of `driftwatch score` for an input that scored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScoreLine {
+    /// 1-based input line number.
+    pub line: u64,
+    /// Transaction id (null when the pipeline has no id column).
+    pub transaction_id: Option<String>,
+    /// Fraud probability.
+    pub score: f64,
+    /// Whether the score reached the model's threshold.
+    pub is_fraud: bool,
+    /// Distance to the nearest training cluster.
+    pub outlier_score: f64,
+    /// Whether the outlier score reached the trained threshold.
+    pub is_outlier: bool,
+    /// Categorical values never seen in training.
+    pub unseen_categories: u16,
+    /// Top contributions towards fraud.
+    pub reasons: Vec<ReasonJson>,
+    /// Model name.
+    pub model: String,
+    /// Model version.
+    pub model_version: String,
+}
+
+/// One output line of `driftwatch score` for an input that could not be scored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScoreErrorLine {
+    /// 1-based input line number.
+    pub line: u64,
+    /// Human-readable reason.
+    pub error: String,
+    /// Short reason code (as in dead-letter headers).
+    pub reason: &'static str,
+}

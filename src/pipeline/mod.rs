@@ -1,0 +1,697 @@
+//! The loaded scoring pipeline: preprocessing, fraud model and outlier detector in one.
+//!
+//! [`Artifact`] is the file; [`Pipeline`] is that file compiled for the hot path. Scoring is
+//! split in two steps so the engine can reuse buffers: [`Pipeline::decode_into`] parses one
+//! JSON event into a reusable [`Transaction`] (no allocation once its buffers are warm), and
+//! [`Pipeline::score`] turns a transaction into a [`Score`] without allocating. Training lives
+//! in [`train`], the artifact format in [`artifact`].
+
+pub mod artifact;
+pub mod logistic;
+pub mod metrics;
+pub mod reference;
+pub mod train;
+
+use std::fmt;
+
+use rustc_hash::FxHashMap;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use thiserror::Error;
+
+pub use artifact::{Artifact, ArtifactError};
+
+use crate::dataset::format_category_number;
+
+/// Most k-means clusters a pipeline may have (the scorer keeps distances on the stack).
+pub const MAX_CLUSTERS: usize = 64;
+/// Reasons reported per score.
+pub const MAX_REASONS: usize = 3;
+
+/// A decoded transaction in the pipeline's own column order; reuse one per thread.
+#[derive(Debug, Clone, Default)]
+pub struct Transaction {
+    /// Value of the id column (empty when the pipeline has none).
+    pub id: String,
+    /// Value of the key column, e.g. the account (empty when the pipeline has none).
+    pub key: String,
+    /// Event time in milliseconds since the epoch, when the pipeline has a timestamp column.
+    pub event_time_ms: Option<i64>,
+    /// One value per numeric feature; NaN when missing.
+    pub numeric: Vec<f64>,
+    /// One value per categorical feature.
+    pub categorical: Vec<CategoryValue>,
+    /// Scratch for strings that arrive escaped, so decoding does not allocate.
+    scratch: String,
+}
+
+/// A categorical value that keeps its buffer when absent, so decoding can reuse it.
+#[derive(Debug, Clone, Default)]
+pub struct CategoryValue {
+    /// The text (meaningless when `present` is false).
+    pub text: String,
+    /// Whether the event had a value.
+    pub present: bool,
+}
+
+impl CategoryValue {
+    /// The value, if present.
+    pub fn get(&self) -> Option<&str> {
+        self.present.then_some(self.text.as_str())
+    }
+}
+
+/// Which feature a reason is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureRef {
+    /// Index into the numeric features.
+    Numeric(u16),
+    /// Index into the categorical features.
+    Categorical(u16),
+}
+
+/// One feature's push towards (positive) or away from (negative) fraud, in logit units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reason {
+    /// The feature.
+    pub feature: FeatureRef,
+    /// Coefficient × standardised value (for a category, its level's coefficient).
+    pub contribution: f64,
+}
+
+/// The result of scoring one transaction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// Fraud probability, corrected for the class weighting used in training.
+    pub probability: f64,
+    /// `probability >= threshold`.
+    pub is_fraud: bool,
+    /// Euclidean distance to the nearest k-means centre in the standardised feature space.
+    pub outlier_score: f64,
+    /// `outlier_score >= outlier threshold`.
+    pub is_outlier: bool,
+    /// Top contributions towards fraud, largest first; only the first `n_reasons` are set.
+    pub reasons: [Reason; MAX_REASONS],
+    /// How many `reasons` are set (only positive contributions are reasons).
+    pub n_reasons: u8,
+    /// How many categorical values were never seen in training (scored as the other level).
+    pub unseen_categories: u16,
+}
+
+impl Score {
+    /// The reasons that are set.
+    pub fn reasons(&self) -> &[Reason] {
+        &self.reasons[..usize::from(self.n_reasons)]
+    }
+}
+
+/// Why an event could not be decoded; `reason()` is the short code used in dead-letter headers and metrics.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum DecodeError {
+    /// Not parseable JSON.
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    /// JSON, but not an object.
+    #[error("expected a JSON object")]
+    NotObject,
+    /// A known field has a value of the wrong type.
+    #[error("field `{field}`: expected {expected}")]
+    WrongType {
+        /// Field name.
+        field: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A required field is absent or null.
+    #[error("missing required field `{0}`")]
+    MissingField(String),
+    /// The event-time field is not RFC 3339 or epoch milliseconds.
+    #[error("field `{field}`: invalid timestamp `{value}`")]
+    BadTimestamp {
+        /// Field name.
+        field: String,
+        /// The offending value.
+        value: String,
+    },
+    /// A number is NaN or infinite (JSON cannot carry these; a CSV can).
+    #[error("field `{0}`: not a finite number")]
+    NotFinite(String),
+}
+
+impl DecodeError {
+    /// Short machine-readable reason code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::NotJson(_) => "not_json",
+            DecodeError::NotObject => "not_object",
+            DecodeError::WrongType { .. } => "wrong_type",
+            DecodeError::MissingField(_) => "missing_field",
+            DecodeError::BadTimestamp { .. } => "bad_timestamp",
+            DecodeError::NotFinite(_) => "not_finite",
+        }
+    }
+}
+
+/// Roles one input field plays (a field can be both the key and a feature).
+#[derive(Debug, Clone, Copy, Default)]
+struct FieldRoles {
+    id: bool,
+    key: bool,
+    timestamp: bool,
+    numeric: Option<u16>,
+    categorical: Option<u16>,
+}
+
+struct NumericRuntime {
+    fill: f64,
+    mean: f64,
+    inv_std: f64,
+    coef: f64,
+    design: usize,
+    /// Coefficient and design column of the missing indicator, if there is one.
+    indicator: Option<(f64, usize)>,
+}
+
+struct CategoricalRuntime {
+    /// Level → index among the top-K levels.
+    levels: FxHashMap<String, u32>,
+    /// Design column of the first level; then other, then missing.
+    offset: usize,
+    n_levels: usize,
+}
+
+/// An artifact compiled for fast scoring.
+pub struct Pipeline {
+    artifact: Artifact,
+    fields: FxHashMap<String, FieldRoles>,
+    numeric: Vec<NumericRuntime>,
+    categorical: Vec<CategoricalRuntime>,
+    coefficients: Vec<f64>,
+    intercept: f64,
+    threshold: f64,
+    /// Centroids, row-major k × d.
+    centroids: Vec<f64>,
+    /// Per centroid and categorical block, Σ c_j² over the block (so one-hot distance needs no loop).
+    block_norms: Vec<f64>,
+    k: usize,
+    d: usize,
+    outlier_threshold: f64,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline").field("model", &self.artifact.model).finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Loads, validates and compiles an artifact file.
+    pub fn load(path: &std::path::Path) -> Result<Pipeline, ArtifactError> {
+        Ok(Pipeline::new(Artifact::load(path)?))
+    }
+
+    /// Compiles a validated artifact. Panics only if `check_consistency` would fail (a broken invariant).
+    pub fn new(artifact: Artifact) -> Pipeline {
+        let a = &artifact;
+        let d = a.design_columns.len();
+        let mut fields: FxHashMap<String, FieldRoles> = FxHashMap::default();
+        if let Some(c) = &a.columns.id {
+            fields.entry(c.clone()).or_default().id = true;
+        }
+        if let Some(c) = &a.columns.key {
+            fields.entry(c.clone()).or_default().key = true;
+        }
+        if let Some(c) = &a.columns.timestamp {
+            fields.entry(c.clone()).or_default().timestamp = true;
+        }
+        let n_num = a.features.numeric.len();
+        let mut next_indicator = n_num;
+        let numeric = a
+            .features
+            .numeric
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                fields.entry(f.name.clone()).or_default().numeric = Some(i as u16);
+                let indicator = f.missing_indicator.then(|| {
+                    next_indicator += 1;
+                    (a.logistic.coefficients[next_indicator - 1], next_indicator - 1)
+                });
+                NumericRuntime { fill: f.fill_value, mean: f.mean, inv_std: 1.0 / f.std, coef: a.logistic.coefficients[i], design: i, indicator }
+            })
+            .collect();
+        let mut offset = next_indicator;
+        let categorical = a
+            .features
+            .categorical
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                fields.entry(f.name.clone()).or_default().categorical = Some(i as u16);
+                let rt = CategoricalRuntime {
+                    levels: f.levels.iter().enumerate().map(|(j, l)| (l.clone(), j as u32)).collect(),
+                    offset,
+                    n_levels: f.levels.len(),
+                };
+                offset += f.levels.len() + 2;
+                rt
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(offset, d, "artifact passed check_consistency");
+        let k = a.outlier.centroids.len();
+        let centroids: Vec<f64> = a.outlier.centroids.iter().flatten().copied().collect();
+        let mut block_norms = Vec::with_capacity(k * categorical.len());
+        for c in 0..k {
+            for block in &categorical {
+                let row = &centroids[c * d + block.offset..c * d + block.offset + block.n_levels + 2];
+                block_norms.push(row.iter().map(|v| v * v).sum());
+            }
+        }
+        Pipeline {
+            fields,
+            numeric,
+            categorical,
+            coefficients: a.logistic.coefficients.clone(),
+            intercept: a.logistic.intercept + a.logistic.prior_correction,
+            threshold: a.decision.threshold,
+            centroids,
+            block_norms,
+            k,
+            d,
+            outlier_threshold: a.outlier.threshold,
+            artifact,
+        }
+    }
+
+    /// The artifact this pipeline was compiled from.
+    pub fn artifact(&self) -> &Artifact {
+        &self.artifact
+    }
+
+    /// An empty transaction with buffers sized for this pipeline.
+    pub fn new_transaction(&self) -> Transaction {
+        Transaction {
+            numeric: vec![f64::NAN; self.numeric.len()],
+            categorical: vec![CategoryValue::default(); self.categorical.len()],
+            ..Default::default()
+        }
+    }
+
+    /// Name of a feature a reason refers to.
+    pub fn feature_name(&self, f: FeatureRef) -> &str {
+        match f {
+            FeatureRef::Numeric(i) => &self.artifact.features.numeric[usize::from(i)].name,
+            FeatureRef::Categorical(i) => &self.artifact.features.categorical[usize::from(i)].name,
+        }
+    }
+
+    /// Level index of a categorical value: a top-K level, other (also for unseen) or missing.
+    /// Returns the design offset within the block and whether the value was never seen.
+    #[inline]
+    fn level_of(&self, block: &CategoricalRuntime, value: &CategoryValue) -> (usize, bool) {
+        if !value.present {
+            return (block.n_levels + 1, false);
+        }
+        match block.levels.get(value.text.as_str()) {
+            Some(&j) => (j as usize, false),
+            None => (block.n_levels, true),
+        }
+    }
+
+    /// Scores a decoded transaction. Allocation-free.
+    pub fn score(&self, tx: &Transaction) -> Score {
+        let mut logit = self.intercept;
+        let mut dist = [0.0f64; MAX_CLUSTERS];
+        let dist = &mut dist[..self.k];
+        let mut top = TopReasons::default();
+        for (i, (f, &x)) in self.numeric.iter().zip(&tx.numeric).enumerate() {
+            let missing = x.is_nan();
+            let z = ((if missing { f.fill } else { x }) - f.mean) * f.inv_std;
+            let mut contribution = f.coef * z;
+            for (c, acc) in dist.iter_mut().enumerate() {
+                let diff = z - self.centroids[c * self.d + f.design];
+                *acc += diff * diff;
+            }
+            if let Some((coef, col)) = f.indicator {
+                let ind = f64::from(u8::from(missing));
+                contribution += coef * ind;
+                for (c, acc) in dist.iter_mut().enumerate() {
+                    let diff = ind - self.centroids[c * self.d + col];
+                    *acc += diff * diff;
+                }
+            }
+            logit += contribution;
+            top.offer(FeatureRef::Numeric(i as u16), contribution);
+        }
+        let mut unseen = 0u16;
+        let n_blocks = self.categorical.len();
+        for (i, (block, value)) in self.categorical.iter().zip(&tx.categorical).enumerate() {
+            let (level, is_unseen) = self.level_of(block, value);
+            unseen += u16::from(is_unseen);
+            let col = block.offset + level;
+            let contribution = self.coefficients[col];
+            logit += contribution;
+            top.offer(FeatureRef::Categorical(i as u16), contribution);
+            for (c, acc) in dist.iter_mut().enumerate() {
+                // ‖e_level − c_block‖² = Σ c_j² − 2·c_level + 1
+                *acc += self.block_norms[c * n_blocks + i] - 2.0 * self.centroids[c * self.d + col] + 1.0;
+            }
+        }
+        let probability = 1.0 / (1.0 + (-logit).exp());
+        let outlier_score = dist.iter().copied().fold(f64::INFINITY, f64::min).max(0.0).sqrt();
+        Score {
+            probability,
+            is_fraud: probability >= self.threshold,
+            outlier_score,
+            is_outlier: outlier_score >= self.outlier_threshold,
+            reasons: top.reasons,
+            n_reasons: top.n,
+            unseen_categories: unseen,
+        }
+    }
+
+    /// Writes the transaction's design row (the model's input vector) into `out` (length d).
+    /// Training uses this; [`Pipeline::score`] computes the same thing without materialising it.
+    pub fn encode_into(&self, tx: &Transaction, out: &mut [f64]) {
+        out.fill(0.0);
+        for (f, &x) in self.numeric.iter().zip(&tx.numeric) {
+            let missing = x.is_nan();
+            out[f.design] = ((if missing { f.fill } else { x }) - f.mean) * f.inv_std;
+            if let Some((_, col)) = f.indicator {
+                out[col] = f64::from(u8::from(missing));
+            }
+        }
+        for (block, value) in self.categorical.iter().zip(&tx.categorical) {
+            out[block.offset + self.level_of(block, value).0] = 1.0;
+        }
+    }
+
+    /// Number of design columns.
+    pub fn design_width(&self) -> usize {
+        self.d
+    }
+
+    /// Decodes one JSON event into `tx`, reusing its buffers.
+    ///
+    /// Unknown fields are ignored; feature fields may be absent or null (they are imputed);
+    /// the id, key and timestamp columns, when the pipeline has them, are required.
+    pub fn decode_into(&self, bytes: &[u8], tx: &mut Transaction) -> Result<(), DecodeError> {
+        tx.id.clear();
+        tx.key.clear();
+        tx.event_time_ms = None;
+        tx.numeric.resize(self.numeric.len(), f64::NAN);
+        tx.numeric.fill(f64::NAN);
+        tx.categorical.resize_with(self.categorical.len(), CategoryValue::default);
+        for c in &mut tx.categorical {
+            c.present = false;
+        }
+        let mut state = DecodeState { pipeline: self, tx, error: None, seen_id: false, seen_key: false };
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let result = EventSeed(&mut state).deserialize(&mut de).and_then(|()| de.end());
+        if let Some(e) = state.error.take() {
+            return Err(e);
+        }
+        if let Err(e) = result {
+            return Err(if e.is_data() { DecodeError::NotObject } else { DecodeError::NotJson(e.to_string()) });
+        }
+        let cols = &self.artifact.columns;
+        if let (Some(name), false) = (&cols.id, state.seen_id) {
+            return Err(DecodeError::MissingField(name.clone()));
+        }
+        if let (Some(name), false) = (&cols.key, state.seen_key) {
+            return Err(DecodeError::MissingField(name.clone()));
+        }
+        if let (Some(name), None) = (&cols.timestamp, state.tx.event_time_ms) {
+            return Err(DecodeError::MissingField(name.clone()));
+        }
+        Ok(())
+    }
+
+    /// Fills `tx` from a table row (training and offline tools), with the same rules as decoding.
+    pub fn fill_from_row(&self, table: &crate::dataset::Table, columns: &RowColumns, row: usize, tx: &mut Transaction) {
+        tx.numeric.resize(self.numeric.len(), f64::NAN);
+        tx.categorical.resize_with(self.categorical.len(), CategoryValue::default);
+        for (slot, col) in tx.numeric.iter_mut().zip(&columns.numeric) {
+            *slot = col.and_then(|c| table.columns[c].cells[row].as_f64()).unwrap_or(f64::NAN);
+        }
+        for (slot, col) in tx.categorical.iter_mut().zip(&columns.categorical) {
+            slot.text.clear();
+            slot.present = false;
+            if let Some(v) = col.and_then(|c| table.columns[c].cells[row].as_category()) {
+                slot.text.push_str(&v);
+                slot.present = true;
+            }
+        }
+        tx.id.clear();
+        if let Some(v) = columns.id.and_then(|c| table.columns[c].cells[row].as_category()) {
+            tx.id.push_str(&v);
+        }
+        tx.key.clear();
+        if let Some(v) = columns.key.and_then(|c| table.columns[c].cells[row].as_category()) {
+            tx.key.push_str(&v);
+        }
+        tx.event_time_ms = columns.timestamp.and_then(|c| match &table.columns[c].cells[row] {
+            crate::dataset::Cell::Num(v) => Some(*v as i64),
+            other => other.as_category().and_then(|s| parse_timestamp(&s)),
+        });
+    }
+
+    /// Where this pipeline's inputs are in a table (features absent from it stay missing).
+    pub fn row_columns(&self, table: &crate::dataset::Table) -> RowColumns {
+        let find = |name: &str| table.columns.iter().position(|c| c.name == name);
+        let cols = &self.artifact.columns;
+        RowColumns {
+            numeric: self.artifact.features.numeric.iter().map(|f| find(&f.name)).collect(),
+            categorical: self.artifact.features.categorical.iter().map(|f| find(&f.name)).collect(),
+            id: cols.id.as_deref().and_then(find),
+            key: cols.key.as_deref().and_then(find),
+            timestamp: cols.timestamp.as_deref().and_then(find),
+            label: find(&cols.label),
+        }
+    }
+}
+
+/// Column positions of a pipeline's inputs in a [`crate::dataset::Table`].
+#[derive(Debug, Clone)]
+pub struct RowColumns {
+    /// Per numeric feature.
+    pub numeric: Vec<Option<usize>>,
+    /// Per categorical feature.
+    pub categorical: Vec<Option<usize>>,
+    /// Id column.
+    pub id: Option<usize>,
+    /// Key column.
+    pub key: Option<usize>,
+    /// Timestamp column.
+    pub timestamp: Option<usize>,
+    /// Label column.
+    pub label: Option<usize>,
+}
+
+/// Parses an RFC 3339 timestamp to epoch milliseconds.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
+}
+
+#[derive(Default)]
+struct TopReasons {
+    reasons: [Reason; MAX_REASONS],
+    n: u8,
+}
+
+impl Default for Reason {
+    fn default() -> Self {
+        Reason { feature: FeatureRef::Numeric(0), contribution: 0.0 }
+    }
+}
+
+impl TopReasons {
+    #[inline]
+    fn offer(&mut self, feature: FeatureRef, contribution: f64) {
+        if !(contribution > 0.0) {
+            return;
+        }
+        let n = usize::from(self.n);
+        if n == MAX_REASONS && contribution <= self.reasons[MAX_REASONS - 1].contribution {
+            return;
+        }
+        let mut i = n.min(MAX_REASONS - 1);
+        while i > 0 && self.reasons[i - 1].contribution < contribution {
+            self.reasons[i] = self.reasons[i - 1];
+            i -= 1;
+        }
+        self.reasons[i] = Reason { feature, contribution };
+        self.n = (n + 1).min(MAX_REASONS) as u8;
+    }
+}
+
+// ---- streaming JSON decoding -------------------------------------------------------------
+
+struct DecodeState<'p, 't> {
+    pipeline: &'p Pipeline,
+    tx: &'t mut Transaction,
+    /// First semantic error seen; parsing stops at the next opportunity.
+    error: Option<DecodeError>,
+    seen_id: bool,
+    seen_key: bool,
+}
+
+struct EventSeed<'s, 'p, 't>(&'s mut DecodeState<'p, 't>);
+
+impl<'de> DeserializeSeed<'de> for EventSeed<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventSeed<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let state = self.0;
+        while let Some(roles) = map.next_key_seed(KeySeed(&state.pipeline.fields))? {
+            let Some((name, roles)) = roles else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let scalar = map.next_value_seed(ScalarSeed(&mut state.tx.scratch))?;
+            if state.error.is_none() {
+                if let Err(e) = state.assign(name, roles, scalar) {
+                    state.error = Some(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct KeySeed<'f>(&'f FxHashMap<String, FieldRoles>);
+
+impl<'de, 'f> DeserializeSeed<'de> for KeySeed<'f> {
+    type Value = Option<(&'f str, FieldRoles)>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, 'f> Visitor<'de> for KeySeed<'f> {
+    type Value = Option<(&'f str, FieldRoles)>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.get_key_value(v).map(|(k, r)| (k.as_str(), *r)))
+    }
+}
+
+/// A JSON scalar; strings are left in the transaction's scratch buffer.
+enum Scalar {
+    Null,
+    Num(f64),
+    Bool(bool),
+    Str,
+    Nested,
+}
+
+struct ScalarSeed<'s>(&'s mut String);
+
+impl<'de> DeserializeSeed<'de> for ScalarSeed<'_> {
+    type Value = Scalar;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScalarSeed<'_> {
+    type Value = Scalar;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar::Num(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Num(v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar::Num(v as f64))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        self.0.clear();
+        self.0.push_str(v);
+        Ok(Scalar::Str)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Nested)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Nested)
+    }
+}
+
+impl DecodeState<'_, '_> {
+    fn assign(&mut self, name: &str, roles: FieldRoles, value: Scalar) -> Result<(), DecodeError> {
+        let wrong = |expected| DecodeError::WrongType { field: name.to_string(), expected };
+        if let Scalar::Nested = value {
+            return Err(wrong(if roles.numeric.is_some() { "a number" } else { "a string or number" }));
+        }
+        let tx = &mut *self.tx;
+        let null = matches!(value, Scalar::Null);
+        // Text form of the value for id/key/category roles, written into `dst`.
+        let write_text = |dst: &mut String, scratch: &str, value: &Scalar| {
+            dst.clear();
+            match value {
+                Scalar::Str => dst.push_str(scratch),
+                Scalar::Num(v) => dst.push_str(&format_category_number(*v)),
+                Scalar::Bool(b) => dst.push_str(if *b { "true" } else { "false" }),
+                Scalar::Null | Scalar::Nested => {}
+            }
+        };
+        if roles.id && !null {
+            write_text(&mut tx.id, &tx.scratch, &value);
+            self.seen_id = true;
+        }
+        if roles.key && !null {
+            write_text(&mut tx.key, &tx.scratch, &value);
+            self.seen_key = true;
+        }
+        if roles.timestamp && !null {
+            tx.event_time_ms = Some(match value {
+                Scalar::Num(v) if v.is_finite() => v as i64,
+                Scalar::Str => parse_timestamp(&tx.scratch)
+                    .ok_or_else(|| DecodeError::BadTimestamp { field: name.to_string(), value: tx.scratch.clone() })?,
+                _ => return Err(wrong("an RFC 3339 string or epoch milliseconds")),
+            });
+        }
+        if let Some(i) = roles.numeric {
+            tx.numeric[usize::from(i)] = match value {
+                Scalar::Null => f64::NAN,
+                Scalar::Num(v) => v,
+                Scalar::Bool(b) => f64::from(u8::from(b)),
+                _ => return Err(wrong("a number")),
+            };
+        }
+        if let Some(i) = roles.categorical {
+            let slot = &mut tx.categorical[usize::from(i)];
+            slot.present = !null;
+            write_text(&mut slot.text, &tx.scratch, &value);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
