@@ -132,9 +132,6 @@ pub enum DecodeError {
         /// The offending value.
         value: String,
     },
-    /// A number is NaN or infinite (JSON cannot carry these; a CSV can).
-    #[error("field `{0}`: not a finite number")]
-    NotFinite(String),
 }
 
 impl DecodeError {
@@ -146,7 +143,6 @@ impl DecodeError {
             DecodeError::WrongType { .. } => "wrong_type",
             DecodeError::MissingField(_) => "missing_field",
             DecodeError::BadTimestamp { .. } => "bad_timestamp",
-            DecodeError::NotFinite(_) => "not_finite",
         }
     }
 }

@@ -1,1 +1,236 @@
+//! Tests of the pipeline as a whole: training, artifact round trips, decoding and scoring.
 
+use super::artifact::*;
+use super::train::{train, TrainOptions};
+use super::*;
+use crate::dataset::{Format, Table};
+use crate::generate::{self, GeneratorConfig, OutputFormat};
+
+pub(crate) fn generated(rows: u64, seed: u64) -> (Table, Vec<u8>) {
+    let mut bytes = Vec::new();
+    generate::write(&GeneratorConfig { rows, seed, ..Default::default() }, OutputFormat::JsonLines, &mut bytes).unwrap();
+    (Table::parse(&bytes, Format::JsonLines, "gen.jsonl").unwrap(), bytes)
+}
+
+pub(crate) fn trained(rows: u64, seed: u64) -> Artifact {
+    let (table, bytes) = generated(rows, seed);
+    train(&table, &bytes, "gen.jsonl", &TrainOptions::new("is_fraud")).unwrap()
+}
+
+fn small() -> &'static Artifact {
+    static A: std::sync::OnceLock<Artifact> = std::sync::OnceLock::new();
+    A.get_or_init(|| trained(15_000, 3))
+}
+
+#[test]
+fn same_data_and_seed_give_a_byte_identical_artifact() {
+    let a = trained(3000, 5).to_json();
+    assert_eq!(a, trained(3000, 5).to_json());
+    let (table, bytes) = generated(3000, 5);
+    let mut opts = TrainOptions::new("is_fraud");
+    opts.hyper.seed = 6;
+    assert_ne!(a, train(&table, &bytes, "gen.jsonl", &opts).unwrap().to_json(), "the seed must matter");
+}
+
+#[test]
+fn artifact_round_trips_and_records_how_it_was_made() {
+    let a = small();
+    let back = Artifact::from_slice(a.to_json().as_bytes(), "m.json").unwrap();
+    assert_eq!(&back, a);
+    assert_eq!(a.columns.id.as_deref(), Some("transaction_id"));
+    assert_eq!(a.columns.key.as_deref(), Some("account_id"));
+    assert_eq!(a.columns.timestamp.as_deref(), Some("event_time"));
+    assert_eq!(a.training.rows, 15_000);
+    assert_eq!(a.training.train_rows + a.training.holdout_rows, 15_000);
+    assert_eq!(a.training.data_sha256.len(), 64);
+    assert!(a.training.solver.converged, "{:?}", a.training.solver);
+    assert!(a.training.holdout_metrics.roc_auc > 0.7, "{:?}", a.training.holdout_metrics);
+    let numeric: Vec<_> = a.features.numeric.iter().map(|f| f.name.as_str()).collect();
+    assert!(numeric.contains(&"amount") && numeric.contains(&"is_new_device"), "{numeric:?}");
+    let cats: Vec<_> = a.features.categorical.iter().map(|f| f.name.as_str()).collect();
+    assert!(cats.contains(&"merchant_id") && cats.contains(&"country"), "{cats:?}");
+}
+
+#[test]
+fn loading_refuses_wrong_version_missing_field_and_feature_mismatch() {
+    let json = small().to_json();
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["format_version"] = 2.into();
+    let err = Artifact::from_slice(v.to_string().as_bytes(), "m.json").unwrap_err();
+    assert!(matches!(err, ArtifactError::Version { .. }), "{err}");
+    assert!(err.to_string().contains("format_version 2") && err.to_string().contains("reads format_version 1"), "{err}");
+
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v.as_object_mut().unwrap().remove("decision");
+    let err = Artifact::from_slice(v.to_string().as_bytes(), "m.json").unwrap_err();
+    assert!(matches!(err, ArtifactError::Invalid { .. }) && err.to_string().contains("missing field `decision`"), "{err}");
+
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["logistic"]["coefficients"].as_array_mut().unwrap().pop();
+    let err = Artifact::from_slice(v.to_string().as_bytes(), "m.json").unwrap_err();
+    assert!(matches!(err, ArtifactError::FeatureMismatch { .. }), "{err}");
+
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["features"]["categorical"][0]["levels"].as_array_mut().unwrap().push("extra".into());
+    let err = Artifact::from_slice(v.to_string().as_bytes(), "m.json").unwrap_err();
+    assert!(err.to_string().contains("design_columns"), "{err}");
+
+    let err = Artifact::from_slice(b"{not json", "m.json").unwrap_err();
+    assert!(matches!(err, ArtifactError::Invalid { .. }), "{err}");
+    let err = Pipeline::load(std::path::Path::new("/nonexistent/model.json")).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/model.json"), "{err}");
+}
+
+#[test]
+fn fast_scorer_equals_the_dense_model() {
+    let p = Pipeline::new(small().clone());
+    let a = p.artifact();
+    let (table, _) = generated(300, 11);
+    let cols = p.row_columns(&table);
+    let mut tx = p.new_transaction();
+    let mut x = vec![0.0; p.design_width()];
+    for r in 0..table.rows {
+        p.fill_from_row(&table, &cols, r, &mut tx);
+        let s = p.score(&tx);
+        p.encode_into(&tx, &mut x);
+        let logit: f64 = a.logistic.intercept + a.logistic.prior_correction + x.iter().zip(&a.logistic.coefficients).map(|(x, c)| x * c).sum::<f64>();
+        assert!((s.probability - 1.0 / (1.0 + (-logit).exp())).abs() < 1e-12);
+        let nearest = a
+            .outlier
+            .centroids
+            .iter()
+            .map(|c| c.iter().zip(&x).map(|(c, x)| (c - x) * (c - x)).sum::<f64>().sqrt())
+            .fold(f64::INFINITY, f64::min);
+        assert!((s.outlier_score - nearest).abs() < 1e-9, "{} vs {nearest}", s.outlier_score);
+        assert_eq!(s.is_fraud, s.probability >= a.decision.threshold);
+        // Reasons are the largest positive contributions, in order.
+        let rs = s.reasons();
+        assert!(rs.windows(2).all(|w| w[0].contribution >= w[1].contribution));
+        assert!(rs.iter().all(|r| r.contribution > 0.0));
+    }
+}
+
+#[test]
+fn preprocessing_imputes_with_the_median_and_standardises() {
+    let csv = b"amt,kind,y\n1,a,0\n2,a,1\n,b,0\n10,a,0\n3,c,1\n4,a,0\n5,b,0\n6,a,1\n7,b,0\n8,a,0\n";
+    let table = Table::parse(csv, Format::Csv, "user.csv").unwrap();
+    let mut opts = TrainOptions::new("y");
+    opts.hyper.holdout_fraction = 0.2;
+    opts.hyper.kmeans_clusters = 2;
+    opts.hyper.max_categories = 1;
+    let a = train(&table, csv, "user.csv", &opts).unwrap();
+    let amt = &a.features.numeric[0];
+    assert_eq!(amt.name, "amt");
+    assert!(amt.missing_indicator);
+    assert_eq!(a.features.categorical[0].levels, vec!["a".to_string()]);
+    assert_eq!(a.columns.id, None);
+    // Median of the train split's present values fills the gap; mean/std are of the imputed values.
+    assert!(amt.fill_value >= 1.0 && amt.fill_value <= 10.0);
+    let p = Pipeline::new(a.clone());
+    let mut tx = p.new_transaction();
+    p.decode_into(br#"{"amt": null, "kind": "zzz"}"#, &mut tx).unwrap();
+    let mut x = vec![0.0; p.design_width()];
+    p.encode_into(&tx, &mut x);
+    assert!((x[0] - (amt.fill_value - amt.mean) / amt.std).abs() < 1e-12);
+    assert_eq!(x[1], 1.0, "missing indicator");
+    // kind: [a, __other__, __missing__]; an unseen level goes to other and is counted.
+    assert_eq!(&x[2..5], &[0.0, 1.0, 0.0]);
+    assert_eq!(p.score(&tx).unseen_categories, 1);
+    p.decode_into(br#"{"amt": 3}"#, &mut tx).unwrap();
+    p.encode_into(&tx, &mut x);
+    assert_eq!(&x[2..5], &[0.0, 0.0, 1.0], "absent categorical is missing");
+}
+
+#[test]
+fn outlier_threshold_gives_the_requested_false_positive_rate() {
+    let a = small();
+    let fpr = a.training.hyperparameters.outlier_false_positive_rate;
+    // Over all rows (train + held-out) the rate is close to the train-split quantile's.
+    assert!((a.reference.outlier_rate - fpr).abs() < 0.006, "outlier rate {} for fpr {fpr}", a.reference.outlier_rate);
+    assert!(a.outlier.threshold > 0.0);
+}
+
+#[test]
+fn decoding_reports_what_is_wrong() {
+    let p = Pipeline::new(small().clone());
+    let mut tx = p.new_transaction();
+    let ok = r#"{"transaction_id":"t1","account_id":"a1","event_time":"2026-01-05T00:00:01.5Z","amount":12.5,"country":"US","is_new_device":true,"extra":{"x":[1,2]}}"#;
+    p.decode_into(ok.as_bytes(), &mut tx).unwrap();
+    assert_eq!((tx.id.as_str(), tx.key.as_str()), ("t1", "a1"));
+    assert_eq!(tx.event_time_ms, Some(1_767_571_201_500));
+    let amount = p.artifact().features.numeric.iter().position(|f| f.name == "amount").unwrap();
+    assert_eq!(tx.numeric[amount], 12.5);
+    let dev = p.artifact().features.numeric.iter().position(|f| f.name == "is_new_device").unwrap();
+    assert_eq!(tx.numeric[dev], 1.0);
+
+    let cases: [(&str, &str); 8] = [
+        ("{", "not_json"),
+        ("[1,2]", "not_object"),
+        (r#"{"transaction_id":"t","account_id":"a","event_time":"2026-01-05T00:00:00Z","amount":"12"}"#, "wrong_type"),
+        (r#"{"transaction_id":"t","account_id":"a","event_time":"2026-01-05T00:00:00Z","amount":{"v":1}}"#, "wrong_type"),
+        (r#"{"transaction_id":"t","account_id":"a","event_time":"yesterday"}"#, "bad_timestamp"),
+        (r#"{"transaction_id":"t","event_time":"2026-01-05T00:00:00Z"}"#, "missing_field"),
+        (r#"{"transaction_id":null,"account_id":"a","event_time":"2026-01-05T00:00:00Z"}"#, "missing_field"),
+        (r#"{"transaction_id":"t","account_id":"a","event_time":"2026-01-05T00:00:00Z"} trailing"#, "not_json"),
+    ];
+    for (input, reason) in cases {
+        let err = p.decode_into(input.as_bytes(), &mut tx).unwrap_err();
+        assert_eq!(err.reason(), reason, "{input} -> {err}");
+    }
+    // A failed decode leaves nothing behind for the next event.
+    p.decode_into(br#"{"transaction_id":"t\u0032","account_id":7,"event_time":1767571200000}"#, &mut tx).unwrap();
+    assert_eq!((tx.id.as_str(), tx.key.as_str(), tx.event_time_ms), ("t2", "7", Some(1_767_571_200_000)));
+    assert!(tx.numeric[amount].is_nan());
+}
+
+#[test]
+fn a_users_own_csv_with_other_column_names_trains_and_scores() {
+    let mut csv = String::from("ref,when,merchant_type,value_usd,velocity,label\n");
+    for i in 0..400 {
+        let kind = ["food", "travel", "tech", "fuel"][i % 4];
+        let value = 10.0 + (i * 37 % 500) as f64;
+        let label = u8::from((kind == "tech" && value > 300.0) || i % 97 == 0);
+        csv.push_str(&format!("r{i},2026-02-01T10:{:02}:00Z,{kind},{value},{},{label}\n", i % 60, i % 7));
+    }
+    let table = Table::parse(csv.as_bytes(), Format::Csv, "mine.csv").unwrap();
+    let mut opts = TrainOptions::new("label");
+    opts.hyper.kmeans_clusters = 3;
+    let a = train(&table, csv.as_bytes(), "mine.csv", &opts).unwrap();
+    let names = |v: &[NumericFeature]| v.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a.features.numeric), vec!["value_usd", "velocity"]);
+    assert_eq!(a.features.categorical.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["merchant_type"]);
+    assert_eq!(a.columns.timestamp.as_deref(), Some("when"), "an all-RFC 3339 column is recognised as the timestamp");
+    assert!(a.training.ignored_columns.iter().any(|c| c.name == "ref" && c.reason.contains("unique")));
+    assert!(a.training.holdout_metrics.roc_auc > 0.8, "{:?}", a.training.holdout_metrics);
+    let p = Pipeline::new(a);
+    let mut tx = p.new_transaction();
+    p.decode_into(br#"{"when":"2026-02-02T00:00:00Z","merchant_type":"tech","value_usd":450,"velocity":2}"#, &mut tx).unwrap();
+    assert!(p.score(&tx).probability > 0.5);
+}
+
+#[test]
+fn training_errors_name_the_problem() {
+    let (table, bytes) = generated(500, 1);
+    let err = train(&table, &bytes, "g", &TrainOptions::new("nope")).unwrap_err();
+    assert!(err.to_string().contains("column `nope` is not in the data"), "{err}");
+    let err = train(&table, &bytes, "g", &TrainOptions::new("merchant_id")).unwrap_err();
+    assert!(err.to_string().contains("expected 0/1"), "{err}");
+    let mut opts = TrainOptions::new("is_fraud");
+    opts.numeric = Some(vec!["country".into()]);
+    let err = train(&table, &bytes, "g", &opts).unwrap_err();
+    assert!(err.to_string().contains("`country` row 1"), "{err}");
+    let mut opts = TrainOptions::new("is_fraud");
+    opts.hyper.threshold_policy = ThresholdPolicy::Precision { precision: 1.0 };
+    opts.hyper.c = -1.0;
+    assert!(train(&table, &bytes, "g", &opts).unwrap_err().to_string().contains("C must be"));
+}
+
+#[test]
+fn precision_policy_picks_the_lowest_threshold_reaching_the_target() {
+    let p = [0.9, 0.8, 0.7, 0.6, 0.5];
+    let y = [true, false, true, false, false];
+    // precision at 0.9: 1.0, at 0.8: 0.5, at 0.7: 0.667, at 0.6: 0.5, at 0.5: 0.4
+    assert_eq!(train::choose_threshold(&p, &y, ThresholdPolicy::Precision { precision: 0.6 }).unwrap(), 0.7);
+    assert_eq!(train::choose_threshold(&p, &y, ThresholdPolicy::AlertRate { rate: 0.4 }).unwrap(), 0.8);
+    assert!(train::choose_threshold(&p, &[false; 5], ThresholdPolicy::Precision { precision: 0.5 }).is_err());
+}
