@@ -72,3 +72,62 @@ pub struct ScoreErrorLine {
     /// Short reason code (as in dead-letter headers).
     pub reason: &'static str,
 }
+
+/// Where an alert's transaction was read from (with `transaction_id` and `model_version`,
+/// what a downstream consumer deduplicates redeliveries by).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SourcePosition<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// A message on the `fraud-alerts` topic, keyed by `account_id`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FraudAlert<'a> {
+    /// Transaction id.
+    pub transaction_id: &'a str,
+    /// Value of the model's key column (the account); also the Kafka message key.
+    pub account_id: &'a str,
+    /// Fraud probability.
+    pub score: f64,
+    /// The decision threshold in force.
+    pub threshold: f64,
+    /// Whether the score reached the threshold.
+    pub is_fraud: bool,
+    /// Distance to the nearest training cluster.
+    pub outlier_score: f64,
+    /// Whether the outlier detector flagged it.
+    pub is_outlier: bool,
+    /// What raised the alert: `fraud_score`, `outlier`, or both.
+    pub triggers: Vec<&'static str>,
+    /// Top contributions towards fraud.
+    pub reasons: Vec<ReasonJson>,
+    /// Model name.
+    pub model: &'a str,
+    /// Model version.
+    pub model_version: &'a str,
+    /// The transaction's event time (RFC 3339), when it has one.
+    pub event_time: Option<String>,
+    /// When driftwatch scored it (RFC 3339).
+    pub processed_at: String,
+    /// Where the transaction was read from.
+    pub source: SourcePosition<'a>,
+}
+
+/// Dead-letter header names: the reason code, the human message, and where the event came from.
+pub mod dlq_headers {
+    /// Short reason code (`not_json`, `wrong_type`, `oversized`, …).
+    pub const REASON: &str = "dlq.reason";
+    /// Human-readable error.
+    pub const ERROR: &str = "dlq.error";
+    /// Source topic.
+    pub const TOPIC: &str = "dlq.source.topic";
+    /// Source partition (decimal).
+    pub const PARTITION: &str = "dlq.source.partition";
+    /// Source offset (decimal).
+    pub const OFFSET: &str = "dlq.source.offset";
+}

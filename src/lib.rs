@@ -9,11 +9,20 @@
 //! - [`dataset`]: reads users' CSV/JSONL files into columns for training and offline tools.
 //! - [`generate`]: synthetic card transactions with ground truth and drift scenarios.
 //! - [`event`]: every message driftwatch writes, mirrored by the JSON Schemas in `schemas/`.
+//! - [`stream`]: the Kafka shell: consume, decode, score, produce alerts and dead letters,
+//!   commit offsets only after outputs are acknowledged ([`stream::tracker`]).
+//! - [`config`], [`metrics`], [`http`], [`telemetry`]: configuration, Prometheus metrics, the
+//!   /metrics /healthz /readyz endpoint, logging.
 //! - [`commands`]: what each CLI subcommand does; `src/main.rs` only parses arguments.
 
 pub mod commands;
+pub mod config;
 pub mod dataset;
 pub mod event;
 pub mod generate;
+pub mod http;
+pub mod metrics;
 pub mod pipeline;
 pub mod stats;
+pub mod stream;
+pub mod telemetry;

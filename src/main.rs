@@ -26,6 +26,48 @@ enum Command {
     Train(TrainArgs),
     /// Score JSONL transactions with an artifact: one JSON line out per line in.
     Score(ScoreArgs),
+    /// Run the streaming engine: consume transactions, score, publish alerts and dead letters.
+    Run(RunArgs),
+    /// Run everything on this machine with no setup (embedded broker, generator, engine).
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Configuration file (TOML); DRIFTWATCH_<SECTION>__<KEY> variables override it.
+    #[arg(long, default_value = "config/default.toml")]
+    config: PathBuf,
+    /// Check the configuration and model, print the effective configuration, and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Use this Kafka cluster instead of the embedded mock broker.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Transactions per second to produce.
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Pipeline artifact.
+    #[arg(long, default_value = "models/demo.json")]
+    model: PathBuf,
+    /// Drift scenario injected halfway through (or after 60 s without --duration).
+    #[arg(long, default_value = "none")]
+    scenario: Scenario,
+    /// Every n-th transaction is malformed, to show the dead-letter topic (0: none).
+    #[arg(long, default_value_t = 500)]
+    invalid_every: u64,
+    /// Address for /metrics, /healthz, /readyz ("" disables).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics_listen: String,
+    /// Generator seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
 }
 
 #[derive(clap::Args)]
@@ -148,7 +190,47 @@ fn main() -> Result<()> {
         Command::Generate(a) => generate(a),
         Command::Train(a) => train(a),
         Command::Score(a) => score(a),
+        Command::Run(a) => run(a),
+        Command::Demo(a) => demo(a),
     }
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    let config = driftwatch::config::Config::load(Some(&a.config), std::env::vars())?;
+    driftwatch::telemetry::init(&config.log);
+    if a.check {
+        Pipeline::load(&config.model.path)?;
+        println!("{}", toml_like(&config)?);
+        eprintln!("configuration and model are valid");
+        return Ok(());
+    }
+    let metrics = std::sync::Arc::new(driftwatch::metrics::Metrics::new());
+    let shutdown = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    driftwatch::commands::run::run(config, metrics, shutdown)?;
+    Ok(())
+}
+
+fn toml_like(config: &driftwatch::config::Config) -> Result<String> {
+    Ok(serde_json::to_string_pretty(config)?)
+}
+
+fn demo(a: DemoArgs) -> Result<()> {
+    if !(a.rate > 0.0) {
+        bail!("--rate must be positive");
+    }
+    driftwatch::telemetry::init(&driftwatch::config::LogConfig { level: "warn".into(), ..Default::default() });
+    let opts = driftwatch::commands::demo::DemoOptions {
+        brokers: a.brokers,
+        rate: a.rate,
+        duration: a.duration.map(std::time::Duration::from_secs),
+        model: a.model,
+        scenario: a.scenario,
+        invalid_every: a.invalid_every,
+        metrics_listen: a.metrics_listen,
+        seed: a.seed,
+    };
+    driftwatch::commands::demo::demo(opts, std::io::stdout())?;
+    Ok(())
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {

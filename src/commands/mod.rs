@@ -1,4 +1,6 @@
 //! What each CLI subcommand does. `src/main.rs` parses arguments and calls these.
 
+pub mod demo;
+pub mod run;
 pub mod score;
 pub mod train;

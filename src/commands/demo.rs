@@ -1,0 +1,218 @@
+//! `driftwatch demo`: the whole loop on one machine with no setup.
+//!
+//! An embedded Kafka-protocol broker (librdkafka's mock cluster) unless `--brokers` is given,
+//! a generator producing transactions at a steady rate (with a few malformed ones, to show the
+//! dead-letter path), the engine scoring them with the shipped demo model, and a live summary
+//! line per second until Ctrl-C or `--duration`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::generate::{format_rfc3339_ms, Generator, GeneratorConfig, Scenario};
+use crate::metrics::Metrics;
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// A real cluster to use instead of the embedded one.
+    pub brokers: Option<String>,
+    /// Transactions per second to produce.
+    pub rate: f64,
+    /// Stop after this long (else run until Ctrl-C).
+    pub duration: Option<Duration>,
+    /// Pipeline artifact.
+    pub model: PathBuf,
+    /// Drift scenario for the generated traffic (starts halfway through `duration`, or after 60 s).
+    pub scenario: Scenario,
+    /// Every n-th event is malformed (0: none).
+    pub invalid_every: u64,
+    /// Metrics endpoint address ("" disables).
+    pub metrics_listen: String,
+    /// Generator seed.
+    pub seed: u64,
+}
+
+/// Why the demo failed.
+#[derive(Debug, Error)]
+pub enum DemoError {
+    /// The embedded broker or the producer could not start.
+    #[error("demo broker/producer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] super::run::RunError),
+}
+
+/// What the demo did, for its last line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DemoReport {
+    /// Transactions produced.
+    pub produced: u64,
+    /// Messages the engine consumed.
+    pub consumed: u64,
+    /// Alerts.
+    pub alerts: u64,
+    /// Dead letters.
+    pub dead_letters: u64,
+}
+
+/// Runs the demo, printing a summary line per second to `out`.
+pub fn demo(opts: DemoOptions, mut out: impl Write) -> Result<DemoReport, DemoError> {
+    let mut config = Config::default();
+    config.kafka.group_id = "driftwatch-demo".into();
+    config.model.path = opts.model.clone();
+    config.metrics.listen = opts.metrics_listen.clone();
+    config.engine.statistics_interval_ms = 1000;
+    // The mock cluster must outlive every client.
+    let mock = match &opts.brokers {
+        Some(b) => {
+            config.kafka.brokers = b.clone();
+            None
+        }
+        None => {
+            let mock = MockCluster::new(1)?;
+            for topic in [&config.kafka.transactions_topic, &config.kafka.alerts_topic, &config.kafka.dead_letter_topic] {
+                mock.create_topic(topic, config.kafka.partitions, 1)?;
+            }
+            config.kafka.brokers = mock.bootstrap_servers();
+            config.kafka.create_topics = false;
+            Some(mock)
+        }
+    };
+    let _ = writeln!(
+        out,
+        "driftwatch demo: broker {} ({}), {} tx/s, model {}; Ctrl-C to stop",
+        config.kafka.brokers,
+        if mock.is_some() { "embedded mock cluster" } else { "external" },
+        opts.rate,
+        opts.model.display()
+    );
+
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let engine = {
+        let (config, metrics, shutdown) = (config.clone(), metrics.clone(), shutdown.clone());
+        std::thread::spawn(move || super::run::run(config, metrics, shutdown))
+    };
+
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .set("linger.ms", "5")
+        .create()?;
+    let stop_producing = Arc::new(AtomicBool::new(false));
+    let produced = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let feeder = {
+        let (stop, produced, topic, opts) = (stop_producing.clone(), produced.clone(), config.kafka.transactions_topic.clone(), opts.clone());
+        std::thread::spawn(move || feed(&producer, &topic, &opts, &stop, &produced))
+    };
+
+    let started = Instant::now();
+    let mut last = (Instant::now(), 0u64);
+    while !shutdown.load(Ordering::Relaxed) && !engine.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.0.elapsed() >= Duration::from_secs(1) {
+            let consumed = metrics.events_consumed.get();
+            let rate = (consumed - last.1) as f64 / last.0.elapsed().as_secs_f64();
+            last = (Instant::now(), consumed);
+            let _ = writeln!(out, "{}", summary_line(&metrics, started.elapsed(), rate));
+        }
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+    }
+    stop_producing.store(true, Ordering::Relaxed);
+    let _ = feeder.join();
+    // Let the engine catch up with what was produced, then stop it.
+    let catch_up = Instant::now();
+    while metrics.events_consumed.get() < produced.load(Ordering::Relaxed) && catch_up.elapsed() < Duration::from_secs(10) && !engine.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    shutdown.store(true, Ordering::Relaxed);
+    let summary = engine.join().expect("engine thread panicked")?;
+    drop(mock);
+    let report = DemoReport { produced: produced.load(Ordering::Relaxed), consumed: summary.consumed, alerts: summary.alerts, dead_letters: summary.dead_letters };
+    let _ = writeln!(
+        out,
+        "done: produced {}, consumed {}, alerts {}, dead letters {}",
+        report.produced, report.consumed, report.alerts, report.dead_letters
+    );
+    Ok(report)
+}
+
+fn summary_line(m: &Metrics, elapsed: Duration, rate: f64) -> String {
+    let text = m.encode();
+    let scored = m.events_scored.get().max(1) as f64;
+    let invalid: u64 = crate::metrics::sum_of(&text, "driftwatch_events_invalid_total");
+    let q = |name: &str, p: f64| crate::metrics::histogram_quantile(&text, name, p).map_or("-".to_string(), format_seconds);
+    format!(
+        "t={:>4}s  {:>7.0} ev/s  scored {:>8}  fraud {:>5.2}%  outliers {:>5.2}%  invalid {:>4}  score p50 {} p99 {}  end-to-end p50 {} p99 {}",
+        elapsed.as_secs(),
+        rate,
+        m.events_scored.get(),
+        100.0 * m.fraud_alerts.get() as f64 / scored,
+        100.0 * m.outliers.get() as f64 / scored,
+        invalid,
+        q("driftwatch_score_latency_seconds", 0.5),
+        q("driftwatch_score_latency_seconds", 0.99),
+        q("driftwatch_end_to_end_latency_seconds", 0.5),
+        q("driftwatch_end_to_end_latency_seconds", 0.99),
+    )
+}
+
+fn format_seconds(s: f64) -> String {
+    if s < 1e-3 {
+        format!("{:.1}µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.1}ms", s * 1e3)
+    } else {
+        format!("{s:.2}s")
+    }
+}
+
+/// Produces generated transactions at `opts.rate`, stamped with the current time.
+fn feed(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, opts: &DemoOptions, stop: &AtomicBool, produced: &std::sync::atomic::AtomicU64) {
+    let onset_rows = opts.duration.map_or(60.0, |d| d.as_secs_f64() / 2.0) * opts.rate;
+    let rows = (onset_rows * 2.0) as u64;
+    let mut generator = Generator::new(GeneratorConfig { seed: opts.seed, scenario: opts.scenario, rows, onset: 0.5, ..Default::default() });
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let due = (started.elapsed().as_secs_f64() * opts.rate) as u64;
+        while sent < due {
+            let mut tx = generator.next().expect("generator is endless");
+            tx.event_time = format_rfc3339_ms(crate::stream::now_ms());
+            sent += 1;
+            let payload = if opts.invalid_every > 0 && sent % opts.invalid_every == 0 {
+                match (sent / opts.invalid_every) % 3 {
+                    0 => b"{\"transaction_id\": truncated".to_vec(),
+                    1 => serde_json::to_vec(&serde_json::json!({"transaction_id": tx.transaction_id, "account_id": tx.account_id, "event_time": tx.event_time, "amount": "a lot"})).expect("json"),
+                    _ => serde_json::to_vec(&serde_json::json!({"amount": tx.amount})).expect("json"),
+                }
+            } else {
+                serde_json::to_vec(&tx).expect("json")
+            };
+            let mut record = BaseRecord::to(topic).payload(&payload).key(tx.account_id.as_bytes());
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+            produced.fetch_add(1, Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = producer.flush(Duration::from_secs(10));
+}

@@ -1,0 +1,81 @@
+//! `driftwatch run`: the engine with its HTTP endpoint, until SIGINT/SIGTERM.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use thiserror::Error;
+use tracing::info;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::{ArtifactError, Pipeline};
+use crate::stream::{ensure_topics, Engine, EngineError, RunSummary};
+
+/// Why the engine could not run or stopped with an error.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The model could not be loaded.
+    #[error(transparent)]
+    Model(#[from] ArtifactError),
+    /// Kafka or delivery failure.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The HTTP endpoint could not bind, or the runtime could not start.
+    #[error("{context}: {source}")]
+    Io {
+        /// What failed.
+        context: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the engine until `shutdown` is set or a signal arrives. Returns what it did.
+pub fn run(config: Config, metrics: Arc<Metrics>, shutdown: Arc<AtomicBool>) -> Result<RunSummary, RunError> {
+    let pipeline = Pipeline::load(&config.model.path)?;
+    let model = &pipeline.artifact().model;
+    info!(message = "Model loaded.", name = %model.name, version = %model.version, path = %config.model.path.display());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|source| RunError::Io { context: "starting the async runtime".into(), source })?;
+    runtime.block_on(async move {
+        ensure_topics(&config).await?;
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        if !config.metrics.listen.is_empty() {
+            let listener = tokio::net::TcpListener::bind(&config.metrics.listen)
+                .await
+                .map_err(|source| RunError::Io { context: format!("binding the metrics endpoint {}", config.metrics.listen), source })?;
+            info!(message = "Serving /metrics, /healthz, /readyz.", address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+            tokio::spawn(crate::http::serve(listener, metrics.clone(), async move {
+                let _ = http_stopped.await;
+            }));
+        }
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            info!(message = "Signal received; stopping.");
+            on_signal.store(true, Ordering::Relaxed);
+        });
+        let engine = Engine::new(config, pipeline, metrics);
+        let result = tokio::task::spawn_blocking(move || engine.run(&shutdown)).await.expect("engine thread panicked");
+        let _ = stop_http.send(());
+        Ok(result?)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,361 @@
+//! Typed engine configuration: `config/default.toml` (or `--config FILE`) plus environment
+//! overrides, validated at start-up.
+//!
+//! Environment variables are `DRIFTWATCH_<SECTION>__<KEY>`, e.g. `DRIFTWATCH_KAFKA__BROKERS`
+//! or `DRIFTWATCH_MODEL__PATH`; in the librdkafka pass-through maps an underscore in the key
+//! stands for a dot (`DRIFTWATCH_KAFKA__OPTIONS__SECURITY_PROTOCOL=SASL_SSL`). Unknown keys,
+//! in the file or the environment, are errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Sections that environment variables may set.
+const SECTIONS: [&str; 5] = ["kafka", "model", "engine", "metrics", "log"];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Brokers, topics and client options.
+    pub kafka: KafkaConfig,
+    /// The scoring pipeline.
+    pub model: ModelConfig,
+    /// Engine loop settings.
+    pub engine: EngineSettings,
+    /// The HTTP endpoint for /metrics, /healthz and /readyz.
+    pub metrics: MetricsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Kafka connection, topics and librdkafka options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Consumer group; run more instances with the same group to scale out.
+    pub group_id: String,
+    /// Topic producers write transactions to.
+    pub transactions_topic: String,
+    /// Topic fraud alerts are written to (keyed by account).
+    pub alerts_topic: String,
+    /// Topic invalid events are written to, untouched, with the reason in headers.
+    pub dead_letter_topic: String,
+    /// Create missing topics at start (else: fail, naming the missing topic).
+    pub create_topics: bool,
+    /// Partitions of topics the engine creates.
+    pub partitions: i32,
+    /// Replication factor of topics the engine creates.
+    pub replication_factor: i32,
+    /// Where a new consumer group starts: `earliest` or `latest`.
+    pub auto_offset_reset: String,
+    /// librdkafka properties for every client (TLS, SASL, …).
+    pub options: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer only.
+    pub consumer_options: BTreeMap<String, String>,
+    /// librdkafka properties for the producer only.
+    pub producer_options: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:19092".into(),
+            group_id: "driftwatch".into(),
+            transactions_topic: "transactions".into(),
+            alerts_topic: "fraud-alerts".into(),
+            dead_letter_topic: "transactions.dlq".into(),
+            create_topics: true,
+            partitions: 4,
+            replication_factor: 1,
+            auto_offset_reset: "earliest".into(),
+            options: BTreeMap::new(),
+            consumer_options: BTreeMap::new(),
+            producer_options: BTreeMap::new(),
+        }
+    }
+}
+
+/// The scoring pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Pipeline artifact (from `driftwatch train`).
+    pub path: PathBuf,
+    /// Overrides the artifact's decision threshold when set.
+    pub threshold: Option<f64>,
+    /// Also alert on transactions the outlier detector flags.
+    pub alert_on_outlier: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig { path: "models/demo.json".into(), threshold: None, alert_on_outlier: true }
+    }
+}
+
+/// Engine loop settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Events larger than this go to the dead-letter topic as `oversized`.
+    pub max_event_bytes: usize,
+    /// Events per offset batch: offsets are stored once every output of a batch is acknowledged.
+    pub batch_size: usize,
+    /// How long one poll waits for a message.
+    pub poll_timeout_ms: u64,
+    /// How long shutdown waits for outstanding deliveries before giving up (offsets stay uncommitted).
+    pub shutdown_timeout_ms: u64,
+    /// librdkafka statistics interval (consumer lag metrics); 0 disables.
+    pub statistics_interval_ms: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings { max_event_bytes: 64 * 1024, batch_size: 2000, poll_timeout_ms: 100, shutdown_timeout_ms: 30_000, statistics_interval_ms: 5000 }
+    }
+}
+
+/// HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Listen address for /metrics, /healthz, /readyz; empty disables the endpoint.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: String,
+    /// Level filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "human".into(), level: "info,rdkafka=warn".into() }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file is missing, unparsable, or has unknown keys or wrong types.
+    #[error("configuration error: {0}")]
+    Load(String),
+    /// A value is out of range.
+    #[error("configuration error: `{key}` {problem}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Loads `file` (required when given) over the defaults, then `DRIFTWATCH_…` variables from `env`.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("DRIFTWATCH_")?;
+                let section = rest.split("__").next()?.to_ascii_lowercase();
+                SECTIONS.contains(&section.as_str()).then(|| (rest.to_string(), v))
+            })
+            .collect();
+        for (k, v) in vars {
+            let path: Vec<String> = k.split("__").map(str::to_ascii_lowercase).collect();
+            figment = figment.merge(Serialized::defaults(env_entry(path, v)));
+        }
+        let config: Config = figment.extract().map_err(|e| ConfigError::Load(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| Err(ConfigError::Invalid { key, problem: problem.to_string() });
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            return invalid("kafka.brokers", "must not be empty");
+        }
+        if k.group_id.trim().is_empty() {
+            return invalid("kafka.group_id", "must not be empty");
+        }
+        let topics = [&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic];
+        if topics.iter().any(|t| t.trim().is_empty()) {
+            return invalid("kafka.*_topic", "topic names must not be empty");
+        }
+        if k.transactions_topic == k.alerts_topic || k.transactions_topic == k.dead_letter_topic {
+            return invalid("kafka.transactions_topic", "must differ from the alerts and dead-letter topics (the engine would read its own output)");
+        }
+        if k.partitions < 1 || k.replication_factor < 1 {
+            return invalid("kafka.partitions", "partitions and replication_factor must be ≥ 1");
+        }
+        if !matches!(k.auto_offset_reset.as_str(), "earliest" | "latest") {
+            return invalid("kafka.auto_offset_reset", "must be `earliest` or `latest`");
+        }
+        for (key, _) in k.consumer_options.iter().chain(&k.producer_options).chain(&k.options) {
+            if matches!(key.as_str(), "enable.auto.offset.store" | "enable.idempotence" | "group.id" | "bootstrap.servers") {
+                return Err(ConfigError::Invalid {
+                    key: "kafka.options",
+                    problem: format!("`{key}` is set by driftwatch (it carries the delivery guarantee); use the dedicated setting"),
+                });
+            }
+        }
+        if let Some(t) = self.model.threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return invalid("model.threshold", "must be within [0, 1]");
+            }
+        }
+        if self.engine.batch_size == 0 || self.engine.max_event_bytes == 0 {
+            return invalid("engine.batch_size", "batch_size and max_event_bytes must be ≥ 1");
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            return invalid("log.format", "must be `human` or `json`");
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("metrics.listen", "must be an address like 127.0.0.1:9464, or empty to disable");
+        }
+        Ok(())
+    }
+
+    /// librdkafka settings shared by every client.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.kafka.brokers);
+        for (k, v) in &self.kafka.options {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The consumer's settings: manual offset store, auto-commit of stored offsets only.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("group.id", &self.kafka.group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", &self.kafka.auto_offset_reset)
+            .set("statistics.interval.ms", self.engine.statistics_interval_ms.to_string());
+        for (k, v) in &self.kafka.consumer_options {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The producer's settings: idempotent, acks=all.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4");
+        for (k, v) in &self.kafka.producer_options {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Turns an environment variable's path and text into a nested value figment can merge.
+fn env_entry(mut path: Vec<String>, value: String) -> figment::value::Value {
+    use figment::value::{Dict, Value};
+    // In the librdkafka maps the last segment is a librdkafka property: `_` stands for `.`.
+    let is_map = path.len() == 3 && path[0] == "kafka" && path[1].ends_with("options");
+    let mut node = if is_map {
+        path[2] = path[2].replace('_', ".");
+        Value::from(value)
+    } else {
+        value.parse::<Value>().unwrap_or_else(|_| Value::from(value))
+    };
+    for segment in path.into_iter().rev() {
+        let mut dict = Dict::new();
+        dict.insert(segment, node);
+        node = Value::from(dict);
+    }
+    node
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(s: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(f.path(), s).unwrap();
+        f
+    }
+
+    #[test]
+    fn shipped_default_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let c = Config::load(Some(&path), []).unwrap();
+        assert_eq!(c.kafka.transactions_topic, "transactions");
+        assert_eq!(c.kafka.alerts_topic, "fraud-alerts");
+    }
+
+    #[test]
+    fn env_overrides_file_and_maps_librdkafka_keys() {
+        let f = write("[kafka]\nbrokers = \"file:9092\"\n[kafka.options]\n\"client.id\" = \"a\"\n");
+        let env = [
+            ("DRIFTWATCH_KAFKA__BROKERS".to_string(), "env:9092".to_string()),
+            ("DRIFTWATCH_KAFKA__OPTIONS__SECURITY_PROTOCOL".into(), "SASL_SSL".into()),
+            ("DRIFTWATCH_ENGINE__BATCH_SIZE".into(), "10".into()),
+            ("DRIFTWATCH_MODEL__THRESHOLD".into(), "0.5".into()),
+            ("DRIFTWATCH_CACHE".into(), "/elsewhere".into()),
+            ("PATH".into(), "/bin".into()),
+        ];
+        let c = Config::load(Some(f.path()), env).unwrap();
+        assert_eq!(c.kafka.brokers, "env:9092");
+        assert_eq!(c.kafka.options.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+        assert_eq!(c.kafka.options.get("client.id").map(String::as_str), Some("a"));
+        assert_eq!(c.engine.batch_size, 10);
+        assert_eq!(c.model.threshold, Some(0.5));
+    }
+
+    #[test]
+    fn unknown_keys_wrong_types_and_bad_values_are_errors() {
+        let err = Config::load(Some(write("[kafka]\nbrokres = \"x\"\n").path()), []).unwrap_err();
+        assert!(err.to_string().contains("brokres"), "{err}");
+        let err = Config::load(Some(write("[engine]\nbatch_size = \"many\"\n").path()), []).unwrap_err();
+        assert!(err.to_string().contains("batch_size"), "{err}");
+        let err = Config::load(None, [("DRIFTWATCH_KAFKA__NOPE".into(), "1".into())]).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = Config::load(Some(write("[model]\nthreshold = 3.0\n").path()), []).unwrap_err();
+        assert!(err.to_string().contains("model.threshold"), "{err}");
+        let err = Config::load(Some(write("[kafka]\nalerts_topic = \"transactions\"\n").path()), []).unwrap_err();
+        assert!(err.to_string().contains("own output"), "{err}");
+        let err = Config::load(Some(write("[kafka.consumer_options]\n\"enable.auto.offset.store\" = \"true\"\n").path()), []).unwrap_err();
+        assert!(err.to_string().contains("delivery guarantee"), "{err}");
+        let err = Config::load(Some(Path::new("/nonexistent.toml")), []).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        let err = Config::load(Some(write("[kafka\n").path()), []).unwrap_err();
+        assert!(matches!(err, ConfigError::Load(_)), "{err}");
+    }
+}

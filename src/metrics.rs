@@ -1,0 +1,210 @@
+//! The engine's Prometheus metrics (prometheus-client, OpenMetrics text).
+//!
+//! Names follow `driftwatch_<name>_<unit>[_total]` in base units. Every metric is documented in
+//! the README; `tests/` parse the output with a real Prometheus parser.
+
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Label set with one `reason`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Reason code, e.g. `not_json`.
+    pub reason: String,
+}
+
+/// Label set for per-partition metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: String,
+}
+
+/// Label set for the loaded model.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    /// Model name.
+    pub name: String,
+    /// Model version.
+    pub version: String,
+}
+
+/// Label set for produced messages.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    /// Topic name.
+    pub topic: String,
+}
+
+/// Every metric the engine exports.
+pub struct Metrics {
+    /// The registry they are encoded from.
+    pub registry: Registry,
+    /// Messages read from the transactions topic.
+    pub events_consumed: Counter,
+    /// Events decoded and scored.
+    pub events_scored: Counter,
+    /// Events sent to the dead-letter topic, by reason.
+    pub events_invalid: Family<ReasonLabel, Counter>,
+    /// Alerts produced because the score passed the threshold.
+    pub fraud_alerts: Counter,
+    /// Scored events the outlier detector flagged.
+    pub outliers: Counter,
+    /// Decode + score time per event.
+    pub score_latency: Histogram,
+    /// Event time → alert acknowledged by the broker.
+    pub end_to_end_latency: Histogram,
+    /// Consumer lag per partition, from librdkafka statistics.
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// Messages acknowledged by the broker, per output topic.
+    pub messages_produced: Family<TopicLabel, Counter>,
+    /// Delivery failures (each is retried; offsets wait for the retry).
+    pub producer_errors: Counter,
+    /// Errors reported by librdkafka clients (broker down, auth failure, …).
+    pub kafka_errors: Counter,
+    /// Offsets handed to the consumer for commit (events whose outputs are all acknowledged).
+    pub events_committable: Counter,
+    /// 1 for the loaded model's name and version.
+    pub model_info: Family<ModelLabels, Gauge>,
+    /// 1 when the engine is connected and has a model.
+    pub ready: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("driftwatch");
+        let m = Metrics {
+            registry: Registry::default(),
+            events_consumed: Counter::default(),
+            events_scored: Counter::default(),
+            events_invalid: Family::default(),
+            fraud_alerts: Counter::default(),
+            outliers: Counter::default(),
+            // 250 ns … ~4 ms
+            score_latency: Histogram::new(exponential_buckets(2.5e-7, 2.0, 15)),
+            // 1 ms … ~65 s
+            end_to_end_latency: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            consumer_lag: Family::default(),
+            messages_produced: Family::default(),
+            producer_errors: Counter::default(),
+            kafka_errors: Counter::default(),
+            events_committable: Counter::default(),
+            model_info: Family::default(),
+            ready: Gauge::default(),
+        };
+        registry.register("events_consumed", "Messages read from the transactions topic", m.events_consumed.clone());
+        registry.register("events_scored", "Events decoded and scored", m.events_scored.clone());
+        registry.register("events_invalid", "Events sent to the dead-letter topic, by reason", m.events_invalid.clone());
+        registry.register("fraud_alerts", "Transactions whose fraud score reached the threshold", m.fraud_alerts.clone());
+        registry.register("outliers", "Scored transactions flagged by the outlier detector", m.outliers.clone());
+        registry.register_with_unit(
+            "score_latency",
+            "Decode and score time per event",
+            prometheus_client::registry::Unit::Seconds,
+            m.score_latency.clone(),
+        );
+        registry.register_with_unit(
+            "end_to_end_latency",
+            "Event time to alert acknowledged by the broker",
+            prometheus_client::registry::Unit::Seconds,
+            m.end_to_end_latency.clone(),
+        );
+        registry.register("consumer_lag", "Consumer lag in messages per partition (librdkafka statistics)", m.consumer_lag.clone());
+        registry.register("messages_produced", "Messages acknowledged by the broker, per topic", m.messages_produced.clone());
+        registry.register("producer_errors", "Delivery failures (each is retried)", m.producer_errors.clone());
+        registry.register("kafka_errors", "Errors reported by librdkafka clients", m.kafka_errors.clone());
+        registry.register("events_committable", "Events whose outputs are all acknowledged and whose offsets were stored for commit", m.events_committable.clone());
+        registry.register("model_info", "The loaded model (value 1)", m.model_info.clone());
+        registry.register("ready", "1 when connected to Kafka with a model loaded", m.ready.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Sums every sample of a metric family in an exposition (e.g. a counter over all its labels).
+pub fn sum_of(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{' | b' ')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Quantile `q` of a histogram in an exposition, interpolated within buckets exactly as
+/// PromQL's `histogram_quantile` does. `name` is the family name without `_bucket`.
+pub fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{");
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let i = buckets.iter().position(|&(_, c)| c >= rank)?;
+    let (upper, count) = buckets[i];
+    let (lower, below) = if i == 0 { (0.0, 0.0) } else { buckets[i - 1] };
+    if upper.is_infinite() {
+        return Some(lower);
+    }
+    Some(lower + (upper - lower) * (rank - below) / (count - below).max(f64::MIN_POSITIVE))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quantiles_interpolate_like_promql() {
+        let text = "x_bucket{le=\"1.0\"} 10\nx_bucket{le=\"2.0\"} 20\nx_bucket{le=\"+Inf\"} 20\n";
+        assert_eq!(histogram_quantile(text, "x", 0.5), Some(1.0));
+        assert_eq!(histogram_quantile(text, "x", 0.75), Some(1.5));
+        assert_eq!(histogram_quantile(text, "x", 0.25), Some(0.5));
+        assert_eq!(histogram_quantile("", "x", 0.5), None);
+        assert_eq!(sum_of("a_total{r=\"x\"} 2\na_total{r=\"y\"} 3\na_totally 9\n", "a_total"), 5);
+    }
+
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_family_with_the_prefix() {
+        let m = Metrics::new();
+        m.events_invalid.get_or_create(&ReasonLabel { reason: "not_json".into() }).inc();
+        m.score_latency.observe(1e-6);
+        let text = m.encode();
+        for name in [
+            "driftwatch_events_consumed_total",
+            "driftwatch_events_invalid_total{reason=\"not_json\"} 1",
+            "driftwatch_score_latency_seconds_bucket",
+            "driftwatch_ready 0",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,464 @@
+//! The Kafka shell around the scoring core: consume `transactions`, decode and score each
+//! event, produce alerts and dead letters, and commit offsets only once every output of the
+//! events before them has been acknowledged (at-least-once).
+//!
+//! Threads: the engine loop runs on the caller's thread with a [`BaseConsumer`] (its
+//! rebalance callbacks run inside `poll`, on the same thread); the [`ThreadedProducer`]'s
+//! delivery callbacks run on librdkafka's polling thread and only touch atomics and a retry
+//! channel. Offsets are stored with `enable.auto.offset.store=false` and committed by
+//! librdkafka's auto-commit, on revoke (after flushing the producer) and on shutdown.
+//! See <https://github.com/confluentinc/librdkafka/blob/master/INTRODUCTION.md#at-least-once-processing>.
+
+pub mod tracker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::Message;
+use thiserror::Error;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::event::{dlq_headers, reasons_json, FraudAlert, SourcePosition};
+use crate::generate::format_rfc3339_ms;
+use crate::metrics::{Metrics, PartitionLabels, ReasonLabel, TopicLabel};
+use crate::pipeline::{Pipeline, Score};
+use tracker::{OffsetTracker, PendingOutput};
+
+/// Errors that stop the engine. Each says whose problem it is.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// Kafka is unreachable or refused a request (external; retrying later may help).
+    #[error("Kafka error while {context}: {source}")]
+    Kafka {
+        /// What the engine was doing.
+        context: String,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+    /// A topic the engine needs does not exist and creating topics is off (configuration).
+    #[error("topic(s) {0} do not exist; create them or set kafka.create_topics = true")]
+    MissingTopics(String),
+    /// Outputs were still unacknowledged when shutdown gave up; their events will be re-read.
+    #[error("{0} events' outputs were not acknowledged before the shutdown timeout; their offsets were not committed and they will be processed again")]
+    Unacknowledged(u64),
+}
+
+fn kafka(context: &str) -> impl FnOnce(KafkaError) -> EngineError + '_ {
+    move |source| EngineError::Kafka { context: context.to_string(), source }
+}
+
+/// What one run of the engine did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Messages consumed.
+    pub consumed: u64,
+    /// Events scored.
+    pub scored: u64,
+    /// Alerts produced.
+    pub alerts: u64,
+    /// Events dead-lettered.
+    pub dead_letters: u64,
+}
+
+/// Creates the engine's topics when absent (if allowed), or names the missing ones.
+pub async fn ensure_topics(config: &Config) -> Result<(), EngineError> {
+    let k = &config.kafka;
+    let admin: AdminClient<DefaultClientContext> = config.client_config().create().map_err(kafka("creating the admin client"))?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|e| EngineError::Kafka { context: format!("fetching metadata from {}", k.brokers), source: e })?;
+    let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+    let wanted = [&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic];
+    let missing: Vec<&String> = wanted.into_iter().filter(|t| !existing.contains(&t.as_str())).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !k.create_topics {
+        return Err(EngineError::MissingTopics(missing.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")));
+    }
+    let new: Vec<NewTopic> = missing.iter().map(|t| NewTopic::new(t, k.partitions, TopicReplication::Fixed(k.replication_factor))).collect();
+    let results = admin
+        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .await
+        .map_err(kafka("creating topics"))?;
+    for r in results {
+        match r {
+            Ok(topic) => info!(message = "Created topic.", topic = %topic, partitions = k.partitions),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(EngineError::Kafka { context: format!("creating topic `{topic}`"), source: KafkaError::AdminOp(code) })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a delivery callback needs to know about one produced message.
+struct Delivery {
+    pending: PendingOutput,
+    /// Event time of the transaction, for alerts' end-to-end latency.
+    alert_event_time_ms: Option<i64>,
+}
+
+/// A message whose delivery failed, to be produced again by the engine loop.
+struct Retry {
+    message: OwnedMessage,
+    delivery: Box<Delivery>,
+}
+
+struct DeliveryContext {
+    metrics: Arc<Metrics>,
+    retries: Mutex<Sender<Retry>>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics.kafka_errors.inc();
+        warn!(message = "Producer error.", %error, reason);
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Delivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
+        match result {
+            Ok(message) => {
+                self.metrics.messages_produced.get_or_create(&TopicLabel { topic: message.topic().to_string() }).inc();
+                if let Some(t) = delivery.alert_event_time_ms {
+                    self.metrics.end_to_end_latency.observe((now_ms() - t).max(0) as f64 / 1000.0);
+                }
+                delivery.pending.done();
+            }
+            Err((error, message)) => {
+                self.metrics.producer_errors.inc();
+                warn!(message = "Delivery failed; producing again.", %error, topic = message.topic());
+                let retry = Retry { message: message.detach(), delivery };
+                if self.retries.lock().map(|tx| tx.send(retry).is_err()).unwrap_or(true) {
+                    error!(message = "Engine stopped before a failed delivery could be retried; its offset stays uncommitted.");
+                }
+            }
+        }
+    }
+}
+
+type Output = ThreadedProducer<DeliveryContext>;
+
+struct ConsumerCtx {
+    metrics: Arc<Metrics>,
+    producer: Arc<Output>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    topic: String,
+}
+
+impl ClientContext for ConsumerCtx {
+    fn stats(&self, stats: Statistics) {
+        if let Some(topic) = stats.topics.get(&self.topic) {
+            for (p, part) in &topic.partitions {
+                if *p >= 0 && part.consumer_lag >= 0 {
+                    let labels = PartitionLabels { topic: self.topic.clone(), partition: p.to_string() };
+                    self.metrics.consumer_lag.get_or_create(&labels).set(part.consumer_lag);
+                }
+            }
+        }
+        let any_up = stats.brokers.values().any(|b| b.state == "UP");
+        self.metrics.ready.set(i64::from(any_up));
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics.kafka_errors.inc();
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.metrics.ready.set(0);
+        }
+        warn!(message = "Consumer error.", %error, reason);
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            // Finish what we have so the next owner starts where we stopped.
+            if let Err(error) = self.producer.flush(Duration::from_secs(10)) {
+                warn!(message = "Outputs still in flight at revoke; those events will be processed again by the next owner.", %error);
+            }
+            let done = self.tracker.lock().map(|mut t| {
+                t.seal();
+                t.take_done()
+            });
+            if let Ok(Some(done)) = done {
+                store(consumer, &self.topic, &done.offsets, &self.metrics, done.events);
+            }
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(error) => warn!(message = "Failed to commit offsets at revoke.", %error),
+            }
+            info!(message = "Partitions revoked.", count = partitions.count());
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            self.metrics.ready.set(1);
+            let list: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
+            info!(message = "Partitions assigned.", partitions = ?list);
+        }
+    }
+}
+
+fn store<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, offsets: &[(i32, i64)], metrics: &Metrics, events: u64) {
+    for &(partition, next) in offsets {
+        if let Err(error) = consumer.store_offset(topic, partition, next) {
+            // Not assigned any more: the new owner re-reads these events (duplicates, never loss).
+            debug!(message = "Could not store offset.", %error, partition, offset = next);
+        }
+    }
+    metrics.events_committable.inc_by(events);
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The engine: one consumer in the group, scoring with one pipeline.
+pub struct Engine {
+    config: Config,
+    pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    /// An engine for this configuration and pipeline.
+    pub fn new(config: Config, pipeline: Pipeline, metrics: Arc<Metrics>) -> Engine {
+        let model = &pipeline.artifact().model;
+        metrics.model_info.get_or_create(&crate::metrics::ModelLabels { name: model.name.clone(), version: model.version.clone() }).set(1);
+        Engine { config, pipeline, metrics }
+    }
+
+    /// Runs until `shutdown` is set, then drains, flushes and commits.
+    pub fn run(&self, shutdown: &AtomicBool) -> Result<RunSummary, EngineError> {
+        let cfg = &self.config;
+        let topic = cfg.kafka.transactions_topic.clone();
+        let (retry_tx, retry_rx) = channel();
+        let producer: Arc<Output> = Arc::new(
+            cfg.producer_config()
+                .create_with_context(DeliveryContext { metrics: self.metrics.clone(), retries: Mutex::new(retry_tx) })
+                .map_err(kafka("creating the producer"))?,
+        );
+        let tracker = Arc::new(Mutex::new(OffsetTracker::new(cfg.engine.batch_size)));
+        let consumer: BaseConsumer<ConsumerCtx> = cfg
+            .consumer_config()
+            .create_with_context(ConsumerCtx { metrics: self.metrics.clone(), producer: producer.clone(), tracker: tracker.clone(), topic: topic.clone() })
+            .map_err(kafka("creating the consumer"))?;
+        consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map_err(|e| EngineError::Kafka { context: format!("connecting to {}", cfg.kafka.brokers), source: e })?;
+        consumer.subscribe(&[&topic]).map_err(kafka("subscribing"))?;
+        info!(message = "Engine started.", topic = %topic, group = %cfg.kafka.group_id, model = %self.pipeline.artifact().model.version);
+
+        let mut loop_state = LoopState {
+            engine: self,
+            producer: &producer,
+            tx: self.pipeline.new_transaction(),
+            alert_buf: Vec::with_capacity(1024),
+            summary: RunSummary::default(),
+            threshold: cfg.model.threshold,
+        };
+        let poll_timeout = Duration::from_millis(cfg.engine.poll_timeout_ms);
+        while !shutdown.load(Ordering::Relaxed) {
+            loop_state.resend_failed(&retry_rx)?;
+            match consumer.poll(poll_timeout) {
+                None => tracker.lock().expect("tracker lock").seal(),
+                Some(Err(error)) => {
+                    self.metrics.kafka_errors.inc();
+                    warn!(message = "Consumer error.", %error);
+                }
+                Some(Ok(message)) => {
+                    let mut t = tracker.lock().expect("tracker lock");
+                    loop_state.handle(&message, &mut t)?;
+                    if loop_state.summary.consumed % 64 == 0 {
+                        t.seal_if_older_than(cfg.engine.poll_timeout_ms);
+                    }
+                }
+            }
+            let done = tracker.lock().expect("tracker lock").take_done();
+            if let Some(done) = done {
+                store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
+            }
+        }
+
+        info!(message = "Shutting down: flushing outputs and committing offsets.");
+        tracker.lock().expect("tracker lock").seal();
+        let deadline = Instant::now() + Duration::from_millis(cfg.engine.shutdown_timeout_ms);
+        loop {
+            loop_state.resend_failed(&retry_rx)?;
+            let _ = producer.flush(Duration::from_millis(200));
+            let done = tracker.lock().expect("tracker lock").take_done();
+            if let Some(done) = done {
+                store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
+            }
+            if tracker.lock().expect("tracker lock").outstanding_events() == 0 || Instant::now() >= deadline {
+                break;
+            }
+        }
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => warn!(message = "Failed to commit offsets at shutdown.", %error),
+        }
+        self.metrics.ready.set(0);
+        let left = tracker.lock().expect("tracker lock").outstanding_events();
+        drop(consumer);
+        if left > 0 {
+            return Err(EngineError::Unacknowledged(left));
+        }
+        info!(message = "Engine stopped.", consumed = loop_state.summary.consumed, alerts = loop_state.summary.alerts, dead_letters = loop_state.summary.dead_letters);
+        Ok(loop_state.summary)
+    }
+}
+
+struct LoopState<'a> {
+    engine: &'a Engine,
+    producer: &'a Output,
+    tx: crate::pipeline::Transaction,
+    alert_buf: Vec<u8>,
+    summary: RunSummary,
+    threshold: Option<f64>,
+}
+
+impl LoopState<'_> {
+    fn handle(&mut self, message: &BorrowedMessage<'_>, tracker: &mut OffsetTracker) -> Result<(), EngineError> {
+        let e = self.engine;
+        let m = &e.metrics;
+        m.events_consumed.inc();
+        self.summary.consumed += 1;
+        let payload = message.payload().unwrap_or(&[]);
+        let outcome = if payload.len() > e.config.engine.max_event_bytes {
+            Err(("oversized", format!("event of {} bytes exceeds engine.max_event_bytes = {}", payload.len(), e.config.engine.max_event_bytes)))
+        } else {
+            let started = Instant::now();
+            match e.pipeline.decode_into(payload, &mut self.tx) {
+                Ok(()) => {
+                    let mut score = e.pipeline.score(&self.tx);
+                    m.score_latency.observe(started.elapsed().as_secs_f64());
+                    if let Some(t) = self.threshold {
+                        score.is_fraud = score.probability >= t;
+                    }
+                    Ok(score)
+                }
+                Err(err) => Err((err.reason(), err.to_string())),
+            }
+        };
+        match outcome {
+            Ok(score) => {
+                m.events_scored.inc();
+                self.summary.scored += 1;
+                if score.is_outlier {
+                    m.outliers.inc();
+                }
+                if score.is_fraud {
+                    m.fraud_alerts.inc();
+                }
+                if score.is_fraud || (score.is_outlier && e.config.model.alert_on_outlier) {
+                    self.produce_alert(message, &score, tracker)?;
+                }
+            }
+            Err((reason, text)) => {
+                m.events_invalid.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
+                self.summary.dead_letters += 1;
+                let headers = OwnedHeaders::new_with_capacity(5)
+                    .insert(Header { key: dlq_headers::REASON, value: Some(reason) })
+                    .insert(Header { key: dlq_headers::ERROR, value: Some(&text) })
+                    .insert(Header { key: dlq_headers::TOPIC, value: Some(message.topic()) })
+                    .insert(Header { key: dlq_headers::PARTITION, value: Some(&message.partition().to_string()) })
+                    .insert(Header { key: dlq_headers::OFFSET, value: Some(&message.offset().to_string()) });
+                let delivery = Box::new(Delivery { pending: tracker.add_output(), alert_event_time_ms: None });
+                let mut record = BaseRecord::with_opaque_to(&e.config.kafka.dead_letter_topic, delivery).payload(payload).headers(headers);
+                if let Some(key) = message.key() {
+                    record = record.key(key);
+                }
+                send(self.producer, record)?;
+            }
+        }
+        tracker.record(message.partition(), message.offset());
+        Ok(())
+    }
+
+    fn produce_alert(&mut self, message: &BorrowedMessage<'_>, score: &Score, tracker: &mut OffsetTracker) -> Result<(), EngineError> {
+        let e = self.engine;
+        let model = &e.pipeline.artifact().model;
+        let mut triggers = Vec::with_capacity(2);
+        if score.is_fraud {
+            triggers.push("fraud_score");
+        }
+        if score.is_outlier {
+            triggers.push("outlier");
+        }
+        let key = if self.tx.key.is_empty() { &self.tx.id } else { &self.tx.key };
+        let alert = FraudAlert {
+            transaction_id: &self.tx.id,
+            account_id: &self.tx.key,
+            score: score.probability,
+            threshold: self.threshold.unwrap_or(e.pipeline.artifact().decision.threshold),
+            is_fraud: score.is_fraud,
+            outlier_score: score.outlier_score,
+            is_outlier: score.is_outlier,
+            triggers,
+            reasons: reasons_json(&e.pipeline, &self.tx, score),
+            model: &model.name,
+            model_version: &model.version,
+            event_time: self.tx.event_time_ms.map(format_rfc3339_ms),
+            processed_at: format_rfc3339_ms(now_ms()),
+            source: SourcePosition { topic: message.topic(), partition: message.partition(), offset: message.offset() },
+        };
+        self.alert_buf.clear();
+        serde_json::to_writer(&mut self.alert_buf, &alert).expect("alert serialises");
+        self.summary.alerts += 1;
+        let delivery = Box::new(Delivery { pending: tracker.add_output(), alert_event_time_ms: self.tx.event_time_ms });
+        let record = BaseRecord::with_opaque_to(&e.config.kafka.alerts_topic, delivery).payload(self.alert_buf.as_slice()).key(key.as_bytes());
+        send(self.producer, record)
+    }
+
+    fn resend_failed(&mut self, retries: &Receiver<Retry>) -> Result<(), EngineError> {
+        while let Ok(Retry { message, delivery }) = retries.try_recv() {
+            let mut record = BaseRecord::with_opaque_to(message.topic(), delivery);
+            if let Some(p) = message.payload() {
+                record = record.payload(p);
+            }
+            if let Some(k) = message.key() {
+                record = record.key(k);
+            }
+            if let Some(h) = message.headers() {
+                record = record.headers(h.clone());
+            }
+            send(self.producer, record)?;
+        }
+        Ok(())
+    }
+}
+
+/// Produces, waiting while librdkafka's queue is full (backpressure instead of loss).
+fn send<'a>(producer: &Output, mut record: BaseRecord<'a, [u8], [u8], Box<Delivery>>) -> Result<(), EngineError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((error, r)) => {
+                return Err(EngineError::Kafka { context: format!("producing to `{}`", r.topic), source: error });
+            }
+        }
+    }
+}

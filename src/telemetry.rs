@@ -1,0 +1,12 @@
+//! Logging: `tracing-subscriber`, human or JSON, level from `RUST_LOG` or the config.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogConfig;
+
+/// Installs the global subscriber (once; later calls are ignored). Logs go to stderr.
+pub fn init(log: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = if log.format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
