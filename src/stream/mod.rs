@@ -23,7 +23,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use thiserror::Error;
 use tracing::{debug, error, info, warn};
 
@@ -163,12 +163,23 @@ struct ConsumerCtx {
 }
 
 impl ClientContext for ConsumerCtx {
+    fn stats_raw(&self, statistics: &[u8]) {
+        match serde_json::from_slice::<Statistics>(statistics) {
+            Ok(stats) => self.stats(stats),
+            Err(error) => warn!(message = "Could not parse librdkafka statistics; lag metrics are stale.", %error),
+        }
+    }
+
     fn stats(&self, stats: Statistics) {
         if let Some(topic) = stats.topics.get(&self.topic) {
             for (p, part) in &topic.partitions {
-                if *p >= 0 && part.consumer_lag >= 0 {
+                // librdkafka's own `consumer_lag` stays -1 in cases where the lag is known (seen
+                // with librdkafka 2.12 when the committed offset is one past its high watermark),
+                // so compute it from the same statistics: high watermark − group position.
+                let position = part.committed_offset.max(part.app_offset);
+                if *p >= 0 && part.hi_offset >= 0 && position >= 0 {
                     let labels = PartitionLabels { topic: self.topic.clone(), partition: p.to_string() };
-                    self.metrics.consumer_lag.get_or_create(&labels).set(part.consumer_lag);
+                    self.metrics.consumer_lag.get_or_create(&labels).set((part.hi_offset - position).max(0));
                 }
             }
         }
@@ -217,11 +228,18 @@ impl ConsumerContext for ConsumerCtx {
 }
 
 fn store<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, offsets: &[(i32, i64)], metrics: &Metrics, events: u64) {
+    // `rd_kafka_offsets_store` stores exactly the offsets given (the next offset to read);
+    // the legacy per-partition `store_offset` would add one more and skip an event.
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
     for &(partition, next) in offsets {
-        if let Err(error) = consumer.store_offset(topic, partition, next) {
-            // Not assigned any more: the new owner re-reads these events (duplicates, never loss).
-            debug!(message = "Could not store offset.", %error, partition, offset = next);
+        if let Err(error) = tpl.add_partition_offset(topic, partition, Offset::Offset(next)) {
+            warn!(message = "Invalid offset.", %error, partition, offset = next);
         }
+    }
+    match consumer.store_offsets(&tpl) {
+        Ok(()) => {}
+        // Not assigned any more: the new owner re-reads these events (duplicates, never loss).
+        Err(error) => debug!(message = "Could not store offsets.", %error),
     }
     metrics.events_committable.inc_by(events);
 }

@@ -1,0 +1,260 @@
+//! Helpers for integration tests against the real Kafka broker started by `scripts/test`.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+/// The broker under test. Fails, saying why, when none was started.
+pub fn brokers() -> String {
+    std::env::var("DRIFTWATCH_TEST_BROKERS").unwrap_or_else(|_| {
+        panic!("DRIFTWATCH_TEST_BROKERS is not set: these tests need a real Kafka broker. Run `scripts/test`, or `scripts/kafka start` and export DRIFTWATCH_TEST_BROKERS=<its last line>.")
+    })
+}
+
+/// A unique name so runs never collide.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{:x}", std::process::id(), nanos % 0xffff_ffff)
+}
+
+pub struct Topics {
+    pub transactions: String,
+    pub alerts: String,
+    pub dlq: String,
+    pub group: String,
+}
+
+impl Topics {
+    pub fn new(partitions: i32) -> Topics {
+        let t = Topics { transactions: unique("tx"), alerts: unique("alerts"), dlq: unique("dlq"), group: unique("group") };
+        create_topic(&t.transactions, partitions);
+        t
+    }
+}
+
+pub fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let res = rt
+        .block_on(admin.create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &AdminOptions::new()))
+        .unwrap_or_else(|e| panic!("cannot reach Kafka at {} to create a topic: {e}", brokers()));
+    for r in res {
+        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}
+
+pub fn produce(topic: &str, events: &[Vec<u8>]) {
+    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
+    for (i, e) in events.iter().enumerate() {
+        let key = format!("k{}", i % 97);
+        let mut record = BaseRecord::to(topic).payload(e).key(&key);
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(30)).expect("test producer flush");
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+    pub partition: i32,
+}
+
+/// Reads `topic` from the beginning until `expected` messages arrived and the topic is quiet
+/// for `quiet`, or `timeout` passes.
+pub fn consume_all(topic: &str, expected: usize, timeout: Duration) -> Vec<Received> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
+                    .unwrap_or_default();
+                out.push(Received { key: m.key().map(<[u8]>::to_vec), payload: m.payload().unwrap_or_default().to_vec(), headers, partition: m.partition() });
+                quiet_since = Instant::now();
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {
+                if out.len() >= expected && quiet_since.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Sum of committed offsets of `group` on `topic` minus the topic's end offsets (0 = all committed).
+pub fn uncommitted(group: &str, topic: &str) -> i64 {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let mut gap = 0;
+    for e in committed.elements() {
+        let (_, high) = c.fetch_watermarks(topic, e.partition(), Duration::from_secs(10)).unwrap();
+        let off = e.offset().to_raw().filter(|&o| o >= 0).unwrap_or(0);
+        gap += high - off;
+    }
+    gap
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct EngineProcess {
+    pub child: Child,
+    pub metrics: String,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `driftwatch run` on the test broker with these topics; `engine_extra` lines go in `[engine]`.
+pub fn start_engine(t: &Topics, engine_extra: &str) -> EngineProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let config = format!(
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[engine]\nstatistics_interval_ms = 500\n{engine_extra}\n",
+        brokers(), t.group, t.transactions, t.alerts, t.dlq, model.display()
+    );
+    start_with_config(&config, dir, port)
+}
+
+/// Starts `driftwatch run` with a full configuration text.
+pub fn start_with_config(config: &str, dir: tempfile::TempDir, port: u16) -> EngineProcess {
+    let path = dir.path().join("engine.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.path().join("engine.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", std::env::var("DRIFTWATCH_TEST_ENGINE_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    EngineProcess { child, metrics: format!("http://127.0.0.1:{port}"), log, _dir: dir }
+}
+
+impl EngineProcess {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET a path on the engine's HTTP endpoint: (status, body).
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let addr = self.metrics.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+        let mut buf = String::new();
+        std::io::Read::read_to_string(&mut s, &mut buf).ok()?;
+        let status = buf.split(' ').nth(1)?.parse().ok()?;
+        let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        Some((status, body))
+    }
+
+    /// Parses /metrics with the real OpenMetrics parser (prometheus_client, Python).
+    pub fn metrics(&self) -> HashMap<String, f64> {
+        let (status, body) = self.get("/metrics").expect("metrics endpoint reachable");
+        assert_eq!(status, 200);
+        parse_openmetrics(&body)
+    }
+
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut ok: impl FnMut(&HashMap<String, f64>) -> bool) -> HashMap<String, f64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((200, body)) = self.get("/metrics") {
+                let m = parse_openmetrics(&body);
+                if ok(&m) {
+                    return m;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; engine log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log_text());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("engine did not stop within 40 s of SIGTERM; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.log_text()
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn parse_openmetrics(text: &str) -> HashMap<String, f64> {
+    let python = std::env::var("DRIFTWATCH_PYTHON").unwrap_or_else(|_| {
+        panic!("DRIFTWATCH_PYTHON is not set: the metrics are checked with prometheus_client's OpenMetrics parser. Run `scripts/test`, or point it at a Python with prometheus-client installed.")
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/parse_openmetrics.py");
+    let mut child = Command::new(python).arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "OpenMetrics parser rejected the exposition: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn metric(m: &HashMap<String, f64>, key: &str) -> f64 {
+    m.get(key).copied().unwrap_or(0.0)
+}

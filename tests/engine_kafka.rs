@@ -1,0 +1,263 @@
+//! The engine against a real Apache Kafka broker (started by `scripts/test`), run as the real
+//! `driftwatch run` process. Every test uses fresh random topic and group names.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use driftwatch::generate::{Generator, GeneratorConfig};
+
+fn generated(rows: usize, seed: u64) -> Vec<Vec<u8>> {
+    Generator::new(GeneratorConfig { seed, rows: rows as u64, ..Default::default() }).take(rows).map(|t| serde_json::to_vec(&t).unwrap()).collect()
+}
+
+/// What `driftwatch score` decides for these events: (alert ids, fraud count, outlier count).
+fn expected_from_score_cli(events: &[Vec<u8>]) -> (BTreeSet<String>, usize, usize) {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .args(["score", "--model"])
+        .arg(model)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input: Vec<u8> = events.iter().flat_map(|e| e.iter().copied().chain([b'\n'])).collect();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let (mut ids, mut fraud, mut outliers) = (BTreeSet::new(), 0, 0);
+    for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        let (f, o) = (v["is_fraud"].as_bool().unwrap(), v["is_outlier"].as_bool().unwrap());
+        fraud += usize::from(f);
+        outliers += usize::from(o);
+        if f || o {
+            ids.insert(v["transaction_id"].as_str().unwrap().to_string());
+        }
+    }
+    (ids, fraud, outliers)
+}
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(name);
+    jsonschema::validator_for(&serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()).unwrap()
+}
+
+fn alert_ids(alerts: &[Received]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|a| serde_json::from_slice::<serde_json::Value>(&a.payload).unwrap()["transaction_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_valid_event_is_scored_and_every_malformed_one_is_dead_lettered() {
+    let t = Topics::new(3);
+    let valid = generated(4000, 123);
+    let tx = |extra: &str| format!(r#"{{"transaction_id":"bad-{}","account_id":"acct-1","event_time":"2026-01-05T00:00:00Z"{extra}}}"#, extra.len());
+    let oversized = format!(r#"{{"transaction_id":"big","account_id":"a","event_time":"2026-01-05T00:00:00Z","pad":"{}"}}"#, "x".repeat(3000));
+    let malformed: Vec<(Vec<u8>, &str)> = vec![
+        (b"this is not json".to_vec(), "not_json"),
+        (b"[1,2,3]".to_vec(), "not_object"),
+        (tx(r#","amount":"12.50""#).into_bytes(), "wrong_type"),
+        (tx(r#","amount":{"value":1}"#).into_bytes(), "wrong_type"),
+        (br#"{"transaction_id":"m1","event_time":"2026-01-05T00:00:00Z"}"#.to_vec(), "missing_field"),
+        (br#"{"transaction_id":"m2","account_id":"a","event_time":"yesterday"}"#.to_vec(), "bad_timestamp"),
+        (oversized.into_bytes(), "oversized"),
+        (Vec::new(), "not_json"),
+        (vec![0xff, 0xfe, 0x00, 0x7b], "not_json"),
+    ];
+    let mut all = Vec::new();
+    for (i, e) in valid.iter().enumerate() {
+        all.push(e.clone());
+        if i % 400 == 17 {
+            all.push(malformed[(i / 400) % malformed.len()].0.clone());
+        }
+    }
+    let mut expected_reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &all {
+        if let Some((_, r)) = malformed.iter().find(|(m, _)| m == e) {
+            *expected_reasons.entry(r).or_default() += 1;
+        }
+    }
+    // Every kind at least once.
+    for (m, r) in &malformed {
+        if !all.contains(m) {
+            all.push(m.clone());
+            *expected_reasons.entry(r).or_default() += 1;
+        }
+    }
+    let n_bad: usize = expected_reasons.values().sum();
+    produce(&t.transactions, &all);
+
+    let (expected_ids, expected_fraud, expected_outliers) = expected_from_score_cli(&valid);
+    let engine = start_engine(&t, "max_event_bytes = 2048");
+    let total = all.len() as f64;
+    engine.wait_for("every event consumed", Duration::from_secs(90), |m| metric(m, "driftwatch_events_consumed_total{}") >= total);
+
+    let alerts = consume_all(&t.alerts, expected_ids.len(), Duration::from_secs(60));
+    let dead = consume_all(&t.dlq, n_bad, Duration::from_secs(60));
+
+    // Alerts: exactly the decisions of `driftwatch score`, each once, valid against the schema.
+    let ids = alert_ids(&alerts);
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), unique.len(), "no duplicates in a clean run");
+    assert_eq!(unique, expected_ids, "alerts differ from `driftwatch score` decisions");
+    let alert_schema = schema("fraud-alert.schema.json");
+    for a in &alerts {
+        let v: serde_json::Value = serde_json::from_slice(&a.payload).unwrap();
+        let errors: Vec<String> = alert_schema.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?} in {v}");
+        assert_eq!(a.key.as_deref(), Some(v["account_id"].as_str().unwrap().as_bytes()), "alerts are keyed by account");
+        assert_eq!(v["model_version"], "demo-1");
+        assert_eq!(v["source"]["topic"], t.transactions.as_str());
+    }
+
+    // Dead letters: original bytes untouched, with reason and source position in headers.
+    assert_eq!(dead.len(), n_bad, "every malformed event is dead-lettered once");
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &dead {
+        let reason = d.headers.get("dlq.reason").expect("reason header").clone();
+        let original = malformed.iter().find(|(m, _)| *m == d.payload).unwrap_or_else(|| panic!("payload changed: {:?}", String::from_utf8_lossy(&d.payload)));
+        assert_eq!(reason, original.1, "reason for {:?}", String::from_utf8_lossy(&d.payload));
+        assert_eq!(d.headers.get("dlq.source.topic"), Some(&t.transactions));
+        assert!(d.headers.get("dlq.source.offset").unwrap().parse::<i64>().is_ok());
+        assert!(d.headers.get("dlq.source.partition").unwrap().parse::<i32>().is_ok());
+        assert!(!d.headers.get("dlq.error").unwrap().is_empty());
+        *reasons.entry(reason).or_default() += 1;
+    }
+    let expected_reasons: BTreeMap<String, usize> = expected_reasons.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    assert_eq!(reasons, expected_reasons);
+
+    // Metrics, parsed by the OpenMetrics parser, match the counts.
+    let m = engine.wait_for("deliveries acknowledged", Duration::from_secs(30), |m| {
+        metric(m, &format!("driftwatch_messages_produced_total{{topic={}}}", t.alerts)) >= expected_ids.len() as f64
+    });
+    assert_eq!(metric(&m, "driftwatch_events_consumed_total{}"), total);
+    assert_eq!(metric(&m, "driftwatch_events_scored_total{}"), valid.len() as f64);
+    assert_eq!(metric(&m, "driftwatch_fraud_alerts_total{}"), expected_fraud as f64);
+    assert_eq!(metric(&m, "driftwatch_outliers_total{}"), expected_outliers as f64);
+    assert_eq!(metric(&m, "driftwatch_score_latency_seconds_count{}"), valid.len() as f64);
+    assert!(metric(&m, "driftwatch_end_to_end_latency_seconds_count{}") >= expected_ids.len() as f64);
+    for (reason, n) in &reasons {
+        assert_eq!(metric(&m, &format!("driftwatch_events_invalid_total{{reason={reason}}}")), *n as f64, "{reason}");
+    }
+    assert_eq!(metric(&m, &format!("driftwatch_messages_produced_total{{topic={}}}", t.dlq)), n_bad as f64);
+    assert_eq!(metric(&m, "driftwatch_model_info{name=card-fraud,version=demo-1}"), 1.0);
+    assert_eq!(metric(&m, "driftwatch_ready{}"), 1.0);
+    assert_eq!(metric(&m, "driftwatch_producer_errors_total{}"), 0.0);
+    let lag = |m: &HashMap<String, f64>| m.iter().filter(|(k, _)| k.starts_with("driftwatch_consumer_lag{")).map(|(_, v)| *v).collect::<Vec<_>>();
+    let caught_up = engine.wait_for("consumer lag 0 on every partition", Duration::from_secs(20), |m| {
+        let l = lag(m);
+        l.len() == 3 && l.iter().all(|&v| v == 0.0)
+    });
+    assert_eq!(lag(&caught_up).len(), 3, "one lag gauge per partition");
+    assert_eq!(engine.get("/readyz").unwrap().0, 200);
+    assert_eq!(engine.get("/healthz").unwrap().0, 200);
+
+    // SIGTERM: clean exit with every offset committed.
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "engine exited with {status}; log:\n{log}");
+    assert_eq!(uncommitted(&t.group, &t.transactions), 0, "all offsets committed at shutdown; log:\n{log}");
+}
+
+fn restart_run(kill_hard: bool) -> (usize, usize, usize) {
+    let t = Topics::new(3);
+    let events = generated(60_000, if kill_hard { 321 } else { 322 });
+    let (expected_ids, _, _) = expected_from_score_cli(&events);
+    // A live stream: 60,000 events over about 6 s, so the stop lands mid-stream.
+    let feeder = {
+        let (topic, events) = (t.transactions.clone(), events.clone());
+        std::thread::spawn(move || {
+            for chunk in events.chunks(1000) {
+                produce(&topic, chunk);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    let first = start_engine(&t, "batch_size = 500");
+    first.wait_for("part of the stream consumed", Duration::from_secs(60), |m| metric(m, "driftwatch_events_consumed_total{}") >= 8000.0);
+    let log = if kill_hard {
+        first.kill()
+    } else {
+        let (status, log) = first.terminate();
+        assert!(status.success(), "{log}");
+        log
+    };
+    assert!(uncommitted(&t.group, &t.transactions) > 0, "stopped mid-stream, as intended; log:\n{log}");
+
+    let second = start_engine(&t, "batch_size = 500");
+    feeder.join().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    // Exactly 0: a committed offset past the end would mean skipped events.
+    while uncommitted(&t.group, &t.transactions) != 0 {
+        assert!(std::time::Instant::now() < deadline, "second engine did not finish; log:\n{}", second.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (status, log) = second.terminate();
+    assert!(status.success(), "{log}");
+
+    let alerts = consume_all(&t.alerts, expected_ids.len(), Duration::from_secs(60));
+    let ids = alert_ids(&alerts);
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    let missing: Vec<_> = expected_ids.difference(&unique).collect();
+    assert!(missing.is_empty(), "{} alerts lost across the restart (kill_hard={kill_hard}): {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(unique.is_subset(&expected_ids), "alerts that `driftwatch score` would not raise");
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for id in &ids {
+        *counts.entry(id).or_default() += 1;
+    }
+    (expected_ids.len(), ids.len(), ids.len() - unique.len())
+}
+
+#[test]
+fn a_crash_mid_stream_loses_nothing_and_duplicates_are_counted() {
+    let (expected, delivered, duplicates) = restart_run(true);
+    println!("kill -9 mid-stream: {expected} alerts expected, {delivered} delivered, {duplicates} duplicates (at-least-once)");
+    assert_eq!(delivered, expected + duplicates);
+}
+
+#[test]
+fn a_graceful_restart_mid_stream_loses_nothing_and_duplicates_nothing() {
+    let (expected, delivered, duplicates) = restart_run(false);
+    println!("SIGTERM mid-stream: {expected} alerts expected, {delivered} delivered, {duplicates} duplicates");
+    assert_eq!(duplicates, 0, "a graceful stop commits everything it produced");
+}
+
+fn run_expecting_failure(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "expected failure for:\n{config}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn broken_configuration_missing_model_and_unreachable_broker_fail_with_clear_errors() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let err = run_expecting_failure("[kafka]\nbrokres = \"x\"\n");
+    assert!(err.contains("unknown field") && err.contains("brokres"), "{err}");
+    let err = run_expecting_failure("[model]\npath = \"/nonexistent/model.json\"\n");
+    assert!(err.contains("cannot read model file /nonexistent/model.json"), "{err}");
+    let err = run_expecting_failure(&format!("[kafka]\nbrokers = \"127.0.0.1:1\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"\"\n", model.display()));
+    assert!(err.contains("fetching metadata from 127.0.0.1:1"), "{err}");
+    let t = Topics { transactions: unique("absent"), alerts: unique("absent"), dlq: unique("absent"), group: unique("g") };
+    let err = run_expecting_failure(&format!(
+        "[kafka]\nbrokers = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ncreate_topics = false\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"\"\n",
+        brokers(), t.transactions, t.alerts, t.dlq, model.display()
+    ));
+    assert!(err.contains("do not exist") && err.contains(&t.transactions), "{err}");
+}
