@@ -262,7 +262,11 @@ impl Config {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", &self.kafka.auto_offset_reset)
-            .set("statistics.interval.ms", self.engine.statistics_interval_ms.to_string());
+            .set("statistics.interval.ms", self.engine.statistics_interval_ms.to_string())
+            // librdkafka ≥ 2.1 backs off the next fetch by up to 1 s once its local queue is
+            // over threshold; a consumer that does real work per event then stalls every time
+            // it catches up (measured: 0.4 s busy, 0.5 s idle, repeating). Fetch again soon.
+            .set("fetch.queue.backoff.ms", "10");
         for (k, v) in &self.kafka.consumer_options {
             c.set(k, v);
         }

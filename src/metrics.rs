@@ -57,7 +57,7 @@ pub struct Metrics {
     pub fraud_alerts: Counter,
     /// Scored events the outlier detector flagged.
     pub outliers: Counter,
-    /// Decode + score time per event.
+    /// Decode + score time per event, sampled (one consumed event in 16).
     pub score_latency: Histogram,
     /// Event time → alert acknowledged by the broker.
     pub end_to_end_latency: Histogram,
@@ -113,7 +113,7 @@ impl Metrics {
         registry.register("outliers", "Scored transactions flagged by the outlier detector", m.outliers.clone());
         registry.register_with_unit(
             "score_latency",
-            "Decode and score time per event",
+            "Decode and score time per event (one consumed event in 16 is timed)",
             prometheus_client::registry::Unit::Seconds,
             m.score_latency.clone(),
         );

@@ -345,6 +345,9 @@ impl Engine {
     }
 }
 
+/// The score-latency histogram observes one event in this many (counted over consumed messages).
+pub const LATENCY_SAMPLE_EVERY: u64 = 16;
+
 struct LoopState<'a> {
     engine: &'a Engine,
     producer: &'a Output,
@@ -364,11 +367,14 @@ impl LoopState<'_> {
         let outcome = if payload.len() > e.config.engine.max_event_bytes {
             Err(("oversized", format!("event of {} bytes exceeds engine.max_event_bytes = {}", payload.len(), e.config.engine.max_event_bytes)))
         } else {
-            let started = Instant::now();
+            // Timing every event costs two clock reads (~6 % of the loop): time one in 16.
+            let started = (self.summary.consumed % LATENCY_SAMPLE_EVERY == 1).then(Instant::now);
             match e.pipeline.decode_into(payload, &mut self.tx) {
                 Ok(()) => {
                     let mut score = e.pipeline.score(&self.tx);
-                    m.score_latency.observe(started.elapsed().as_secs_f64());
+                    if let Some(started) = started {
+                        m.score_latency.observe(started.elapsed().as_secs_f64());
+                    }
                     if let Some(t) = self.threshold {
                         score.is_fraud = score.probability >= t;
                     }

@@ -1,0 +1,180 @@
+//! Engine throughput against a bare rdkafka consumer, on the real broker, in one run.
+//!
+//! ```text
+//! scripts/bench-engine                      # starts the broker, runs this, prints the table
+//! DRIFTWATCH_TEST_BROKERS=127.0.0.1:19092 BENCH_EVENTS=1000000 cargo bench --bench engine_throughput
+//! ```
+//!
+//! Loads N generated transactions into a fresh 4-partition topic, then alternates, `BENCH_RUNS`
+//! times each: (a) a bare `BaseConsumer` child process that only reads every message, and
+//! (b) the `driftwatch run` engine (fresh consumer group, same topic) until every event's
+//! offset is stored for commit, i.e. scored, alerts/dead letters acknowledged. Prints events/s
+//! per run, the medians, the ratio b/a of the medians, and each child's peak RSS (VmHWM).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
+use rdkafka::{ClientConfig, Message};
+
+fn brokers() -> String {
+    std::env::var("DRIFTWATCH_TEST_BROKERS").expect("DRIFTWATCH_TEST_BROKERS must name a running broker (scripts/kafka start)")
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Child role (a): read `n` messages from `topic`, print elapsed seconds from the first message.
+fn bare_consumer(topic: &str, n: usize) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("bare-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let (mut seen, mut bytes) = (0usize, 0usize);
+    let mut first = None;
+    while seen < n {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            first.get_or_insert_with(Instant::now);
+            bytes += m.payload().map_or(0, <[u8]>::len);
+            seen += 1;
+        }
+    }
+    let secs = first.unwrap().elapsed().as_secs_f64();
+    println!("{secs} {bytes} {}", peak_rss_kib(std::process::id()));
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn scrape(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Role (b): run the engine until all `n` events are committable; (seconds, peak RSS KiB).
+fn engine_run(topic: &str, n: usize, run: usize) -> (f64, u64) {
+    let dir = std::env::temp_dir().join(format!("dw-bench-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let config = format!(
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        brokers(), std::process::id(), model.display()
+    );
+    std::fs::write(dir.join("bench.toml"), config).unwrap();
+    let target = std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let mut child = Command::new(target.join("release/driftwatch"))
+        .args(["run", "--config"])
+        .arg(dir.join("bench.toml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("build the release binary first (cargo build --release)");
+    let mut first = None;
+    let mut rss = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let consumed = scrape(port, "driftwatch_events_consumed_total").unwrap_or(0.0);
+        if consumed > 0.0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        rss = rss.max(peak_rss_kib(child.id()));
+        if scrape(port, "driftwatch_events_committable_total").unwrap_or(0.0) >= n as f64 {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "engine exited early");
+    }
+    let secs = first.unwrap().elapsed().as_secs_f64();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    (secs, rss)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    if let Ok(role) = std::env::var("BENCH_ROLE") {
+        let mut parts = role.splitn(3, ':');
+        assert_eq!(parts.next(), Some("bare"));
+        let topic = parts.next().unwrap();
+        bare_consumer(topic, parts.next().unwrap().parse().unwrap());
+        return;
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n = env_usize("BENCH_EVENTS", 1_000_000);
+    let runs = env_usize("BENCH_RUNS", 3);
+    let topic = format!("bench-{}-{}", std::process::id(), n);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(admin.create_topics(&[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))], &AdminOptions::new())).unwrap();
+
+    let loading = Instant::now();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .create()
+        .unwrap();
+    let mut bytes = 0usize;
+    for tx in driftwatch::generate::Generator::new(Default::default()).take(n) {
+        let payload = serde_json::to_vec(&tx).unwrap();
+        bytes += payload.len();
+        let mut record = BaseRecord::to(&topic).payload(&payload).key(tx.account_id.as_bytes());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    eprintln!("loaded {n} events ({:.0} MB) into {topic} in {:.1} s", bytes as f64 / 1e6, loading.elapsed().as_secs_f64());
+
+    let me = std::env::current_exe().unwrap();
+    let (mut bare, mut engine) = (Vec::new(), Vec::new());
+    let (mut bare_rss, mut engine_rss) = (0u64, 0u64);
+    for run in 0..runs {
+        let out = Command::new(&me).env("BENCH_ROLE", format!("bare:{topic}:{n}")).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let f: Vec<f64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        bare.push(n as f64 / f[0]);
+        bare_rss = bare_rss.max(f[2] as u64);
+        let (secs, rss) = engine_run(&topic, n, run);
+        engine.push(n as f64 / secs);
+        engine_rss = engine_rss.max(rss);
+        eprintln!("run {}: bare consumer {:>9.0} ev/s   engine {:>9.0} ev/s", run + 1, bare[run], engine[run]);
+    }
+    let (mb, me_) = (median(&mut bare), median(&mut engine));
+    println!("events: {n} in 4 partitions, {runs} runs each, alternating");
+    println!("bare rdkafka consumer: median {mb:>9.0} events/s, peak RSS {:.0} MiB", bare_rss as f64 / 1024.0);
+    println!("driftwatch engine:     median {me_:>9.0} events/s, peak RSS {:.0} MiB", engine_rss as f64 / 1024.0);
+    println!("ratio engine/bare: {:.2}", me_ / mb);
+}
