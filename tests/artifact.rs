@@ -69,3 +69,32 @@ fn every_score_line_validates_against_its_schema() {
     let reasons: Vec<&str> = lines[300..].iter().map(|l| l["reason"].as_str().unwrap()).collect();
     assert_eq!(reasons, ["not_json", "empty", "not_object", "missing_field", "wrong_type"]);
 }
+
+#[test]
+fn the_transaction_schema_and_the_engine_decoder_agree() {
+    let v = schema("transaction.schema.json");
+    let pipeline = Pipeline::load(&demo_path()).unwrap();
+    let mut tx = pipeline.new_transaction();
+    for t in generate::Generator::new(GeneratorConfig { seed: 5, ..Default::default() }).take(500) {
+        let json = serde_json::to_value(&t).unwrap();
+        assert_valid(&v, &json);
+        pipeline.decode_into(json.to_string().as_bytes(), &mut tx).unwrap();
+    }
+    let rejected_by_both = [
+        r#"{"event_time":"2026-01-05T00:00:00Z","account_id":"a"}"#,
+        r#"{"transaction_id":"t","event_time":"2026-01-05T00:00:00Z"}"#,
+        r#"{"transaction_id":"t","account_id":"a","event_time":"yesterday"}"#,
+        r#"{"transaction_id":"t","account_id":"a","event_time":"2026-01-05T00:00:00Z","amount":"12"}"#,
+        r#"{"transaction_id":"t","account_id":"a","event_time":"2026-01-05T00:00:00Z","country":{"code":"US"}}"#,
+        r#"[1]"#,
+    ];
+    for input in rejected_by_both {
+        let json: serde_json::Value = serde_json::from_str(input).unwrap();
+        assert!(!v.is_valid(&json), "schema accepts {input}");
+        assert!(pipeline.decode_into(input.as_bytes(), &mut tx).is_err(), "decoder accepts {input}");
+    }
+    // Nulls and absent features are fine for both (they are imputed).
+    let sparse = r#"{"transaction_id":"t","account_id":"a","event_time":1767571200000,"amount":null}"#;
+    assert_valid(&v, &serde_json::from_str(sparse).unwrap());
+    pipeline.decode_into(sparse.as_bytes(), &mut tx).unwrap();
+}
