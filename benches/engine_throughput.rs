@@ -70,13 +70,13 @@ fn scrape(port: u16, name: &str) -> Option<f64> {
 }
 
 /// Role (b): run the engine until all `n` events are committable; (seconds, peak RSS KiB).
-fn engine_run(topic: &str, n: usize, run: usize) -> (f64, u64) {
-    let dir = std::env::temp_dir().join(format!("dw-bench-{}-{run}", std::process::id()));
+fn engine_run(topic: &str, n: usize, run: usize, workers: usize) -> (f64, u64) {
+    let dir = std::env::temp_dir().join(format!("dw-bench-{}-{run}-{workers}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
     let config = format!(
-        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        "[engine]\nworkers = {workers}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}-{workers}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
         brokers(), std::process::id(), model.display()
     );
     std::fs::write(dir.join("bench.toml"), config).unwrap();
@@ -158,8 +158,9 @@ fn main() {
     eprintln!("loaded {n} events ({:.0} MB) into {topic} in {:.1} s", bytes as f64 / 1e6, loading.elapsed().as_secs_f64());
 
     let me = std::env::current_exe().unwrap();
-    let (mut bare, mut engine) = (Vec::new(), Vec::new());
-    let (mut bare_rss, mut engine_rss) = (0u64, 0u64);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (mut bare, mut engine, mut multi) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bare_rss, mut engine_rss, mut multi_rss) = (0u64, 0u64, 0u64);
     for run in 0..runs {
         let out = Command::new(&me).env("BENCH_ROLE", format!("bare:{topic}:{n}")).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -167,14 +168,24 @@ fn main() {
         let f: Vec<f64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
         bare.push(n as f64 / f[0]);
         bare_rss = bare_rss.max(f[2] as u64);
-        let (secs, rss) = engine_run(&topic, n, run);
+        let (secs, rss) = engine_run(&topic, n, run, 1);
         engine.push(n as f64 / secs);
         engine_rss = engine_rss.max(rss);
-        eprintln!("run {}: bare consumer {:>9.0} ev/s   engine {:>9.0} ev/s", run + 1, bare[run], engine[run]);
+        let (secs, rss) = engine_run(&topic, n, run, cores);
+        multi.push(n as f64 / secs);
+        multi_rss = multi_rss.max(rss);
+        eprintln!(
+            "run {}: bare consumer {:>9.0} ev/s   engine 1 worker {:>9.0} ev/s   engine {cores} workers {:>9.0} ev/s",
+            run + 1,
+            bare[run],
+            engine[run],
+            multi[run]
+        );
     }
-    let (mb, me_) = (median(&mut bare), median(&mut engine));
-    println!("events: {n} in 4 partitions, {runs} runs each, alternating");
-    println!("bare rdkafka consumer: median {mb:>9.0} events/s, peak RSS {:.0} MiB", bare_rss as f64 / 1024.0);
-    println!("driftwatch engine:     median {me_:>9.0} events/s, peak RSS {:.0} MiB", engine_rss as f64 / 1024.0);
-    println!("ratio engine/bare: {:.2}", me_ / mb);
+    let (mb, me_, mm) = (median(&mut bare), median(&mut engine), median(&mut multi));
+    println!("events: {n} in 4 partitions, {runs} runs each, alternating, {cores} cores");
+    println!("bare rdkafka consumer:          median {mb:>9.0} events/s, peak RSS {:.0} MiB", bare_rss as f64 / 1024.0);
+    println!("driftwatch engine, 1 worker:    median {me_:>9.0} events/s, peak RSS {:.0} MiB", engine_rss as f64 / 1024.0);
+    println!("driftwatch engine, {cores} workers:   median {mm:>9.0} events/s, peak RSS {:.0} MiB", multi_rss as f64 / 1024.0);
+    println!("ratio engine/bare: {:.2} (1 worker), {:.2} ({cores} workers)", me_ / mb, mm / mb);
 }

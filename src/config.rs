@@ -115,11 +115,31 @@ pub struct EngineSettings {
     pub shutdown_timeout_ms: u64,
     /// librdkafka statistics interval (consumer lag metrics); 0 disables.
     pub statistics_interval_ms: u64,
+    /// Consumer-group members in this process, each a thread with its own consumer, producer
+    /// and offsets (Kafka spreads partitions over them); 0 = one per available core.
+    pub workers: usize,
+}
+
+impl EngineSettings {
+    /// `workers`, with 0 resolved to the number of available cores.
+    pub fn effective_workers(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings { max_event_bytes: 64 * 1024, batch_size: 2000, poll_timeout_ms: 100, shutdown_timeout_ms: 30_000, statistics_interval_ms: 5000 }
+        EngineSettings {
+            max_event_bytes: 64 * 1024,
+            batch_size: 2000,
+            poll_timeout_ms: 100,
+            shutdown_timeout_ms: 30_000,
+            statistics_interval_ms: 5000,
+            workers: 0,
+        }
     }
 }
 
@@ -231,6 +251,9 @@ impl Config {
             if !(0.0..=1.0).contains(&t) {
                 return invalid("model.threshold", "must be within [0, 1]");
             }
+        }
+        if self.engine.workers > 64 {
+            return invalid("engine.workers", "must be 0 (one per core) to 64");
         }
         if self.engine.batch_size == 0 || self.engine.max_event_bytes == 0 {
             return invalid("engine.batch_size", "batch_size and max_event_bytes must be ≥ 1");

@@ -264,26 +264,75 @@ impl Engine {
         Engine { config, pipeline, metrics }
     }
 
-    /// Runs until `shutdown` is set, then drains, flushes and commits.
+    /// Runs `engine.workers` group members until `shutdown` is set, then each drains,
+    /// flushes and commits. If one member fails, the others stop too and its error is returned.
     pub fn run(&self, shutdown: &AtomicBool) -> Result<RunSummary, EngineError> {
+        let workers = self.config.engine.effective_workers();
+        if workers == 1 {
+            return self.run_member(shutdown, 0);
+        }
+        let stop_all = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let members: Vec<_> = (0..workers)
+                .map(|i| {
+                    let stop_all = &stop_all;
+                    s.spawn(move || {
+                        let result = self.run_member(stop_all, i);
+                        if result.is_err() {
+                            stop_all.store(true, Ordering::Relaxed);
+                        }
+                        result
+                    })
+                })
+                .collect();
+            while !stop_all.load(Ordering::Relaxed) && !members.iter().all(|m| m.is_finished()) {
+                if shutdown.load(Ordering::Relaxed) {
+                    stop_all.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut total = RunSummary::default();
+            let mut first_error = None;
+            for m in members {
+                match m.join().expect("engine member panicked") {
+                    Ok(r) => {
+                        total.consumed += r.consumed;
+                        total.scored += r.scored;
+                        total.alerts += r.alerts;
+                        total.dead_letters += r.dead_letters;
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            first_error.map_or(Ok(total), Err)
+        })
+    }
+
+    /// One consumer-group member: its own consumer, producer and offset tracker.
+    fn run_member(&self, shutdown: &AtomicBool, member: usize) -> Result<RunSummary, EngineError> {
         let cfg = &self.config;
         let topic = cfg.kafka.transactions_topic.clone();
         let (retry_tx, retry_rx) = channel();
+        let client_id = cfg.kafka.options.get("client.id").cloned().unwrap_or_else(|| "driftwatch".into());
         let producer: Arc<Output> = Arc::new(
             cfg.producer_config()
+                .set("client.id", format!("{client_id}-{member}"))
                 .create_with_context(DeliveryContext { metrics: self.metrics.clone(), retries: Mutex::new(retry_tx) })
                 .map_err(kafka("creating the producer"))?,
         );
         let tracker = Arc::new(Mutex::new(OffsetTracker::new(cfg.engine.batch_size)));
         let consumer: BaseConsumer<ConsumerCtx> = cfg
             .consumer_config()
+            .set("client.id", format!("{client_id}-{member}"))
             .create_with_context(ConsumerCtx { metrics: self.metrics.clone(), producer: producer.clone(), tracker: tracker.clone(), topic: topic.clone() })
             .map_err(kafka("creating the consumer"))?;
         consumer
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
             .map_err(|e| EngineError::Kafka { context: format!("connecting to {}", cfg.kafka.brokers), source: e })?;
         consumer.subscribe(&[&topic]).map_err(kafka("subscribing"))?;
-        info!(message = "Engine started.", topic = %topic, group = %cfg.kafka.group_id, model = %self.pipeline.artifact().model.version);
+        info!(message = "Engine member started.", member, topic = %topic, group = %cfg.kafka.group_id, model = %self.pipeline.artifact().model.version);
 
         let mut loop_state = LoopState {
             engine: self,
