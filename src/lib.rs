@@ -18,6 +18,7 @@
 pub mod commands;
 pub mod config;
 pub mod dataset;
+pub mod drift;
 pub mod event;
 pub mod generate;
 pub mod http;

@@ -26,10 +26,76 @@ enum Command {
     Train(TrainArgs),
     /// Score JSONL transactions with an artifact: one JSON line out per line in.
     Score(ScoreArgs),
+    /// Compare a current file with a reference file: PSI, KL, JS, χ², KS, Wasserstein per feature.
+    Drift(DriftArgs),
     /// Run the streaming engine: consume transactions, score, publish alerts and dead letters.
     Run(RunArgs),
     /// Run everything on this machine with no setup (embedded broker, generator, engine).
     Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DriftArgs {
+    /// Reference data (CSV or JSONL), e.g. the training file.
+    #[arg(long)]
+    reference: PathBuf,
+    /// Current data, same columns.
+    #[arg(long)]
+    current: PathBuf,
+    /// Bins per numeric feature (at reference quantiles k/B).
+    #[arg(long, default_value_t = 10)]
+    bins: usize,
+    /// Additive smoothing α of the bin proportions.
+    #[arg(long, default_value_t = 0.5)]
+    smoothing: f64,
+    /// Reference levels kept per categorical feature.
+    #[arg(long, default_value_t = 50)]
+    top_k: usize,
+    /// Fewer current rows than this is reported as insufficient data.
+    #[arg(long, default_value_t = 100)]
+    min_samples: u64,
+    /// Statistic deciding the status: psi, kl, js, ks, wasserstein_normalized.
+    #[arg(long, default_value = "psi")]
+    metric: String,
+    /// Amber at or above this value of the metric.
+    #[arg(long, default_value_t = 0.1)]
+    amber: f64,
+    /// Red at or above this value of the metric.
+    #[arg(long, default_value_t = 0.25)]
+    red: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DriftFormat::Table)]
+    format: DriftFormat,
+    /// Exit with status 3 when the report is at least this: amber or red.
+    #[arg(long)]
+    fail_on: Option<String>,
+    /// Label column to leave out of the comparison (compared like any feature when not given).
+    #[arg(long)]
+    label: Option<String>,
+    /// Numeric features (comma-separated); with --categorical, only listed columns are compared.
+    #[arg(long, value_delimiter = ',')]
+    numeric: Option<Vec<String>>,
+    /// Categorical features (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    categorical: Option<Vec<String>>,
+    /// Columns to leave out (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    ignore: Vec<String>,
+    /// Id column (left out) [default: as for train].
+    #[arg(long)]
+    id: Option<String>,
+    /// Key column (left out) [default: as for train].
+    #[arg(long)]
+    key: Option<String>,
+    /// Timestamp column (left out) [default: as for train].
+    #[arg(long)]
+    timestamp: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DriftFormat {
+    Json,
+    Table,
 }
 
 #[derive(clap::Args)]
@@ -190,9 +256,49 @@ fn main() -> Result<()> {
         Command::Generate(a) => generate(a),
         Command::Train(a) => train(a),
         Command::Score(a) => score(a),
+        Command::Drift(a) => drift(a),
         Command::Run(a) => run(a),
         Command::Demo(a) => demo(a),
     }
+}
+
+fn drift(a: DriftArgs) -> Result<()> {
+    use driftwatch::drift::{DriftSettings, Status, StatusMetric, StatusRule};
+    let metric: StatusMetric = serde_json::from_value(serde_json::Value::String(a.metric.clone()))
+        .map_err(|_| anyhow::anyhow!("--metric must be one of psi, kl, js, ks, wasserstein_normalized; got `{}`", a.metric))?;
+    if !(a.smoothing > 0.0) || a.bins < 2 || a.top_k == 0 || !(a.amber <= a.red) {
+        bail!("need --smoothing > 0, --bins ≥ 2, --top-k ≥ 1 and --amber ≤ --red");
+    }
+    let fail_on = match a.fail_on.as_deref() {
+        None => None,
+        Some("amber") => Some(Status::Amber),
+        Some("red") => Some(Status::Red),
+        Some(other) => bail!("--fail-on must be amber or red, got `{other}`"),
+    };
+    let settings = DriftSettings {
+        bins: a.bins,
+        smoothing: a.smoothing,
+        top_k: a.top_k,
+        min_samples: a.min_samples,
+        rule: StatusRule { metric, amber: a.amber, red: a.red },
+        feature_rules: Default::default(),
+    };
+    let mut columns = TrainOptions::new(a.label.as_deref().unwrap_or(""));
+    columns.numeric = a.numeric;
+    columns.categorical = a.categorical;
+    columns.ignore = a.ignore;
+    columns.id = a.id;
+    columns.key = a.key;
+    columns.timestamp = a.timestamp;
+    let report = driftwatch::commands::drift::run(&a.reference, &a.current, &columns, &settings)?;
+    match a.format {
+        DriftFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        DriftFormat::Table => print!("{}", driftwatch::drift::format_table(&report)),
+    }
+    if fail_on.is_some_and(|level| report.status >= level) {
+        std::process::exit(3);
+    }
+    Ok(())
 }
 
 fn run(a: RunArgs) -> Result<()> {

@@ -24,6 +24,19 @@ pub fn quantile_edges(sorted: &[f64], bins: usize) -> Vec<f64> {
     edges
 }
 
+/// The reference bin edges of a numeric feature: one bin per distinct value when the sorted
+/// reference has at most `bins` distinct values (so a 0/1 feature is not one bin), else the
+/// quantile edges k/B. Every drift measurement and the artifact's reference use this.
+pub fn reference_edges(sorted: &[f64], bins: usize) -> Vec<f64> {
+    let mut distinct: Vec<f64> = sorted.to_vec();
+    distinct.dedup();
+    if distinct.len() <= bins {
+        distinct.into_iter().skip(1).collect()
+    } else {
+        quantile_edges(sorted, bins)
+    }
+}
+
 /// Bin of `x` for inner edges `edges`: bin i holds [edges[i−1], edges[i]), outer bins open.
 #[inline]
 pub fn bin_of(edges: &[f64], x: f64) -> usize {
@@ -53,6 +66,17 @@ mod tests {
         for (a, b) in q.iter().zip([1.0, 1.75, 2.5, 3.7, 4.0]) {
             assert!((a - b).abs() < 1e-12, "{q:?}");
         }
+    }
+
+    #[test]
+    fn discrete_features_get_a_bin_per_value() {
+        let binary = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+        assert_eq!(quantile_edges(&binary, 10).len(), 2, "deciles of a 0/1 feature collapse to 0 and ~0.1");
+        let e = reference_edges(&binary, 10);
+        assert_eq!(e, vec![1.0]);
+        assert_ne!(bin_of(&e, 0.0), bin_of(&e, 1.0));
+        let many: Vec<f64> = (0..100).map(f64::from).collect();
+        assert_eq!(reference_edges(&many, 10), quantile_edges(&many, 10));
     }
 
     #[test]

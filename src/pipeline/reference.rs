@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::artifact::{CategoricalReference, CategoryCount, NumericReference};
-use crate::stats::{bin_of, mean_std, quantile_edges, quantile_sorted};
+use crate::stats::{bin_of, mean_std, quantile_sorted, reference_edges};
 
 /// Reference of a numeric quantity: `values` may hold NaN for missing.
 pub fn numeric_reference(name: &str, values: &[f64], bins: usize, n_quantiles: usize) -> NumericReference {
@@ -23,7 +23,7 @@ pub fn numeric_reference(name: &str, values: &[f64], bins: usize, n_quantiles: u
             quantiles: vec![],
         };
     }
-    let edges = quantile_edges(&sorted, bins);
+    let edges = reference_edges(&sorted, bins);
     let mut counts = vec![0u64; edges.len() + 1];
     for &v in &sorted {
         counts[bin_of(&edges, v)] += 1;

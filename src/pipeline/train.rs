@@ -142,14 +142,23 @@ pub enum TrainError {
     KMeans(String),
 }
 
-struct Roles {
-    label: usize,
-    id: Option<usize>,
-    key: Option<usize>,
-    timestamp: Option<usize>,
-    numeric: Vec<usize>,
-    categorical: Vec<usize>,
-    ignored: Vec<IgnoredColumn>,
+/// What each column of a table is for, as resolved from options and the data.
+#[derive(Debug, Clone)]
+pub struct Roles {
+    /// Label column (absent only when the options name none, as `drift` allows).
+    pub label: Option<usize>,
+    /// Id column.
+    pub id: Option<usize>,
+    /// Key column.
+    pub key: Option<usize>,
+    /// Timestamp column.
+    pub timestamp: Option<usize>,
+    /// Numeric feature columns.
+    pub numeric: Vec<usize>,
+    /// Categorical feature columns.
+    pub categorical: Vec<usize>,
+    /// Columns left out, and why.
+    pub ignored: Vec<IgnoredColumn>,
 }
 
 /// Trains an artifact from a table. `data` is the file's bytes (hashed into the record).
@@ -157,7 +166,8 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
     let h = &opts.hyper;
     validate_hyperparameters(h)?;
     let roles = resolve_roles(table, opts)?;
-    let labels = read_labels(table, roles.label, &opts.label)?;
+    let label_col = roles.label.ok_or_else(|| TrainError::Invalid("a label column is required (--label)".into()))?;
+    let labels = read_labels(table, label_col, &opts.label)?;
     let positives = labels.iter().filter(|&&l| l).count();
     if positives < 2 || labels.len() - positives < 2 {
         return Err(TrainError::Invalid(format!(
@@ -368,7 +378,8 @@ fn validate_hyperparameters(h: &Hyperparameters) -> Result<(), TrainError> {
     }
 }
 
-fn resolve_roles(table: &Table, opts: &TrainOptions) -> Result<Roles, TrainError> {
+/// Resolves column roles the way `train` does; an empty `opts.label` means no label column.
+pub fn resolve_roles(table: &Table, opts: &TrainOptions) -> Result<Roles, TrainError> {
     let all_names = || table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
     let find = |name: &str| {
         table.columns.iter().position(|c| c.name == name).ok_or_else(|| TrainError::NoSuchColumn(name.to_string(), all_names()))
@@ -380,14 +391,14 @@ fn resolve_roles(table: &Table, opts: &TrainOptions) -> Result<Roles, TrainError
             None => Ok(names.iter().find_map(|n| table.columns.iter().position(|c| c.name == *n))),
         }
     };
-    let label = find(&opts.label)?;
+    let label = if opts.label.is_empty() { None } else { Some(find(&opts.label)?) };
     let id = recognise(&opts.id, &ID_NAMES)?;
     let key = recognise(&opts.key, &KEY_NAMES)?;
     let mut timestamp = recognise(&opts.timestamp, &TIMESTAMP_NAMES)?;
     for name in &opts.ignore {
         find(name)?;
     }
-    let reserved = |c: usize, ts: Option<usize>| c == label || Some(c) == id || Some(c) == key || Some(c) == ts;
+    let reserved = |c: usize, ts: Option<usize>| Some(c) == label || Some(c) == id || Some(c) == key || Some(c) == ts;
     let mut ignored = Vec::new();
     let mut numeric = Vec::new();
     let mut categorical = Vec::new();
