@@ -24,6 +24,7 @@ pub mod generate;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod profile;
 pub mod stats;
 pub mod stream;
 pub mod telemetry;

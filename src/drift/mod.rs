@@ -10,7 +10,9 @@
 //! label and raw counts on both sides, so anyone can recompute every statistic; [`stats`] holds
 //! the statistics themselves.
 
+pub mod monitor;
 pub mod stats;
+pub mod window;
 
 use std::collections::HashSet;
 
@@ -284,46 +286,45 @@ pub struct RawSamples<'a> {
     pub current: &'a [f64],
 }
 
-/// Computes every statistic of one binned feature (p-value adjustment and status come later).
-pub fn measure(bins: BinnedFeature, raw: Option<RawSamples<'_>>, alpha: f64) -> FeatureDrift {
+/// The binned statistics of one feature (KS, Wasserstein, p-value adjustment and status come later).
+pub fn measure_counts(bins: BinnedFeature, alpha: f64) -> FeatureDrift {
     let p = stats::smoothed(&bins.current_counts, alpha);
     let q = stats::smoothed(&bins.reference_counts, alpha);
     let chi2 = stats::chi_square(&bins.current_counts, &bins.reference_counts)
         .map(|c| ChiSquareResult { statistic: c.statistic, dof: c.dof, p_value: c.p_value, p_value_adjusted: f64::NAN });
-    let (ks, wasserstein) = match raw {
-        Some(raw) => {
-            let sorted = |v: &[f64]| {
-                let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
-                s.sort_by(f64::total_cmp);
-                s
-            };
-            let (r, c) = (sorted(raw.reference), sorted(raw.current));
-            if r.is_empty() || c.is_empty() {
-                (None, None)
-            } else {
-                let d = stats::ks_statistic(&c, &r);
-                let w = stats::wasserstein_sorted(&c, &r);
-                let (_, std) = mean_std(&r);
-                (
-                    Some(KsResult { statistic: d, p_value: stats::ks_p_value(d, c.len(), r.len()), p_value_adjusted: f64::NAN, rank_error: 0.0 }),
-                    Some(WassersteinResult { distance: w, normalized: w / std.max(0.001) }),
-                )
-            }
-        }
-        None => (None, None),
-    };
     FeatureDrift {
         psi: stats::psi(&p, &q),
         kl: stats::kl(&p, &q),
         js: stats::js_distance(&p, &q),
         bins,
         chi2,
-        ks,
-        wasserstein,
+        ks: None,
+        wasserstein: None,
         status: Status::InsufficientData,
         rule: StatusRule::default(),
         status_value: f64::NAN,
     }
+}
+
+/// Every statistic of one binned feature, with exact KS and Wasserstein on raw values.
+pub fn measure(bins: BinnedFeature, raw: Option<RawSamples<'_>>, alpha: f64) -> FeatureDrift {
+    let mut f = measure_counts(bins, alpha);
+    if let Some(raw) = raw {
+        let sorted = |v: &[f64]| {
+            let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+            s.sort_by(f64::total_cmp);
+            s
+        };
+        let (r, c) = (sorted(raw.reference), sorted(raw.current));
+        if !r.is_empty() && !c.is_empty() {
+            let d = stats::ks_statistic(&c, &r);
+            let w = stats::wasserstein_sorted(&c, &r);
+            let (_, std) = mean_std(&r);
+            f.ks = Some(KsResult { statistic: d, p_value: stats::ks_p_value(d, c.len(), r.len()), p_value_adjusted: f64::NAN, rank_error: 0.0 });
+            f.wasserstein = Some(WassersteinResult { distance: w, normalized: w / std.max(0.001) });
+        }
+    }
+    f
 }
 
 /// Adjusts p-values across features, applies the status rules, and assembles the report.
@@ -343,7 +344,8 @@ pub fn finish(mut features: Vec<FeatureDrift>, reference: DataSide, current: Dat
             StatusMetric::Psi => f.psi,
             StatusMetric::Kl => f.kl,
             StatusMetric::Js => f.js,
-            StatusMetric::Ks => f.ks.map_or(f.psi, |k| k.statistic),
+            // Never call drift on a D within the sketch's error.
+            StatusMetric::Ks => f.ks.map_or(f.psi, |k| (k.statistic - k.rank_error).max(0.0)),
             StatusMetric::WassersteinNormalized => f.wasserstein.map_or(f.psi, |w| w.normalized),
         };
         let n_current: u64 = f.bins.current_counts.iter().sum();

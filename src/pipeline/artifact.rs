@@ -215,6 +215,11 @@ pub struct CategoricalReference {
     pub missing: u64,
     /// Distinct levels in training.
     pub distinct: u64,
+    /// Levels seen exactly once: the Good–Turing estimate of the unseen-level mass.
+    pub singletons: u64,
+    /// Every training level as a 32-bit FNV-1a hash, sorted, as 8 hex digits each: tells a
+    /// level outside the top-K that was seen in training (`__other__`) from a new one (`__unseen__`).
+    pub seen_hashes: String,
 }
 
 /// A level and its count.
@@ -455,6 +460,11 @@ impl Artifact {
         let feat_cat: Vec<_> = self.features.categorical.iter().map(|f| &f.name).collect();
         if ref_num != feat_num || ref_cat != feat_cat {
             return Err("the reference profile's features differ from the model's".into());
+        }
+        for r in &self.reference.categorical {
+            if crate::pipeline::reference::decode_seen_hashes(&r.seen_hashes).is_none_or(|h| h.windows(2).any(|w| w[0] >= w[1])) {
+                return Err(format!("reference `{}` has malformed seen_hashes", r.name));
+            }
         }
         for r in self.reference.numeric.iter().chain([&self.reference.score, &self.reference.outlier_score]) {
             if r.counts.len() != r.edges.len() + 1 {

@@ -64,9 +64,32 @@ pub fn ranked_levels<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> (
 pub fn categorical_reference<'a>(name: &str, values: impl IntoIterator<Item = Option<&'a str>>, top_k: usize) -> CategoricalReference {
     let (ranked, missing) = ranked_levels(values);
     let distinct = ranked.len() as u64;
+    let singletons = ranked.iter().filter(|(_, c)| *c == 1).count() as u64;
+    let mut hashes: Vec<u32> = ranked.iter().map(|(l, _)| level_hash(l)).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let seen_hashes = hashes.iter().map(|h| format!("{h:08x}")).collect();
     let other = ranked.iter().skip(top_k).map(|(_, c)| c).sum();
     let top = ranked.into_iter().take(top_k).map(|(value, count)| CategoryCount { value, count }).collect();
-    CategoricalReference { name: name.to_string(), top, other, missing, distinct }
+    CategoricalReference { name: name.to_string(), top, other, missing, distinct, singletons, seen_hashes }
+}
+
+/// The stable 32-bit hash of a categorical level (FNV-1a), as stored in `seen_hashes`.
+pub fn level_hash(level: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in level.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// Decodes `seen_hashes` into a sorted vector (for binary search); `None` if malformed.
+pub fn decode_seen_hashes(hex: &str) -> Option<Vec<u32>> {
+    if hex.len() % 8 != 0 {
+        return None;
+    }
+    hex.as_bytes().chunks(8).map(|c| u32::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok()).collect()
 }
 
 #[cfg(test)]
@@ -91,6 +114,11 @@ mod tests {
         let vals = ["a", "b", "a", "c", "b", "a", "d"];
         let r = categorical_reference("c", vals.iter().map(|s| Some(*s)).chain([None]), 2);
         assert_eq!(r.top.iter().map(|c| (c.value.as_str(), c.count)).collect::<Vec<_>>(), vec![("a", 3), ("b", 2)]);
-        assert_eq!((r.other, r.missing, r.distinct), (2, 1, 4));
+        assert_eq!((r.other, r.missing, r.distinct, r.singletons), (2, 1, 4, 2));
+        let seen = decode_seen_hashes(&r.seen_hashes).unwrap();
+        assert_eq!(seen.len(), 4);
+        assert!(seen.binary_search(&level_hash("d")).is_ok() && seen.binary_search(&level_hash("zzz")).is_err());
+        // FNV-1a test vector: "a" → 0xe40c292c
+        assert_eq!(level_hash("a"), 0xe40c_292c);
     }
 }
