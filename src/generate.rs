@@ -22,7 +22,7 @@ pub enum Scenario {
     /// Stationary traffic.
     #[default]
     None,
-    /// Amounts grow gradually, to +80 % by the end of the stream.
+    /// Amounts grow gradually, to +150 % by the end of the stream.
     AmountInflation,
     /// A country never seen before (BR, paying in BRL) takes 15 % of traffic.
     NewCountry,
@@ -57,15 +57,29 @@ impl Scenario {
         }
     }
 
-    /// The features whose distribution this scenario changes (what drift detection should flag).
+    /// The features this scenario changes strongly: drift detection must turn these, and
+    /// only these, red.
     pub fn drifted_features(self) -> &'static [&'static str] {
         match self {
             Scenario::None => &[],
             Scenario::AmountInflation => &["amount"],
             Scenario::NewCountry => &["country", "currency"],
-            Scenario::ChannelShift => &["channel", "merchant_category", "device_id", "is_new_device"],
+            Scenario::ChannelShift => &["channel", "merchant_category", "device_id"],
             Scenario::DeviceBurst => &["device_id", "is_new_device"],
             Scenario::CovariateShift => &["account_age_days"],
+        }
+    }
+
+    /// Features the scenario moves as a side effect, weakly (they may turn amber, not red):
+    /// foreign transactions are far from home; more e-commerce means a few more new devices;
+    /// new devices raise fraud scores.
+    pub fn side_effects(self) -> &'static [&'static str] {
+        match self {
+            Scenario::NewCountry => &["distance_from_home_km"],
+            Scenario::ChannelShift => &["is_new_device"],
+            Scenario::DeviceBurst => &["model_score"],
+            Scenario::AmountInflation => &["model_score"],
+            _ => &[],
         }
     }
 }
@@ -291,7 +305,7 @@ impl Generator {
             (true, false) => Some(account.device.clone()),
         };
 
-        let inflation = if scenario == Scenario::AmountInflation { 1.0 + 0.8 * level } else { 1.0 };
+        let inflation = if scenario == Scenario::AmountInflation { 1.0 + 1.5 * level } else { 1.0 };
         let amount_dist = LogNormal::new(account.avg_amount.ln() + offset - 0.3, 0.8).expect("valid parameters");
         let amount = round_to((amount_dist.sample(rng) * inflation).max(0.5), 2);
         let distance = if foreign {

@@ -37,8 +37,24 @@ enum Command {
 #[derive(clap::Args)]
 struct DriftArgs {
     /// Reference data (CSV or JSONL), e.g. the training file.
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    reference: Option<PathBuf>,
+    /// Compare with this pipeline's training reference instead (the engine's bins and sketches).
     #[arg(long)]
-    reference: PathBuf,
+    model: Option<PathBuf>,
+    /// With --model: replay the file through sliding event-time windows of this many minutes
+    /// (one report per window, with hysteresis), as the engine would.
+    #[arg(long, requires = "model")]
+    window_minutes: Option<f64>,
+    /// With --window-minutes: minutes between window starts.
+    #[arg(long, default_value_t = 1.0)]
+    slide_minutes: f64,
+    /// With --window-minutes: allowed lateness in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    lateness_seconds: f64,
+    /// With --window-minutes: fraction of transactions profiled (hash of the transaction id).
+    #[arg(long, default_value_t = 0.05)]
+    sample: f64,
     /// Current data, same columns.
     #[arg(long)]
     current: PathBuf,
@@ -283,6 +299,79 @@ fn drift(a: DriftArgs) -> Result<()> {
         rule: StatusRule { metric, amber: a.amber, red: a.red },
         feature_rules: Default::default(),
     };
+    if let Some(model) = &a.model {
+        use driftwatch::commands::drift::{run_with_model, ModelDriftOutput};
+        use driftwatch::drift::stream::DriftConfig;
+        let replay = match a.window_minutes {
+            None => None,
+            Some(w) => {
+                if !(w > 0.0 && a.slide_minutes > 0.0 && a.lateness_seconds >= 0.0 && (0.0..=1.0).contains(&a.sample)) {
+                    bail!("need --window-minutes > 0, --slide-minutes > 0, --lateness-seconds ≥ 0 and --sample in [0, 1]");
+                }
+                let window = driftwatch::profile::window::WindowSpec {
+                    size_ms: (w * 60_000.0) as i64,
+                    slide_ms: (a.slide_minutes * 60_000.0) as i64,
+                    lateness_ms: (a.lateness_seconds * 1000.0) as i64,
+                };
+                Some(DriftConfig { sample_fraction: a.sample, window, settings: settings.clone(), ..Default::default() })
+            }
+        };
+        let output = run_with_model(model, &a.current, &settings, replay).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let worst = match output {
+            ModelDriftOutput::Whole(report) => {
+                match a.format {
+                    DriftFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                    DriftFormat::Table => {
+                        print!("{}", driftwatch::drift::format_table(&report.drift));
+                        let m = &report.model_drift;
+                        println!(
+                            "model_score psi {:.4} ({})   outlier rate {:.4} (trained {:.4}, p {:.3e})   alert rate {:.4} (trained {:.4})",
+                            m.score.psi,
+                            driftwatch::drift::status_name(m.score.status),
+                            m.outlier_rate.observed,
+                            m.outlier_rate.expected,
+                            m.outlier_rate.p_value,
+                            m.alert_rate.observed,
+                            m.alert_rate.expected
+                        );
+                    }
+                }
+                report.drift.status
+            }
+            ModelDriftOutput::Windows(windows) => {
+                let mut worst = Status::InsufficientData;
+                for w in &windows {
+                    worst = worst.max(w.report.drift.status);
+                    match a.format {
+                        DriftFormat::Json => println!("{}", serde_json::to_string(w)?),
+                        DriftFormat::Table => {
+                            let red: Vec<&str> = w.report.drift.features.iter().filter(|f| f.status == Status::Red).map(|f| f.bins.name.as_str()).collect();
+                            let changes: Vec<String> = w
+                                .alerts
+                                .iter()
+                                .map(|c| format!("{} {}→{}", c.feature, driftwatch::drift::status_name(c.from), driftwatch::drift::status_name(c.to)))
+                                .collect();
+                            println!(
+                                "{}  {:>6} samples  {:<17}  red: {:<40}  {}{}",
+                                w.report.window_end,
+                                w.report.drift.current.rows,
+                                driftwatch::drift::status_name(w.report.drift.status),
+                                red.join(","),
+                                changes.join(", "),
+                                if w.retrain.is_some() { "  RETRAIN REQUESTED" } else { "" }
+                            );
+                        }
+                    }
+                }
+                worst
+            }
+        };
+        if fail_on.is_some_and(|level| worst >= level) {
+            std::process::exit(3);
+        }
+        return Ok(());
+    }
+    let reference = a.reference.expect("clap requires --reference without --model");
     let mut columns = TrainOptions::new(a.label.as_deref().unwrap_or(""));
     columns.numeric = a.numeric;
     columns.categorical = a.categorical;
@@ -290,7 +379,7 @@ fn drift(a: DriftArgs) -> Result<()> {
     columns.id = a.id;
     columns.key = a.key;
     columns.timestamp = a.timestamp;
-    let report = driftwatch::commands::drift::run(&a.reference, &a.current, &columns, &settings)?;
+    let report = driftwatch::commands::drift::run(&reference, &a.current, &columns, &settings)?;
     match a.format {
         DriftFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         DriftFormat::Table => print!("{}", driftwatch::drift::format_table(&report)),

@@ -40,3 +40,58 @@ pub fn run(reference: &Path, current: &Path, columns: &TrainOptions, settings: &
     )
     .map_err(DriftCommandError::Mismatch)
 }
+
+/// What `drift --model` produces.
+pub enum ModelDriftOutput {
+    /// The whole file as one window.
+    Whole(crate::drift::window::WindowReport),
+    /// Each closed window of a replay, in order.
+    Windows(Vec<crate::drift::stream::ClosedWindow>),
+}
+
+/// Compares a file with a pipeline's training reference: as one window, or replayed through
+/// sliding windows (`replay`: the streaming configuration) exactly as the engine would.
+pub fn run_with_model(
+    model: &Path,
+    current: &Path,
+    settings: &DriftSettings,
+    replay: Option<crate::drift::stream::DriftConfig>,
+) -> Result<ModelDriftOutput, Box<dyn std::error::Error + Send + Sync>> {
+    use crate::pipeline::Pipeline;
+    let pipeline = Pipeline::load(model)?;
+    let (table, _) = Table::read_file(current)?;
+    let cols = pipeline.row_columns(&table);
+    let mut tx = pipeline.new_transaction();
+    let a = pipeline.artifact();
+    match replay {
+        Some(config) => {
+            let mut stream = crate::drift::stream::StreamDrift::new(&pipeline, config);
+            let mut closed = Vec::new();
+            for r in 0..table.rows {
+                pipeline.fill_from_row(&table, &cols, r, &mut tx);
+                let score = pipeline.score(&tx);
+                closed.extend(stream.observe(&tx, &score));
+            }
+            closed.extend(stream.finish());
+            Ok(ModelDriftOutput::Windows(closed))
+        }
+        None => {
+            let layout = crate::profile::ProfileLayout::new(&a.reference);
+            let mut profile = crate::profile::WindowProfile::new(&a.reference, i64::MAX, i64::MIN);
+            for r in 0..table.rows {
+                pipeline.fill_from_row(&table, &cols, r, &mut tx);
+                let score = pipeline.score(&tx);
+                profile.observe(&layout, &tx, &score);
+                if let Some(t) = tx.event_time_ms {
+                    profile.start_ms = profile.start_ms.min(t);
+                    profile.end_ms = profile.end_ms.max(t + 1);
+                }
+            }
+            if profile.start_ms > profile.end_ms {
+                (profile.start_ms, profile.end_ms) = (0, 0);
+            }
+            let name = format!("{} {}", a.model.name, a.model.version);
+            Ok(ModelDriftOutput::Whole(crate::drift::window::evaluate_window(&profile, &a.reference, &name, settings)))
+        }
+    }
+}

@@ -12,6 +12,7 @@
 
 pub mod monitor;
 pub mod stats;
+pub mod stream;
 pub mod window;
 
 use std::collections::HashSet;

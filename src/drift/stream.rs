@@ -1,0 +1,112 @@
+//! Drift over a stream of scored transactions: sample, window, evaluate, apply hysteresis.
+//!
+//! [`StreamDrift`] is the engine's drift loop without Kafka or a clock: feed it every scored
+//! transaction (sampled or not, since every event moves event time) and it returns each window
+//! that closes with its report, the status changes and any retrain request. The engine and
+//! `driftwatch drift --model … --window-minutes …` (a replay of a file) both use it.
+
+use serde::{Deserialize, Serialize};
+
+use super::monitor::{DriftAlert, DriftMonitor, Hysteresis, RetrainRequest};
+use super::window::{evaluate_window, WindowReport};
+use super::DriftSettings;
+use crate::pipeline::artifact::ReferenceProfile;
+use crate::pipeline::{Pipeline, Score, Transaction};
+use crate::profile::window::{SlidingWindows, WindowSpec};
+use crate::profile::{sampled, ProfileLayout};
+
+/// Streaming drift settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftConfig {
+    /// Fraction of transactions profiled, decided by a hash of the transaction id.
+    pub sample_fraction: f64,
+    /// Window shape.
+    pub window: WindowSpec,
+    /// Statistics and status rules.
+    pub settings: DriftSettings,
+    /// Hysteresis and retrain requests.
+    pub hysteresis: Hysteresis,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        DriftConfig { sample_fraction: 0.05, window: WindowSpec::default(), settings: DriftSettings::default(), hysteresis: Hysteresis::default() }
+    }
+}
+
+/// A window that closed, with what it changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClosedWindow {
+    /// The window's report (the `drift-reports` message).
+    pub report: WindowReport,
+    /// Status changes it caused (`drift-alerts` messages).
+    pub alerts: Vec<DriftAlert>,
+    /// A retrain request, if one became due (`retrain-requests` message).
+    pub retrain: Option<RetrainRequest>,
+}
+
+/// Sampling, windows and status for one pipeline.
+pub struct StreamDrift {
+    reference: ReferenceProfile,
+    layout: ProfileLayout,
+    windows: SlidingWindows,
+    monitor: DriftMonitor,
+    config: DriftConfig,
+    model: String,
+    /// Events without an event time: they cannot be windowed (counted, not dropped silently).
+    pub untimed_events: u64,
+}
+
+impl StreamDrift {
+    /// Drift tracking against this pipeline's training reference.
+    pub fn new(pipeline: &Pipeline, config: DriftConfig) -> StreamDrift {
+        let a = pipeline.artifact();
+        StreamDrift {
+            layout: ProfileLayout::new(&a.reference),
+            reference: a.reference.clone(),
+            windows: SlidingWindows::new(config.window),
+            monitor: DriftMonitor::new(config.hysteresis),
+            model: format!("{} {}", a.model.name, a.model.version),
+            config,
+            untimed_events: 0,
+        }
+    }
+
+    /// Feeds one scored transaction; returns the windows its event time closed.
+    pub fn observe(&mut self, tx: &Transaction, score: &Score) -> Vec<ClosedWindow> {
+        let Some(t) = tx.event_time_ms else {
+            self.untimed_events += 1;
+            return Vec::new();
+        };
+        // Without an id column the key decides; without either, everything is sampled.
+        let id = if tx.id.is_empty() { &tx.key } else { &tx.id };
+        if id.is_empty() || sampled(id, self.config.sample_fraction) {
+            self.windows.observe(&self.reference, &self.layout, t, tx, score);
+        }
+        let closed = self.windows.advance(t);
+        closed.into_iter().map(|p| self.close(&p)).collect()
+    }
+
+    /// Closes every open window (end of input).
+    pub fn finish(&mut self) -> Vec<ClosedWindow> {
+        let open = self.windows.close_all();
+        open.iter().map(|p| self.close(p)).collect()
+    }
+
+    /// Sampled events that missed a window because it had closed.
+    pub fn late_events(&self) -> u64 {
+        self.windows.late_events
+    }
+
+    /// The hysteresis state.
+    pub fn monitor(&self) -> &DriftMonitor {
+        &self.monitor
+    }
+
+    fn close(&mut self, profile: &crate::profile::WindowProfile) -> ClosedWindow {
+        let report = evaluate_window(profile, &self.reference, &self.model, &self.config.settings);
+        let out = self.monitor.observe(&report);
+        ClosedWindow { report, alerts: out.alerts, retrain: out.retrain }
+    }
+}
