@@ -101,3 +101,43 @@ fn each_scenario_turns_exactly_its_features_red_and_no_drift_raises_no_red() {
     }
     println!("{table}");
 }
+
+/// One file both ways: `drift --model` (the whole file as one window) and the streaming path
+/// (sampling everything, one window spanning the file) give the same report.
+#[test]
+fn offline_and_streaming_reports_agree_on_the_same_file() {
+    use driftwatch::commands::drift::{run_with_model, ModelDriftOutput};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("current.jsonl");
+    let cfg = GeneratorConfig { seed: 3, rows: 20_000, scenario: Scenario::NewCountry, onset: 0.3, ..Default::default() };
+    let mut bytes = Vec::new();
+    driftwatch::generate::write(&cfg, driftwatch::generate::OutputFormat::JsonLines, &mut bytes).unwrap();
+    std::fs::write(&file, &bytes).unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let settings = driftwatch::drift::DriftSettings::default();
+    let ModelDriftOutput::Whole(offline) = run_with_model(&model, &file, &settings, None).unwrap() else { panic!("whole-file report expected") };
+    let day = 86_400_000;
+    let replay = DriftConfig {
+        sample_fraction: 1.0,
+        window: WindowSpec { size_ms: day, slide_ms: day, lateness_ms: 0 },
+        settings: settings.clone(),
+        ..Default::default()
+    };
+    let ModelDriftOutput::Windows(windows) = run_with_model(&model, &file, &settings, Some(replay)).unwrap() else { panic!("windows expected") };
+    assert_eq!(windows.len(), 1, "one window spans the file");
+    let streaming = &windows[0].report;
+    assert_eq!(streaming.drift.current.rows, 20_000);
+    assert_eq!(offline.drift.status, streaming.drift.status);
+    for (a, b) in offline.drift.features.iter().zip(&streaming.drift.features) {
+        assert_eq!(a.bins.current_counts, b.bins.current_counts, "{}", a.bins.name);
+        assert_eq!((a.psi, a.kl, a.js, a.status), (b.psi, b.kl, b.js, b.status), "{}", a.bins.name);
+        assert_eq!(a.chi2, b.chi2, "{}", a.bins.name);
+        if let (Some(x), Some(y)) = (a.ks, b.ks) {
+            // Two sketches of the same data: D within their error.
+            assert!((x.statistic - y.statistic).abs() <= x.rank_error + y.rank_error, "{}: {} vs {}", a.bins.name, x.statistic, y.statistic);
+        }
+    }
+    let red: Vec<&str> = streaming.drift.features.iter().filter(|f| f.status == Status::Red).map(|f| f.bins.name.as_str()).collect();
+    // Seed 3 is another account population, so its devices are genuinely new too.
+    assert!(red.contains(&"country") && red.contains(&"currency") && red.contains(&"device_id"), "{red:?}");
+}
