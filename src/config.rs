@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Sections that environment variables may set.
-const SECTIONS: [&str; 5] = ["kafka", "model", "engine", "metrics", "log"];
+const SECTIONS: [&str; 6] = ["kafka", "model", "engine", "metrics", "log", "drift"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -32,6 +32,71 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Streaming drift detection.
+    pub drift: DriftSection,
+}
+
+/// Streaming drift detection settings (`[drift]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftSection {
+    /// Profile live traffic and compare it with the model's training reference.
+    pub enabled: bool,
+    /// Fraction of transactions profiled (decided by a hash of the transaction id).
+    pub sample_fraction: f64,
+    /// Window length, event time.
+    pub window_seconds: u64,
+    /// Distance between window starts.
+    pub slide_seconds: u64,
+    /// How late an event may arrive (behind the newest event time) and still count.
+    pub lateness_seconds: u64,
+    /// Additive smoothing of bin proportions.
+    pub smoothing: f64,
+    /// A window with fewer samples is insufficient data, never drift.
+    pub min_samples: u64,
+    /// Default status rule: metric (psi, kl, js, ks, wasserstein_normalized) and thresholds.
+    pub rule: crate::drift::StatusRule,
+    /// Per-feature rules, by feature name.
+    pub features: std::collections::BTreeMap<String, crate::drift::StatusRule>,
+    /// Hysteresis and retrain requests.
+    pub hysteresis: crate::drift::monitor::Hysteresis,
+}
+
+impl Default for DriftSection {
+    fn default() -> Self {
+        let d = crate::drift::stream::DriftConfig::default();
+        DriftSection {
+            enabled: true,
+            sample_fraction: d.sample_fraction,
+            window_seconds: 600,
+            slide_seconds: 60,
+            lateness_seconds: 30,
+            smoothing: d.settings.smoothing,
+            min_samples: d.settings.min_samples,
+            rule: d.settings.rule,
+            features: Default::default(),
+            hysteresis: d.hysteresis,
+        }
+    }
+}
+
+impl DriftSection {
+    /// The streaming drift configuration.
+    pub fn to_config(&self) -> crate::drift::stream::DriftConfig {
+        let mut c = crate::drift::stream::DriftConfig::default();
+        c.sample_fraction = self.sample_fraction;
+        c.window = crate::profile::window::WindowSpec {
+            size_ms: self.window_seconds as i64 * 1000,
+            slide_ms: self.slide_seconds as i64 * 1000,
+            lateness_ms: self.lateness_seconds as i64 * 1000,
+        };
+        c.settings.smoothing = self.smoothing;
+        c.settings.min_samples = self.min_samples;
+        c.settings.rule = self.rule;
+        c.settings.feature_rules = self.features.clone();
+        c.hysteresis = self.hysteresis;
+        c
+    }
 }
 
 /// Kafka connection, topics and librdkafka options.
@@ -48,6 +113,12 @@ pub struct KafkaConfig {
     pub alerts_topic: String,
     /// Topic invalid events are written to, untouched, with the reason in headers.
     pub dead_letter_topic: String,
+    /// Topic every closed drift window's report is written to.
+    pub drift_reports_topic: String,
+    /// Topic every change of a feature's drift status is written to.
+    pub drift_alerts_topic: String,
+    /// Topic retrain requests are written to.
+    pub retrain_requests_topic: String,
     /// Create missing topics at start (else: fail, naming the missing topic).
     pub create_topics: bool,
     /// Partitions of topics the engine creates.
@@ -72,6 +143,9 @@ impl Default for KafkaConfig {
             transactions_topic: "transactions".into(),
             alerts_topic: "fraud-alerts".into(),
             dead_letter_topic: "transactions.dlq".into(),
+            drift_reports_topic: "drift-reports".into(),
+            drift_alerts_topic: "drift-alerts".into(),
+            retrain_requests_topic: "retrain-requests".into(),
             create_topics: true,
             partitions: 4,
             replication_factor: 1,
@@ -226,7 +300,7 @@ impl Config {
         if k.group_id.trim().is_empty() {
             return invalid("kafka.group_id", "must not be empty");
         }
-        let topics = [&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic];
+        let topics = [&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic, &k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic];
         if topics.iter().any(|t| t.trim().is_empty()) {
             return invalid("kafka.*_topic", "topic names must not be empty");
         }
@@ -257,6 +331,25 @@ impl Config {
         }
         if self.engine.batch_size == 0 || self.engine.max_event_bytes == 0 {
             return invalid("engine.batch_size", "batch_size and max_event_bytes must be ≥ 1");
+        }
+        let d = &self.drift;
+        if !(0.0..=1.0).contains(&d.sample_fraction) {
+            return invalid("drift.sample_fraction", "must be within [0, 1]");
+        }
+        if d.window_seconds == 0 || d.slide_seconds == 0 || d.slide_seconds > d.window_seconds {
+            return invalid("drift.window_seconds", "window and slide must be positive, slide ≤ window");
+        }
+        if !(d.smoothing > 0.0) {
+            return invalid("drift.smoothing", "must be positive");
+        }
+        for r in std::iter::once(&d.rule).chain(d.features.values()) {
+            if !(r.amber <= r.red) {
+                return invalid("drift.rule", "amber must be ≤ red");
+            }
+        }
+        let h = &d.hysteresis;
+        if h.red_after == 0 || h.amber_after == 0 || h.green_after == 0 || h.retrain_after == 0 {
+            return invalid("drift.hysteresis", "window counts must be ≥ 1");
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return invalid("log.format", "must be `human` or `json`");

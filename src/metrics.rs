@@ -36,6 +36,23 @@ pub struct ModelLabels {
     pub version: String,
 }
 
+/// Label set for per-feature drift gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabel {
+    /// Feature name (`model_score` for the score distribution).
+    pub feature: String,
+}
+
+/// Label set for drift status changes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The new status.
+    pub to: String,
+}
+
+/// A float gauge.
+pub type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// Label set for produced messages.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabel {
@@ -75,6 +92,34 @@ pub struct Metrics {
     pub model_info: Family<ModelLabels, Gauge>,
     /// 1 when the engine is connected and has a model.
     pub ready: Gauge,
+    /// Shown drift status per feature after hysteresis: 0 green, 1 amber, 2 red.
+    pub drift_status: Family<FeatureLabel, FloatGauge>,
+    /// PSI per feature in the last closed window.
+    pub drift_psi: Family<FeatureLabel, FloatGauge>,
+    /// KL(current ‖ reference) per feature in the last closed window.
+    pub drift_kl: Family<FeatureLabel, FloatGauge>,
+    /// Jensen–Shannon distance per feature in the last closed window.
+    pub drift_js: Family<FeatureLabel, FloatGauge>,
+    /// KS D per numeric feature in the last closed window.
+    pub drift_ks: Family<FeatureLabel, FloatGauge>,
+    /// χ² p-value (BH-adjusted) per feature in the last closed window.
+    pub drift_chi2_p: Family<FeatureLabel, FloatGauge>,
+    /// Wasserstein-1 over the reference std per numeric feature in the last closed window.
+    pub drift_wasserstein: Family<FeatureLabel, FloatGauge>,
+    /// Sampled events in the last closed window.
+    pub drift_window_samples: Gauge,
+    /// Outlier rate in the last closed window.
+    pub drift_outlier_rate: FloatGauge,
+    /// Fraud-alert rate in the last closed window.
+    pub drift_alert_rate: FloatGauge,
+    /// Drift windows closed.
+    pub drift_windows_closed: Counter,
+    /// Sampled events that missed a closed window.
+    pub drift_late_events: Counter,
+    /// Drift status changes, by new status.
+    pub drift_status_changes: Family<StatusLabel, Counter>,
+    /// Retrain requests published.
+    pub retrain_requests: Counter,
 }
 
 impl Default for Metrics {
@@ -105,6 +150,20 @@ impl Metrics {
             events_committable: Counter::default(),
             model_info: Family::default(),
             ready: Gauge::default(),
+            drift_status: Family::default(),
+            drift_psi: Family::default(),
+            drift_kl: Family::default(),
+            drift_js: Family::default(),
+            drift_ks: Family::default(),
+            drift_chi2_p: Family::default(),
+            drift_wasserstein: Family::default(),
+            drift_window_samples: Gauge::default(),
+            drift_outlier_rate: FloatGauge::default(),
+            drift_alert_rate: FloatGauge::default(),
+            drift_windows_closed: Counter::default(),
+            drift_late_events: Counter::default(),
+            drift_status_changes: Family::default(),
+            retrain_requests: Counter::default(),
         };
         registry.register("events_consumed", "Messages read from the transactions topic", m.events_consumed.clone());
         registry.register("events_scored", "Events decoded and scored", m.events_scored.clone());
@@ -130,6 +189,20 @@ impl Metrics {
         registry.register("events_committable", "Events whose outputs are all acknowledged and whose offsets were stored for commit", m.events_committable.clone());
         registry.register("model_info", "The loaded model (value 1)", m.model_info.clone());
         registry.register("ready", "1 when connected to Kafka with a model loaded", m.ready.clone());
+        registry.register("feature_drift_status", "Shown drift status per feature after hysteresis: 0 green, 1 amber, 2 red", m.drift_status.clone());
+        registry.register("feature_drift_psi", "PSI per feature in the last closed window", m.drift_psi.clone());
+        registry.register("feature_drift_kl", "KL(current || reference) per feature in the last closed window, nats", m.drift_kl.clone());
+        registry.register("feature_drift_js", "Jensen-Shannon distance (base 2) per feature in the last closed window", m.drift_js.clone());
+        registry.register("feature_drift_ks", "KS statistic D per numeric feature in the last closed window", m.drift_ks.clone());
+        registry.register("feature_drift_chi2_p_value", "Chi-square p-value (BH-adjusted) per feature in the last closed window", m.drift_chi2_p.clone());
+        registry.register("feature_drift_wasserstein", "Wasserstein-1 over the reference std per numeric feature in the last closed window", m.drift_wasserstein.clone());
+        registry.register("drift_window_samples", "Sampled events in the last closed drift window", m.drift_window_samples.clone());
+        registry.register("drift_outlier_rate", "Outlier rate in the last closed drift window", m.drift_outlier_rate.clone());
+        registry.register("drift_alert_rate", "Fraud-alert rate in the last closed drift window", m.drift_alert_rate.clone());
+        registry.register("drift_windows_closed", "Drift windows closed", m.drift_windows_closed.clone());
+        registry.register("drift_late_events", "Sampled events that arrived after one of their windows had closed", m.drift_late_events.clone());
+        registry.register("drift_status_changes", "Drift status changes by new status", m.drift_status_changes.clone());
+        registry.register("retrain_requests", "Retrain requests published", m.retrain_requests.clone());
         Metrics { registry, ..m }
     }
 

@@ -257,10 +257,70 @@ fn broken_configuration_missing_model_and_unreachable_broker_fail_with_clear_err
     assert!(err.contains("cannot read model file /nonexistent/model.json"), "{err}");
     let err = run_expecting_failure(&format!("[kafka]\nbrokers = \"127.0.0.1:1\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"\"\n", model.display()));
     assert!(err.contains("fetching metadata from 127.0.0.1:1"), "{err}");
-    let t = Topics { transactions: unique("absent"), alerts: unique("absent"), dlq: unique("absent"), group: unique("g") };
+    let t = Topics {
+        transactions: unique("absent"),
+        alerts: unique("absent"),
+        dlq: unique("absent"),
+        group: unique("g"),
+        reports: unique("absent"),
+        drift_alerts: unique("absent"),
+        retrain: unique("absent"),
+    };
     let err = run_expecting_failure(&format!(
         "[kafka]\nbrokers = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ncreate_topics = false\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"\"\n",
         brokers(), t.transactions, t.alerts, t.dlq, model.display()
     ));
     assert!(err.contains("do not exist") && err.contains(&t.transactions), "{err}");
+}
+
+#[test]
+fn drift_reports_status_changes_and_retrain_requests_are_published() {
+    let t = Topics::new(3);
+    // 40 minutes of event time at 50 tx/s; from minute 20, 15 % of traffic comes from a new country.
+    let rows = 120_000u64;
+    let cfg = GeneratorConfig { seed: 1, rows, rate_per_sec: 50.0, scenario: driftwatch::generate::Scenario::NewCountry, onset: 0.5, ..Default::default() };
+    let events: Vec<Vec<u8>> = Generator::new(cfg).take(rows as usize).skip(50_000).map(|e| serde_json::to_vec(&e).unwrap()).collect();
+    produce(&t.transactions, &events);
+    let engine = start_engine(
+        &t,
+        "[drift]\nsample_fraction = 0.2\nwindow_seconds = 240\nslide_seconds = 120\nlateness_seconds = 120\n[drift.hysteresis]\nred_after = 2\nretrain_after = 2\nretrain_cooldown = 100",
+    );
+    let m = engine.wait_for("drift windows closed", Duration::from_secs(90), |m| {
+        metric(m, "driftwatch_events_consumed_total{}") >= events.len() as f64 && metric(m, "driftwatch_retrain_requests_total{}") >= 1.0
+    });
+    assert_eq!(metric(&m, "driftwatch_feature_drift_status{feature=country}"), 2.0, "country shown red");
+    assert!(metric(&m, "driftwatch_feature_drift_psi{feature=country}") >= 0.25);
+    assert_eq!(m.get("driftwatch_feature_drift_status{feature=hour_local}"), Some(&0.0), "an undrifted feature is reported, and green");
+    assert!(metric(&m, "driftwatch_drift_window_samples{}") > 100.0);
+    let windows = metric(&m, "driftwatch_drift_windows_closed_total{}") as usize;
+    assert!(windows >= 10, "{windows} windows");
+
+    let reports = consume_all(&t.reports, windows, Duration::from_secs(30));
+    assert_eq!(reports.len(), windows, "one report per closed window");
+    let report_schema = schema("drift-report.schema.json");
+    for r in &reports {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        let errors: Vec<String> = report_schema.iter_errors(&v).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    let changes = consume_all(&t.drift_alerts, 1, Duration::from_secs(30));
+    let alert_schema = schema("drift-alert.schema.json");
+    let mut to_red = Vec::new();
+    for c in &changes {
+        let v: serde_json::Value = serde_json::from_slice(&c.payload).unwrap();
+        assert!(alert_schema.is_valid(&v), "{v}");
+        assert_eq!(c.key.as_deref(), Some(v["feature"].as_str().unwrap().as_bytes()), "keyed by feature");
+        if v["to"] == "red" {
+            to_red.push(v["feature"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(to_red.contains(&"country".to_string()) && to_red.contains(&"currency".to_string()), "{to_red:?}");
+    let requests = consume_all(&t.retrain, 1, Duration::from_secs(30));
+    assert_eq!(requests.len(), 1, "one request, then the cool-down");
+    let v: serde_json::Value = serde_json::from_slice(&requests[0].payload).unwrap();
+    assert!(schema("retrain-request.schema.json").is_valid(&v), "{v}");
+    assert!(v["features"].as_array().unwrap().iter().any(|f| f["feature"] == "country"), "{v}");
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
+    assert_eq!(uncommitted(&t.group, &t.transactions), 0);
 }

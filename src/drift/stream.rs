@@ -94,6 +94,12 @@ impl StreamDrift {
         open.iter().map(|p| self.close(p)).collect()
     }
 
+    /// Event time at or after which the next window closes (`i64::MAX` when none is open):
+    /// an unsampled event before it changes nothing, so callers may skip it.
+    pub fn close_due_ms(&self) -> i64 {
+        self.windows.next_close_ms()
+    }
+
     /// Sampled events that missed a window because it had closed.
     pub fn late_events(&self) -> u64 {
         self.windows.late_events

@@ -53,6 +53,11 @@ impl SlidingWindows {
         self.watermark
     }
 
+    /// Event time at or after which the oldest open window closes (`i64::MAX` if none).
+    pub fn next_close_ms(&self) -> i64 {
+        self.open.first_key_value().map_or(i64::MAX, |(_, w)| w.end_ms.saturating_add(self.spec.lateness_ms))
+    }
+
     /// Windows currently open.
     pub fn open_windows(&self) -> usize {
         self.open.len()

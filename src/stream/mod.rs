@@ -11,7 +11,7 @@
 
 pub mod tracker;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,7 +30,8 @@ use tracing::{debug, error, info, warn};
 use crate::config::Config;
 use crate::event::{dlq_headers, reasons_json, FraudAlert, SourcePosition};
 use crate::generate::format_rfc3339_ms;
-use crate::metrics::{Metrics, PartitionLabels, ReasonLabel, TopicLabel};
+use crate::drift::stream::{ClosedWindow, StreamDrift};
+use crate::metrics::{FeatureLabel, Metrics, PartitionLabels, ReasonLabel, StatusLabel, TopicLabel};
 use crate::pipeline::{Pipeline, Score};
 use tracker::{OffsetTracker, PendingOutput};
 
@@ -79,7 +80,10 @@ pub async fn ensure_topics(config: &Config) -> Result<(), EngineError> {
         .fetch_metadata(None, Duration::from_secs(10))
         .map_err(|e| EngineError::Kafka { context: format!("fetching metadata from {}", k.brokers), source: e })?;
     let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
-    let wanted = [&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic];
+    let mut wanted = vec![&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic];
+    if config.drift.enabled {
+        wanted.extend([&k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic]);
+    }
     let missing: Vec<&String> = wanted.into_iter().filter(|t| !existing.contains(&t.as_str())).collect();
     if missing.is_empty() {
         return Ok(());
@@ -249,11 +253,21 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// The engine: one consumer in the group, scoring with one pipeline.
+/// Drift state shared by the engine's workers: one set of windows per process.
+struct SharedDrift {
+    state: Mutex<StreamDrift>,
+    /// `StreamDrift::close_due_ms`, readable without the lock: unsampled events before it skip the lock.
+    due_ms: AtomicI64,
+    /// Profiled share of traffic (the sampling decision is made outside the lock).
+    sample_fraction: f64,
+}
+
+/// The engine: consumer-group members scoring with one pipeline, and drift windows.
 pub struct Engine {
     config: Config,
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
+    drift: Option<SharedDrift>,
 }
 
 impl Engine {
@@ -261,7 +275,11 @@ impl Engine {
     pub fn new(config: Config, pipeline: Pipeline, metrics: Arc<Metrics>) -> Engine {
         let model = &pipeline.artifact().model;
         metrics.model_info.get_or_create(&crate::metrics::ModelLabels { name: model.name.clone(), version: model.version.clone() }).set(1);
-        Engine { config, pipeline, metrics }
+        let drift = config.drift.enabled.then(|| {
+            let state = StreamDrift::new(&pipeline, config.drift.to_config());
+            SharedDrift { due_ms: AtomicI64::new(state.close_due_ms()), state: Mutex::new(state), sample_fraction: config.drift.sample_fraction }
+        });
+        Engine { config, pipeline, metrics, drift }
     }
 
     /// Runs `engine.workers` group members until `shutdown` is set, then each drains,
@@ -445,6 +463,7 @@ impl LoopState<'_> {
                 if score.is_fraud || (score.is_outlier && e.config.model.alert_on_outlier) {
                     self.produce_alert(message, &score, tracker)?;
                 }
+                self.observe_drift(&score, tracker)?;
             }
             Err((reason, text)) => {
                 m.events_invalid.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
@@ -500,6 +519,80 @@ impl LoopState<'_> {
         let delivery = Box::new(Delivery { pending: tracker.add_output(), alert_event_time_ms: self.tx.event_time_ms });
         let record = BaseRecord::with_opaque_to(&e.config.kafka.alerts_topic, delivery).payload(self.alert_buf.as_slice()).key(key.as_bytes());
         send(self.producer, record)
+    }
+
+    /// Feeds the drift windows; publishes the windows this event's time closes.
+    fn observe_drift(&mut self, score: &Score, tracker: &mut OffsetTracker) -> Result<(), EngineError> {
+        let Some(drift) = &self.engine.drift else { return Ok(()) };
+        let due = self.tx.event_time_ms.is_none_or(|t| t >= drift.due_ms.load(Ordering::Relaxed));
+        if !due {
+            let id = if self.tx.id.is_empty() { &self.tx.key } else { &self.tx.id };
+            if !id.is_empty() && !crate::profile::sampled(id, drift.sample_fraction) {
+                return Ok(());
+            }
+        }
+        let closed = {
+            let mut state = drift.state.lock().expect("drift lock");
+            let late_before = state.late_events();
+            let closed = state.observe(&self.tx, score);
+            self.engine.metrics.drift_late_events.inc_by(state.late_events() - late_before);
+            drift.due_ms.store(state.close_due_ms(), Ordering::Relaxed);
+            closed
+        };
+        for window in closed {
+            self.publish_window(&window, tracker)?;
+        }
+        Ok(())
+    }
+
+    /// Produces a closed window's report, status changes and retrain request, and updates the gauges.
+    fn publish_window(&mut self, w: &ClosedWindow, tracker: &mut OffsetTracker) -> Result<(), EngineError> {
+        let e = self.engine;
+        let (m, k) = (&e.metrics, &e.config.kafka);
+        let model = &e.pipeline.artifact().model;
+        m.drift_windows_closed.inc();
+        m.drift_window_samples.set(w.report.drift.current.rows as i64);
+        m.drift_outlier_rate.set(w.report.model_drift.outlier_rate.observed);
+        m.drift_alert_rate.set(w.report.model_drift.alert_rate.observed);
+        let state = e.drift.as_ref().expect("drift enabled").state.lock().expect("drift lock");
+        for f in w.report.drift.features.iter().chain(std::iter::once(&w.report.model_drift.score)) {
+            let label = FeatureLabel { feature: f.bins.name.clone() };
+            let shown = match state.monitor().shown(&f.bins.name) {
+                crate::drift::Status::Red => 2.0,
+                crate::drift::Status::Amber => 1.0,
+                _ => 0.0,
+            };
+            m.drift_status.get_or_create(&label).set(shown);
+            m.drift_psi.get_or_create(&label).set(f.psi);
+            m.drift_kl.get_or_create(&label).set(f.kl);
+            m.drift_js.get_or_create(&label).set(f.js);
+            if let Some(c) = f.chi2 {
+                m.drift_chi2_p.get_or_create(&label).set(c.p_value_adjusted);
+            }
+            if let Some(ks) = f.ks {
+                m.drift_ks.get_or_create(&label).set(ks.statistic);
+            }
+            if let Some(wd) = f.wasserstein {
+                m.drift_wasserstein.get_or_create(&label).set(wd.normalized);
+            }
+        }
+        drop(state);
+        let mut outputs: Vec<(&str, String, Vec<u8>)> = vec![(&k.drift_reports_topic, model.name.clone(), serde_json::to_vec(&w.report).expect("report serialises"))];
+        for a in &w.alerts {
+            m.drift_status_changes.get_or_create(&StatusLabel { to: crate::drift::status_name(a.to).to_string() }).inc();
+            warn!(message = "Drift status changed.", feature = %a.feature, from = crate::drift::status_name(a.from), to = crate::drift::status_name(a.to), window_end = %a.window_end);
+            outputs.push((&k.drift_alerts_topic, a.feature.clone(), serde_json::to_vec(a).expect("alert serialises")));
+        }
+        if let Some(r) = &w.retrain {
+            m.retrain_requests.inc();
+            warn!(message = "Retrain requested.", reason = %r.reason);
+            outputs.push((&k.retrain_requests_topic, model.name.clone(), serde_json::to_vec(r).expect("request serialises")));
+        }
+        for (topic, key, payload) in &outputs {
+            let delivery = Box::new(Delivery { pending: tracker.add_output(), alert_event_time_ms: None });
+            send(self.producer, BaseRecord::with_opaque_to(topic, delivery).payload(payload.as_slice()).key(key.as_bytes()))?;
+        }
+        Ok(())
     }
 
     fn resend_failed(&mut self, retries: &Receiver<Retry>) -> Result<(), EngineError> {

@@ -32,11 +32,22 @@ pub struct Topics {
     pub alerts: String,
     pub dlq: String,
     pub group: String,
+    pub reports: String,
+    pub drift_alerts: String,
+    pub retrain: String,
 }
 
 impl Topics {
     pub fn new(partitions: i32) -> Topics {
-        let t = Topics { transactions: unique("tx"), alerts: unique("alerts"), dlq: unique("dlq"), group: unique("group") };
+        let t = Topics {
+            transactions: unique("tx"),
+            alerts: unique("alerts"),
+            dlq: unique("dlq"),
+            group: unique("group"),
+            reports: unique("reports"),
+            drift_alerts: unique("drift-alerts"),
+            retrain: unique("retrain"),
+        };
         create_topic(&t.transactions, partitions);
         t
     }
@@ -150,8 +161,8 @@ pub fn start_engine(t: &Topics, engine_extra: &str) -> EngineProcess {
     let port = free_port();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
     let config = format!(
-        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[engine]\nstatistics_interval_ms = 500\n{engine_extra}\n",
-        brokers(), t.group, t.transactions, t.alerts, t.dlq, model.display()
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[engine]\nstatistics_interval_ms = 500\n{engine_extra}\n",
+        brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, model.display()
     );
     start_with_config(&config, dir, port)
 }
