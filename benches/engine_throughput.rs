@@ -70,13 +70,13 @@ fn scrape(port: u16, name: &str) -> Option<f64> {
 }
 
 /// Role (b): run the engine until all `n` events are committable; (seconds, peak RSS KiB).
-fn engine_run(topic: &str, n: usize, run: usize, workers: usize) -> (f64, u64) {
-    let dir = std::env::temp_dir().join(format!("dw-bench-{}-{run}-{workers}", std::process::id()));
+fn engine_run(topic: &str, n: usize, run: usize, workers: usize, drift: bool) -> (f64, u64) {
+    let dir = std::env::temp_dir().join(format!("dw-bench-{}-{run}-{workers}-{drift}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
     let config = format!(
-        "[engine]\nworkers = {workers}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}-{workers}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        "[drift]\nenabled = {drift}\n[engine]\nworkers = {workers}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}-{workers}-{drift}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
         brokers(), std::process::id(), model.display()
     );
     std::fs::write(dir.join("bench.toml"), config).unwrap();
@@ -140,7 +140,10 @@ fn main() {
         .create()
         .unwrap();
     let mut bytes = 0usize;
-    for tx in driftwatch::generate::Generator::new(Default::default()).take(n) {
+    // 10,000 tx/s of event time: 1 M events span 100 s, so the run measures steady-state
+    // profiling; closing a window (once a minute in production) is measured in benches/drift.rs.
+    let generator = driftwatch::generate::Generator::new(driftwatch::generate::GeneratorConfig { rate_per_sec: 10_000.0, ..Default::default() });
+    for tx in generator.take(n) {
         let payload = serde_json::to_vec(&tx).unwrap();
         bytes += payload.len();
         let mut record = BaseRecord::to(&topic).payload(&payload).key(tx.account_id.as_bytes());
@@ -159,7 +162,7 @@ fn main() {
 
     let me = std::env::current_exe().unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (mut bare, mut engine, mut multi) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut engine, mut multi, mut no_drift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut bare_rss, mut engine_rss, mut multi_rss) = (0u64, 0u64, 0u64);
     for run in 0..runs {
         let out = Command::new(&me).env("BENCH_ROLE", format!("bare:{topic}:{n}")).output().unwrap();
@@ -168,24 +171,28 @@ fn main() {
         let f: Vec<f64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
         bare.push(n as f64 / f[0]);
         bare_rss = bare_rss.max(f[2] as u64);
-        let (secs, rss) = engine_run(&topic, n, run, 1);
+        let (secs, rss) = engine_run(&topic, n, run, 1, true);
         engine.push(n as f64 / secs);
         engine_rss = engine_rss.max(rss);
-        let (secs, rss) = engine_run(&topic, n, run, cores);
+        let (secs, _) = engine_run(&topic, n, run, 1, false);
+        no_drift.push(n as f64 / secs);
+        let (secs, rss) = engine_run(&topic, n, run, cores, true);
         multi.push(n as f64 / secs);
         multi_rss = multi_rss.max(rss);
         eprintln!(
-            "run {}: bare consumer {:>9.0} ev/s   engine 1 worker {:>9.0} ev/s   engine {cores} workers {:>9.0} ev/s",
+            "run {}: bare consumer {:>9.0} ev/s   engine 1 worker {:>9.0} ev/s (drift off {:>9.0})   engine {cores} workers {:>9.0} ev/s",
             run + 1,
             bare[run],
             engine[run],
+            no_drift[run],
             multi[run]
         );
     }
-    let (mb, me_, mm) = (median(&mut bare), median(&mut engine), median(&mut multi));
+    let (mb, me_, mm, mn) = (median(&mut bare), median(&mut engine), median(&mut multi), median(&mut no_drift));
     println!("events: {n} in 4 partitions, {runs} runs each, alternating, {cores} cores");
     println!("bare rdkafka consumer:          median {mb:>9.0} events/s, peak RSS {:.0} MiB", bare_rss as f64 / 1024.0);
     println!("driftwatch engine, 1 worker:    median {me_:>9.0} events/s, peak RSS {:.0} MiB", engine_rss as f64 / 1024.0);
     println!("driftwatch engine, {cores} workers:   median {mm:>9.0} events/s, peak RSS {:.0} MiB", multi_rss as f64 / 1024.0);
-    println!("ratio engine/bare: {:.2} (1 worker), {:.2} ({cores} workers)", me_ / mb, mm / mb);
+    println!("driftwatch engine, 1 worker, drift off: median {mn:>9.0} events/s");
+    println!("ratio engine/bare: {:.2} (1 worker), {:.2} ({cores} workers); drift profiling costs {:.1} % of 1-worker throughput", me_ / mb, mm / mb, 100.0 * (1.0 - me_ / mn));
 }

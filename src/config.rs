@@ -336,8 +336,8 @@ impl Config {
         if !(0.0..=1.0).contains(&d.sample_fraction) {
             return invalid("drift.sample_fraction", "must be within [0, 1]");
         }
-        if d.window_seconds == 0 || d.slide_seconds == 0 || d.slide_seconds > d.window_seconds {
-            return invalid("drift.window_seconds", "window and slide must be positive, slide ≤ window");
+        if d.window_seconds == 0 || d.slide_seconds == 0 || d.window_seconds % d.slide_seconds != 0 {
+            return invalid("drift.window_seconds", "window and slide must be positive, the window a multiple of the slide");
         }
         if !(d.smoothing > 0.0) {
             return invalid("drift.smoothing", "must be positive");

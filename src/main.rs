@@ -147,8 +147,8 @@ struct DemoArgs {
     /// Address for /metrics, /healthz, /readyz ("" disables).
     #[arg(long, default_value = "127.0.0.1:9464")]
     metrics_listen: String,
-    /// Generator seed.
-    #[arg(long, default_value_t = 7)]
+    /// Generator seed (1 continues the demo model's own account population after its training rows).
+    #[arg(long, default_value_t = 1)]
     seed: u64,
 }
 
@@ -305,8 +305,9 @@ fn drift(a: DriftArgs) -> Result<()> {
         let replay = match a.window_minutes {
             None => None,
             Some(w) => {
-                if !(w > 0.0 && a.slide_minutes > 0.0 && a.lateness_seconds >= 0.0 && (0.0..=1.0).contains(&a.sample)) {
-                    bail!("need --window-minutes > 0, --slide-minutes > 0, --lateness-seconds ≥ 0 and --sample in [0, 1]");
+                let (size, slide) = ((w * 60_000.0) as i64, (a.slide_minutes * 60_000.0) as i64);
+                if !(size > 0 && slide > 0 && size % slide == 0 && a.lateness_seconds >= 0.0 && (0.0..=1.0).contains(&a.sample)) {
+                    bail!("need --window-minutes > 0 a multiple of --slide-minutes > 0, --lateness-seconds ≥ 0 and --sample in [0, 1]");
                 }
                 let window = driftwatch::profile::window::WindowSpec {
                     size_ms: (w * 60_000.0) as i64,

@@ -72,6 +72,11 @@ pub fn demo(opts: DemoOptions, mut out: impl Write) -> Result<DemoReport, DemoEr
     config.model.path = opts.model.clone();
     config.metrics.listen = opts.metrics_listen.clone();
     config.engine.statistics_interval_ms = 1000;
+    // Short windows so drift shows within a minute: 30 s sliding by 10 s, 20 % sampled.
+    config.drift.window_seconds = 30;
+    config.drift.slide_seconds = 10;
+    config.drift.lateness_seconds = 3;
+    config.drift.sample_fraction = 0.2;
     // The mock cluster must outlive every client.
     let mock = match &opts.brokers {
         Some(b) => {
@@ -80,7 +85,8 @@ pub fn demo(opts: DemoOptions, mut out: impl Write) -> Result<DemoReport, DemoEr
         }
         None => {
             let mock = MockCluster::new(1)?;
-            for topic in [&config.kafka.transactions_topic, &config.kafka.alerts_topic, &config.kafka.dead_letter_topic] {
+            let k = &config.kafka;
+            for topic in [&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic, &k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic] {
                 mock.create_topic(topic, config.kafka.partitions, 1)?;
             }
             config.kafka.brokers = mock.bootstrap_servers();
@@ -153,8 +159,21 @@ fn summary_line(m: &Metrics, elapsed: Duration, rate: f64) -> String {
     let scored = m.events_scored.get().max(1) as f64;
     let invalid: u64 = crate::metrics::sum_of(&text, "driftwatch_events_invalid_total");
     let q = |name: &str, p: f64| crate::metrics::histogram_quantile(&text, name, p).map_or("-".to_string(), format_seconds);
+    let shown = |value: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("driftwatch_feature_drift_status{") && l.ends_with(value))
+            .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+            .collect()
+    };
+    let (red, amber) = (shown(" 2.0"), shown(" 1.0"));
+    let drift = match (m.drift_windows_closed.get(), red.is_empty(), amber.is_empty()) {
+        (0, _, _) => "drift: first window pending".to_string(),
+        (_, true, true) => "drift: green".to_string(),
+        (_, true, false) => format!("drift: amber {}", amber.join(",")),
+        _ => format!("drift: RED {}", red.join(",")),
+    };
     format!(
-        "t={:>4}s  {:>7.0} ev/s  scored {:>8}  fraud {:>5.2}%  outliers {:>5.2}%  invalid {:>4}  score p50 {} p99 {}  end-to-end p50 {} p99 {}",
+        "t={:>4}s  {:>7.0} ev/s  scored {:>8}  fraud {:>5.2}%  outliers {:>5.2}%  invalid {:>4}  score p50 {} p99 {}  end-to-end p50 {} p99 {}  {drift}",
         elapsed.as_secs(),
         rate,
         m.events_scored.get(),
@@ -180,9 +199,17 @@ fn format_seconds(s: f64) -> String {
 
 /// Produces generated transactions at `opts.rate`, stamped with the current time.
 fn feed(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, opts: &DemoOptions, stop: &AtomicBool, produced: &std::sync::atomic::AtomicU64) {
+    // Seed 1's first 50,000 rows are the demo model's training data: continue after them, so
+    // the traffic comes from the same accounts but is new (no drift unless a scenario says so).
+    const TRAINING_ROWS: u64 = 50_000;
+    let skip = if opts.seed == 1 { TRAINING_ROWS } else { 0 };
     let onset_rows = opts.duration.map_or(60.0, |d| d.as_secs_f64() / 2.0) * opts.rate;
-    let rows = (onset_rows * 2.0) as u64;
-    let mut generator = Generator::new(GeneratorConfig { seed: opts.seed, scenario: opts.scenario, rows, onset: 0.5, ..Default::default() });
+    let rows = skip + (onset_rows * 2.0) as u64;
+    let onset = (skip as f64 + onset_rows) / rows as f64;
+    let mut generator = Generator::new(GeneratorConfig { seed: opts.seed, scenario: opts.scenario, rows, onset, ..Default::default() });
+    for _ in 0..skip {
+        generator.next();
+    }
     let started = Instant::now();
     let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) {

@@ -1,10 +1,13 @@
-//! Sliding event-time windows with allowed lateness.
+//! Sliding event-time windows with allowed lateness, built from panes.
 //!
-//! Windows are [k·slide, k·slide + size). The watermark is the largest event time seen minus
-//! the allowed lateness; a window closes when the watermark reaches its end. An event whose
-//! windows have (some of them) already closed is still added to those still open, and counted
-//! as late, never silently dropped. Every event advances the watermark, sampled or not, so
-//! windows close on time even when few events are sampled.
+//! Windows are [k·slide, k·slide + size), with `size` a multiple of `slide`. Each sampled
+//! event updates one *pane*, the slide-long profile [k·slide, (k+1)·slide) it falls in, and a
+//! window is the merge of its size/slide panes when it closes (profiles are mergeable), so an
+//! event costs one profile update however many windows overlap it. The watermark is the largest
+//! event time seen minus the allowed lateness; a window closes when the watermark reaches its
+//! end. An event whose earliest window has already closed is counted as late; it still counts in
+//! the windows that are open, and is dropped only when every window containing it has closed.
+//! Every event moves the watermark, sampled or not, so windows close on time.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +21,7 @@ use crate::pipeline::{Score, Transaction};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
-    /// Window length in event time.
+    /// Window length in event time (a multiple of `slide_ms`).
     pub size_ms: i64,
     /// Distance between window starts.
     pub slide_ms: i64,
@@ -32,20 +35,22 @@ impl Default for WindowSpec {
     }
 }
 
-/// The open windows of one stream.
+/// The panes of one stream and which windows have been emitted.
 pub struct SlidingWindows {
     spec: WindowSpec,
-    open: BTreeMap<i64, WindowProfile>,
+    panes: BTreeMap<i64, WindowProfile>,
+    /// Start of the next window to emit; `None` before the first pane.
+    next_start: Option<i64>,
     watermark: i64,
     /// Sampled events that missed at least one window because it had closed.
     pub late_events: u64,
 }
 
 impl SlidingWindows {
-    /// No windows yet; panics if size or slide is not positive (validated config).
+    /// No windows yet; panics unless size and slide are positive, size a multiple of slide, and lateness ≥ 0 (validated config).
     pub fn new(spec: WindowSpec) -> SlidingWindows {
-        assert!(spec.size_ms > 0 && spec.slide_ms > 0 && spec.lateness_ms >= 0, "validated window spec");
-        SlidingWindows { spec, open: BTreeMap::new(), watermark: i64::MIN, late_events: 0 }
+        assert!(spec.size_ms > 0 && spec.slide_ms > 0 && spec.size_ms % spec.slide_ms == 0 && spec.lateness_ms >= 0, "validated window spec");
+        SlidingWindows { spec, panes: BTreeMap::new(), next_start: None, watermark: i64::MIN, late_events: 0 }
     }
 
     /// The current watermark (ms), `i64::MIN` before any event.
@@ -53,47 +58,88 @@ impl SlidingWindows {
         self.watermark
     }
 
-    /// Event time at or after which the oldest open window closes (`i64::MAX` if none).
-    pub fn next_close_ms(&self) -> i64 {
-        self.open.first_key_value().map_or(i64::MAX, |(_, w)| w.end_ms.saturating_add(self.spec.lateness_ms))
-    }
-
-    /// Windows currently open.
+    /// Pane profiles currently held (memory is this times one profile).
     pub fn open_windows(&self) -> usize {
-        self.open.len()
+        self.panes.len()
     }
 
-    /// Adds a sampled event at event time `t_ms` to every open window containing it.
+    /// Event time at or after which the next window closes (`i64::MAX` if none is pending).
+    pub fn next_close_ms(&self) -> i64 {
+        match (self.next_start, self.panes.is_empty()) {
+            (Some(s), false) => s.saturating_add(self.spec.size_ms).saturating_add(self.spec.lateness_ms),
+            _ => i64::MAX,
+        }
+    }
+
+    /// Adds a sampled event at event time `t_ms` to its pane.
     pub fn observe(&mut self, reference: &ReferenceProfile, layout: &ProfileLayout, t_ms: i64, tx: &Transaction, score: &Score) {
         let (size, slide) = (self.spec.size_ms, self.spec.slide_ms);
-        let mut start = t_ms.div_euclid(slide) * slide;
-        let mut missed = false;
-        while start + size > t_ms {
-            if start + size <= self.watermark {
-                missed = true;
-            } else {
-                self.open.entry(start).or_insert_with(|| WindowProfile::new(reference, start, start + size)).observe(layout, tx, score);
-            }
-            start -= slide;
+        let pane = t_ms.div_euclid(slide) * slide;
+        if pane + size <= self.watermark {
+            // Every window containing it has closed.
+            self.late_events += 1;
+            return;
         }
-        self.late_events += u64::from(missed);
+        let earliest_window = pane - size + slide;
+        match self.next_start {
+            None => self.next_start = Some(earliest_window),
+            Some(next) if earliest_window < next => self.late_events += 1,
+            Some(_) => {}
+        }
+        self.panes.entry(pane).or_insert_with(|| WindowProfile::new(reference, pane, pane + slide)).observe(layout, tx, score);
     }
 
     /// Moves the watermark for an event at `t_ms` (sampled or not); returns the windows it closes, oldest first.
     pub fn advance(&mut self, t_ms: i64) -> Vec<WindowProfile> {
         self.watermark = self.watermark.max(t_ms.saturating_sub(self.spec.lateness_ms));
-        let mut closed = Vec::new();
-        while let Some(entry) = self.open.first_entry() {
-            if entry.get().end_ms > self.watermark {
-                break;
-            }
-            closed.push(entry.remove());
-        }
+        self.emit_until(self.watermark)
+    }
+
+    /// Closes every window that holds data (end of input or shutdown), oldest first.
+    pub fn close_all(&mut self) -> Vec<WindowProfile> {
+        let last_pane = self.panes.last_key_value().map(|(&p, _)| p);
+        let closed = match last_pane {
+            Some(p) => self.emit_until(p + self.spec.size_ms),
+            None => Vec::new(),
+        };
+        self.panes.clear();
         closed
     }
 
-    /// Closes every open window (end of input or shutdown), oldest first.
-    pub fn close_all(&mut self) -> Vec<WindowProfile> {
-        std::mem::take(&mut self.open).into_values().collect()
+    /// Emits every window ending at or before `limit`, then drops panes no open window needs.
+    fn emit_until(&mut self, limit: i64) -> Vec<WindowProfile> {
+        let (size, slide) = (self.spec.size_ms, self.spec.slide_ms);
+        let mut closed = Vec::new();
+        while let Some(start) = self.next_start {
+            if start + size > limit || self.panes.is_empty() {
+                break;
+            }
+            // Skip ahead over a gap with no data at all.
+            let first_pane = *self.panes.keys().next().expect("not empty");
+            if first_pane >= start + size {
+                self.next_start = Some(first_pane - size + slide);
+                continue;
+            }
+            let mut window: Option<WindowProfile> = None;
+            for (_, p) in self.panes.range(start..start + size) {
+                match window.as_mut() {
+                    None => window = Some(p.clone()),
+                    Some(w) => w.merge(p).expect("panes of one layout merge"),
+                }
+            }
+            if let Some(mut w) = window {
+                (w.start_ms, w.end_ms) = (start, start + size);
+                closed.push(w);
+            }
+            self.next_start = Some(start + slide);
+            // Panes before the next window's start are no longer needed.
+            while let Some(entry) = self.panes.first_entry() {
+                if *entry.key() >= start + slide {
+                    break;
+                }
+                entry.remove();
+            }
+        }
+        closed
     }
 }
