@@ -88,24 +88,45 @@ struct DriftArgs {
     /// Label column to leave out of the comparison (compared like any feature when not given).
     #[arg(long)]
     label: Option<String>,
-    /// Numeric features (comma-separated); with --categorical, only listed columns are compared.
+    #[command(flatten)]
+    columns: ColumnArgs,
+}
+
+/// Which columns are features and which play other roles; shared by `train` and `drift`.
+#[derive(clap::Args)]
+struct ColumnArgs {
+    /// Numeric feature columns (comma-separated). With --categorical, only listed columns are features.
     #[arg(long, value_delimiter = ',')]
     numeric: Option<Vec<String>>,
-    /// Categorical features (comma-separated).
+    /// Categorical feature columns (comma-separated).
     #[arg(long, value_delimiter = ',')]
     categorical: Option<Vec<String>>,
-    /// Columns to leave out (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    ignore: Vec<String>,
-    /// Id column (left out) [default: as for train].
+    /// Transaction id column [default: first of transaction_id, id, tx_id, event_id present]. Empty for none.
     #[arg(long)]
     id: Option<String>,
-    /// Key column (left out) [default: as for train].
+    /// Entity key column, alerts are keyed by it [default: first of account_id, card_id, customer_id, user_id].
     #[arg(long)]
     key: Option<String>,
-    /// Timestamp column (left out) [default: as for train].
+    /// Event-time column [default: first of event_time, timestamp, ts, time, or an all-RFC 3339 column].
     #[arg(long)]
     timestamp: Option<String>,
+    /// Columns to leave out when features are inferred (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    ignore: Vec<String>,
+}
+
+impl ColumnArgs {
+    /// Column options for `train`'s role resolution, with this label ("" for none).
+    fn into_options(self, label: &str) -> TrainOptions {
+        let mut opts = TrainOptions::new(label);
+        opts.numeric = self.numeric;
+        opts.categorical = self.categorical;
+        opts.id = self.id;
+        opts.key = self.key;
+        opts.timestamp = self.timestamp;
+        opts.ignore = self.ignore;
+        opts
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -197,24 +218,8 @@ struct TrainArgs {
     /// Where to write the artifact.
     #[arg(long)]
     out: PathBuf,
-    /// Numeric feature columns (comma-separated). With --categorical, only listed columns are features.
-    #[arg(long, value_delimiter = ',')]
-    numeric: Option<Vec<String>>,
-    /// Categorical feature columns (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    categorical: Option<Vec<String>>,
-    /// Transaction id column [default: first of transaction_id, id, tx_id, event_id present]. Empty for none.
-    #[arg(long)]
-    id: Option<String>,
-    /// Entity key column, alerts are keyed by it [default: first of account_id, card_id, customer_id, user_id].
-    #[arg(long)]
-    key: Option<String>,
-    /// Event-time column [default: first of event_time, timestamp, ts, time, or an all-RFC 3339 column].
-    #[arg(long)]
-    timestamp: Option<String>,
-    /// Columns to leave out when features are inferred (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    ignore: Vec<String>,
+    #[command(flatten)]
+    columns: ColumnArgs,
     /// Seed for the held-out split and k-means.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -373,13 +378,7 @@ fn drift(a: DriftArgs) -> Result<()> {
         return Ok(());
     }
     let reference = a.reference.expect("clap requires --reference without --model");
-    let mut columns = TrainOptions::new(a.label.as_deref().unwrap_or(""));
-    columns.numeric = a.numeric;
-    columns.categorical = a.categorical;
-    columns.ignore = a.ignore;
-    columns.id = a.id;
-    columns.key = a.key;
-    columns.timestamp = a.timestamp;
+    let columns = a.columns.into_options(a.label.as_deref().unwrap_or(""));
     let report = driftwatch::commands::drift::run(&reference, &a.current, &columns, &settings)?;
     match a.format {
         DriftFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -456,13 +455,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
-    let mut opts = TrainOptions::new(&a.label);
-    opts.numeric = a.numeric;
-    opts.categorical = a.categorical;
-    opts.id = a.id;
-    opts.key = a.key;
-    opts.timestamp = a.timestamp;
-    opts.ignore = a.ignore;
+    let mut opts = a.columns.into_options(&a.label);
     opts.name = a.name;
     opts.version = a.model_version;
     let h = &mut opts.hyper;
