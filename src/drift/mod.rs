@@ -223,6 +223,18 @@ fn numeric_values(cells: &[Cell]) -> Vec<f64> {
     cells.iter().map(|c| c.as_f64().unwrap_or(f64::NAN)).collect()
 }
 
+/// Labels of numeric bins for inner `edges`: `[lo, hi)` each, then the missing bin.
+pub fn numeric_labels(edges: &[f64]) -> Vec<String> {
+    let mut labels = Vec::with_capacity(edges.len() + 2);
+    for i in 0..=edges.len() {
+        let lo = if i == 0 { "-inf".to_string() } else { format!("{}", edges[i - 1]) };
+        let hi = if i == edges.len() { "inf".to_string() } else { format!("{}", edges[i]) };
+        labels.push(format!("[{lo}, {hi})"));
+    }
+    labels.push(MISSING.into());
+    labels
+}
+
 /// Bins a numeric feature at the reference's quantiles.
 pub fn bin_numeric(name: &str, reference: &[f64], current: &[f64], bins: usize) -> BinnedFeature {
     let mut sorted: Vec<f64> = reference.iter().copied().filter(|v| !v.is_nan()).collect();
@@ -236,17 +248,10 @@ pub fn bin_numeric(name: &str, reference: &[f64], current: &[f64], bins: usize) 
         }
         c
     };
-    let mut labels = Vec::with_capacity(n_bins);
-    for i in 0..=edges.len() {
-        let lo = if i == 0 { "-inf".to_string() } else { format!("{}", edges[i - 1]) };
-        let hi = if i == edges.len() { "inf".to_string() } else { format!("{}", edges[i]) };
-        labels.push(format!("[{lo}, {hi})"));
-    }
-    labels.push(MISSING.into());
     BinnedFeature {
         name: name.into(),
         kind: FeatureKind::Numeric,
-        labels,
+        labels: numeric_labels(&edges),
         reference_counts: count(reference),
         current_counts: count(current),
         edges: Some(edges),
@@ -328,6 +333,31 @@ pub fn measure(bins: BinnedFeature, raw: Option<RawSamples<'_>>, alpha: f64) -> 
     f
 }
 
+/// Applies the feature's status rule (or the default) to its statistics.
+pub fn decide_status(f: &mut FeatureDrift, settings: &DriftSettings) {
+    let rule = settings.feature_rules.get(&f.bins.name).copied().unwrap_or(settings.rule);
+    let value = match rule.metric {
+        StatusMetric::Psi => f.psi,
+        StatusMetric::Kl => f.kl,
+        StatusMetric::Js => f.js,
+        // Never call drift on a D within the sketch's error.
+        StatusMetric::Ks => f.ks.map_or(f.psi, |k| (k.statistic - k.rank_error).max(0.0)),
+        StatusMetric::WassersteinNormalized => f.wasserstein.map_or(f.psi, |w| w.normalized),
+    };
+    let n_current: u64 = f.bins.current_counts.iter().sum();
+    f.rule = rule;
+    f.status_value = value;
+    f.status = if n_current < settings.min_samples {
+        Status::InsufficientData
+    } else if value >= rule.red {
+        Status::Red
+    } else if value >= rule.amber {
+        Status::Amber
+    } else {
+        Status::Green
+    };
+}
+
 /// Adjusts p-values across features, applies the status rules, and assembles the report.
 pub fn finish(mut features: Vec<FeatureDrift>, reference: DataSide, current: DataSide, settings: &DriftSettings) -> DriftReport {
     let chi_p: Vec<f64> = features.iter().map(|f| f.chi2.map_or(f64::NAN, |c| c.p_value)).collect();
@@ -340,27 +370,7 @@ pub fn finish(mut features: Vec<FeatureDrift>, reference: DataSide, current: Dat
         if let Some(k) = f.ks.as_mut() {
             k.p_value_adjusted = ks_adj[i];
         }
-        let rule = settings.feature_rules.get(&f.bins.name).copied().unwrap_or(settings.rule);
-        let value = match rule.metric {
-            StatusMetric::Psi => f.psi,
-            StatusMetric::Kl => f.kl,
-            StatusMetric::Js => f.js,
-            // Never call drift on a D within the sketch's error.
-            StatusMetric::Ks => f.ks.map_or(f.psi, |k| (k.statistic - k.rank_error).max(0.0)),
-            StatusMetric::WassersteinNormalized => f.wasserstein.map_or(f.psi, |w| w.normalized),
-        };
-        let n_current: u64 = f.bins.current_counts.iter().sum();
-        f.rule = rule;
-        f.status_value = value;
-        f.status = if n_current < settings.min_samples {
-            Status::InsufficientData
-        } else if value >= rule.red {
-            Status::Red
-        } else if value >= rule.amber {
-            Status::Amber
-        } else {
-            Status::Green
-        };
+        decide_status(f, settings);
     }
     let status = features.iter().map(|f| f.status).max().unwrap_or(Status::InsufficientData);
     DriftReport { report_version: REPORT_VERSION, reference, current, settings: settings.clone(), status, features }

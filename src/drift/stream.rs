@@ -35,6 +35,14 @@ impl Default for DriftConfig {
     }
 }
 
+/// Whether a transaction is profiled: a hash of its id decides (of its key without an id
+/// column; without either, everything is). The engine asks this before taking the drift lock.
+#[inline]
+pub fn in_sample(tx: &Transaction, fraction: f64) -> bool {
+    let id = if tx.id.is_empty() { &tx.key } else { &tx.id };
+    id.is_empty() || sampled(id, fraction)
+}
+
 /// A window that closed, with what it changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClosedWindow {
@@ -79,9 +87,7 @@ impl StreamDrift {
             self.untimed_events += 1;
             return Vec::new();
         };
-        // Without an id column the key decides; without either, everything is sampled.
-        let id = if tx.id.is_empty() { &tx.key } else { &tx.id };
-        if id.is_empty() || sampled(id, self.config.sample_fraction) {
+        if in_sample(tx, self.config.sample_fraction) {
             self.windows.observe(&self.reference, &self.layout, t, tx, score);
         }
         let closed = self.windows.advance(t);

@@ -12,7 +12,7 @@ use datasketches::kll::KllFloat;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, DiscreteCDF};
 
-use super::{finish, measure_counts, BinnedFeature, DataSide, DriftReport, DriftSettings, FeatureDrift, FeatureKind, KsResult, WassersteinResult, MISSING};
+use super::{decide_status, finish, measure_counts, numeric_labels, BinnedFeature, DataSide, DriftReport, DriftSettings, FeatureDrift, FeatureKind, KsResult, WassersteinResult};
 use crate::pipeline::artifact::{NumericReference, ReferenceProfile};
 use crate::profile::{NumericProfile, ProfileLayout, WindowProfile};
 
@@ -122,13 +122,7 @@ fn sketch_distances(p: &NumericProfile, r: &NumericReference) -> Option<(KsResul
 }
 
 fn numeric_bins(name: &str, r: &NumericReference, p: &NumericProfile) -> BinnedFeature {
-    let mut labels = Vec::with_capacity(r.edges.len() + 2);
-    for i in 0..=r.edges.len() {
-        let lo = if i == 0 { "-inf".to_string() } else { format!("{}", r.edges[i - 1]) };
-        let hi = if i == r.edges.len() { "inf".to_string() } else { format!("{}", r.edges[i]) };
-        labels.push(format!("[{lo}, {hi})"));
-    }
-    labels.push(MISSING.into());
+    let labels = numeric_labels(&r.edges);
     let mut reference_counts = r.counts.clone();
     reference_counts.push(r.missing);
     BinnedFeature { name: name.into(), kind: FeatureKind::Numeric, labels, edges: Some(r.edges.clone()), reference_counts, current_counts: p.counts.clone() }
@@ -173,8 +167,14 @@ pub fn evaluate_window(profile: &WindowProfile, reference: &ReferenceProfile, mo
         settings,
     );
     let mut score = numeric_drift("model_score", &reference.score, &profile.score, alpha);
-    let score_report = finish(vec![score.clone()], DataSide { source: String::new(), rows: 0 }, DataSide { source: String::new(), rows: 0 }, settings);
-    score = score_report.features.into_iter().next().expect("one feature");
+    // One quantity: its p-values need no adjustment across features.
+    if let Some(k) = score.ks.as_mut() {
+        k.p_value_adjusted = k.p_value;
+    }
+    if let Some(c) = score.chi2.as_mut() {
+        c.p_value_adjusted = c.p_value;
+    }
+    decide_status(&mut score, settings);
     WindowReport {
         window_start: window(profile.start_ms),
         window_end: window(profile.end_ms),

@@ -525,11 +525,8 @@ impl LoopState<'_> {
     fn observe_drift(&mut self, score: &Score, tracker: &mut OffsetTracker) -> Result<(), EngineError> {
         let Some(drift) = &self.engine.drift else { return Ok(()) };
         let due = self.tx.event_time_ms.is_none_or(|t| t >= drift.due_ms.load(Ordering::Relaxed));
-        if !due {
-            let id = if self.tx.id.is_empty() { &self.tx.key } else { &self.tx.id };
-            if !id.is_empty() && !crate::profile::sampled(id, drift.sample_fraction) {
-                return Ok(());
-            }
+        if !due && !crate::drift::stream::in_sample(&self.tx, drift.sample_fraction) {
+            return Ok(());
         }
         let closed = {
             let mut state = drift.state.lock().expect("drift lock");
