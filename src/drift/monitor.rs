@@ -187,3 +187,102 @@ impl DriftMonitor {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::window::{ModelDrift, RateCheck};
+    use crate::drift::{BinnedFeature, DataSide, DriftReport, DriftSettings, FeatureDrift, FeatureKind, StatusRule, REPORT_VERSION};
+
+    fn feature(name: &str, status: Status) -> FeatureDrift {
+        FeatureDrift {
+            bins: BinnedFeature { name: name.into(), kind: FeatureKind::Numeric, labels: vec![], edges: None, reference_counts: vec![], current_counts: vec![] },
+            psi: match status {
+                Status::Red => 0.5,
+                Status::Amber => 0.15,
+                _ => 0.01,
+            },
+            kl: 0.0,
+            js: 0.0,
+            chi2: None,
+            ks: None,
+            wasserstein: None,
+            status,
+            rule: StatusRule::default(),
+            status_value: 0.0,
+        }
+    }
+
+    fn window(i: usize, x: Status) -> WindowReport {
+        let side = DataSide { source: String::new(), rows: 0 };
+        let rate = RateCheck { observed: 0.0, expected: 0.0, samples: 0, p_value: 1.0 };
+        WindowReport {
+            window_start: String::new(),
+            window_end: format!("w{i}"),
+            model: "m v1".into(),
+            drift: DriftReport {
+                report_version: REPORT_VERSION,
+                reference: side.clone(),
+                current: side,
+                settings: DriftSettings::default(),
+                status: x,
+                features: vec![feature("x", x), feature("steady", Status::Green)],
+            },
+            model_drift: ModelDrift { score: feature("model_score", Status::Green), outlier_rate: rate, alert_rate: rate },
+        }
+    }
+
+    /// Feeds statuses of feature `x`; returns (shown after each window, changes, retrain window indices).
+    fn run(config: Hysteresis, seq: &[Status]) -> (Vec<Status>, Vec<(Status, Status)>, Vec<usize>) {
+        let mut m = DriftMonitor::new(config);
+        let (mut shown, mut changes, mut retrain) = (vec![], vec![], vec![]);
+        for (i, &s) in seq.iter().enumerate() {
+            let out = m.observe(&window(i, s));
+            changes.extend(out.alerts.iter().filter(|a| a.feature == "x").map(|a| (a.from, a.to)));
+            if out.retrain.is_some() {
+                retrain.push(i);
+            }
+            shown.push(m.shown("x"));
+            assert_eq!(m.shown("steady"), Status::Green);
+        }
+        (shown, changes, retrain)
+    }
+
+    use Status::{Amber as A, Green as G, InsufficientData as I, Red as R};
+
+    #[test]
+    fn red_needs_consecutive_red_windows_and_green_needs_more() {
+        let c = Hysteresis { red_after: 2, amber_after: 2, green_after: 3, retrain_after: 100, retrain_cooldown: 0 };
+        let (shown, changes, _) = run(c, &[R, G, R, R, G, G, R, G, G, G]);
+        assert_eq!(shown, vec![G, G, G, R, R, R, R, R, R, G]);
+        assert_eq!(changes, vec![(G, R), (R, G)]);
+    }
+
+    #[test]
+    fn insufficient_windows_neither_count_nor_break_a_streak() {
+        let c = Hysteresis { red_after: 2, ..Hysteresis::default() };
+        let (shown, _, _) = run(c, &[R, I, I, R]);
+        assert_eq!(shown, vec![G, G, G, R]);
+        let (shown, changes, _) = run(c, &[I, I, I, I]);
+        assert_eq!(shown, vec![G; 4]);
+        assert!(changes.is_empty());
+    }
+
+    #[test]
+    fn amber_is_its_own_step() {
+        let c = Hysteresis { red_after: 2, amber_after: 2, green_after: 2, retrain_after: 100, retrain_cooldown: 0 };
+        let (shown, changes, _) = run(c, &[A, A, R, R, A, A]);
+        assert_eq!(shown, vec![G, A, A, R, R, A]);
+        assert_eq!(changes, vec![(G, A), (A, R), (R, A)]);
+    }
+
+    #[test]
+    fn retrain_after_persistent_red_then_cool_down() {
+        let c = Hysteresis { red_after: 1, amber_after: 1, green_after: 1, retrain_after: 3, retrain_cooldown: 4 };
+        let (_, _, retrain) = run(c, &[R; 12]);
+        // Shown red from window 0; third red window is 2; cool-down of 4 windows: next at 6, then 10.
+        assert_eq!(retrain, vec![2, 6, 10]);
+        let (_, _, retrain) = run(c, &[R, R, G, R, R, G]);
+        assert!(retrain.is_empty(), "red must persist");
+    }
+}
