@@ -283,7 +283,7 @@ impl Config {
             .collect();
         for (k, v) in vars {
             let path: Vec<String> = k.split("__").map(str::to_ascii_lowercase).collect();
-            figment = figment.merge(Serialized::defaults(env_entry(path, v)));
+            figment = figment.merge(EnvVar { name: format!("DRIFTWATCH_{k}"), value: env_entry(path, v) });
         }
         let config: Config = figment.extract().map_err(|e| ConfigError::Load(e.to_string()))?;
         config.validate()?;
@@ -400,6 +400,23 @@ impl Config {
             c.set(k, v);
         }
         c
+    }
+}
+
+/// One environment variable as a figment provider, so errors name the variable.
+struct EnvVar {
+    name: String,
+    value: figment::value::Value,
+}
+
+impl figment::Provider for EnvVar {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("environment variable {}", self.name))
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let dict = self.value.as_dict().cloned().unwrap_or_default();
+        Ok(figment::Profile::Default.collect(dict))
     }
 }
 
