@@ -275,6 +275,8 @@ impl Engine {
     pub fn new(config: Config, pipeline: Pipeline, metrics: Arc<Metrics>) -> Engine {
         let model = &pipeline.artifact().model;
         metrics.model_info.get_or_create(&crate::metrics::ModelLabels { name: model.name.clone(), version: model.version.clone() }).set(1);
+        metrics.trained_outlier_rate.set(pipeline.artifact().reference.outlier_rate);
+        metrics.trained_alert_rate.set(pipeline.artifact().reference.alert_rate);
         let drift = config.drift.enabled.then(|| {
             let state = StreamDrift::new(&pipeline, config.drift.to_config());
             SharedDrift { due_ms: AtomicI64::new(state.close_due_ms()), state: Mutex::new(state), sample_fraction: config.drift.sample_fraction }
