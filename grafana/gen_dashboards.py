@@ -1,0 +1,100 @@
+"""Writes grafana/dashboards/*.json: the Drift, Fraud and model, and System dashboards.
+
+Run `python3 grafana/gen_dashboards.py` after editing. Every query names the provisioned
+datasource (uid below); tests/python/test_monitoring.py checks the structure and evaluates every
+expression in a real Prometheus scraping a running engine."""
+import json
+import pathlib
+
+DS = {"type": "prometheus", "uid": "driftwatch-prometheus"}
+OUT = pathlib.Path(__file__).parent / "dashboards"
+STATUS_MAPPINGS = [{"type": "value", "options": {
+    "0": {"text": "green", "color": "green", "index": 0},
+    "1": {"text": "amber", "color": "orange", "index": 1},
+    "2": {"text": "red", "color": "red", "index": 2}}}]
+
+
+def target(expr, legend="", ref="A"):
+    return {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": ref}
+
+
+class Board:
+    def __init__(self, uid, title, description):
+        self.uid, self.title, self.description, self.panels, self.y = uid, title, description, [], 0
+
+    def panel(self, kind, title, targets, w=12, h=8, description="", **extra):
+        x = 0 if not self.panels or self.panels[-1]["gridPos"]["x"] + self.panels[-1]["gridPos"]["w"] + w > 24 else self.panels[-1]["gridPos"]["x"] + self.panels[-1]["gridPos"]["w"]
+        if x == 0 and self.panels:
+            self.y = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in self.panels)
+        refs = "ABCDEFGH"
+        p = {"id": len(self.panels) + 1, "type": kind, "title": title, "description": description, "datasource": DS,
+             "gridPos": {"x": x, "y": self.y, "w": w, "h": h},
+             "targets": [target(e, l, refs[i]) for i, (e, l) in enumerate(targets)]}
+        p.update(extra)
+        self.panels.append(p)
+
+    def write(self):
+        doc = {"uid": self.uid, "title": self.title, "description": self.description, "tags": ["driftwatch"],
+               "schemaVersion": 39, "version": 1, "editable": True, "refresh": "10s", "time": {"from": "now-3h", "to": "now"},
+               "timezone": "utc", "panels": self.panels, "templating": {"list": []}, "annotations": {"list": []}}
+        (OUT / f"{self.uid}.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def thresholds(amber, red, unit=None, line=True):
+    fc = {"defaults": {"thresholds": {"mode": "absolute", "steps": [
+        {"color": "green", "value": None}, {"color": "orange", "value": amber}, {"color": "red", "value": red}]},
+        "custom": {"thresholdsStyle": {"mode": "line" if line else "off"}}}, "overrides": []}
+    if unit:
+        fc["defaults"]["unit"] = unit
+    return fc
+
+
+status_field = {"defaults": {"mappings": STATUS_MAPPINGS, "min": 0, "max": 2, "thresholds": {"mode": "absolute", "steps": [
+    {"color": "green", "value": None}, {"color": "orange", "value": 1}, {"color": "red", "value": 2}]}}, "overrides": []}
+
+d = Board("driftwatch-drift", "driftwatch — Drift", "Per-feature drift of live traffic against the model's training reference (shown status is after hysteresis).")
+d.panel("stat", "Drift status by feature", [("max by (feature) (driftwatch_feature_drift_status)", "{{feature}}")], w=24, h=6,
+        description="One tile per feature: green, amber or red after hysteresis (red after 2 red windows, green after 3 green).",
+        fieldConfig=status_field, options={"colorMode": "background", "graphMode": "none", "textMode": "value_and_name", "reduceOptions": {"calcs": ["lastNotNull"]}})
+d.panel("state-timeline", "Drift status over time", [("max by (feature) (driftwatch_feature_drift_status)", "{{feature}}")], w=24, h=9,
+        fieldConfig=status_field, options={"showValue": "never", "mergeValues": True})
+d.panel("timeseries", "PSI per feature (amber 0.1, red 0.25)", [("max by (feature) (driftwatch_feature_drift_psi)", "{{feature}}")], fieldConfig=thresholds(0.1, 0.25))
+d.panel("timeseries", "Jensen–Shannon distance per feature", [("max by (feature) (driftwatch_feature_drift_js)", "{{feature}}")], fieldConfig=thresholds(0.1, 0.2))
+d.panel("timeseries", "KS statistic D per numeric feature", [("max by (feature) (driftwatch_feature_drift_ks)", "{{feature}}")], fieldConfig=thresholds(0.1, 0.2))
+d.panel("timeseries", "Samples per window", [("sum(driftwatch_drift_window_samples)", "samples")],
+        description="A window with fewer than drift.min_samples samples is insufficient data, never drift.")
+d.panel("timeseries", "Model score drift (PSI)", [('max(driftwatch_feature_drift_psi{feature="model_score"})', "model_score")], fieldConfig=thresholds(0.1, 0.25))
+d.panel("timeseries", "Outlier rate in window vs trained", [("max(driftwatch_drift_outlier_rate)", "window"), ("max(driftwatch_model_trained_outlier_rate)", "trained")],
+        fieldConfig={"defaults": {"unit": "percentunit"}, "overrides": []})
+d.panel("timeseries", "Windows closed and late events (per minute)", [("sum(rate(driftwatch_drift_windows_closed_total[1m])) * 60", "windows closed"),
+                                                                        ("sum(rate(driftwatch_drift_late_events_total[1m])) * 60", "late events")])
+d.panel("timeseries", "Drift status changes and retrain requests", [("sum by (to) (increase(driftwatch_drift_status_changes_total[1h]))", "to {{to}}"),
+                                                                    ("sum(increase(driftwatch_retrain_requests_total[1h]))", "retrain requests")])
+d.write()
+
+f = Board("driftwatch-fraud", "driftwatch — Fraud and model", "Throughput, alert and outlier rates, latency, invalid events and the model in use.")
+f.panel("timeseries", "Events per second", [("sum(rate(driftwatch_events_consumed_total[1m]))", "consumed"), ("sum(rate(driftwatch_events_scored_total[1m]))", "scored")], fieldConfig={"defaults": {"unit": "ops"}, "overrides": []})
+f.panel("timeseries", "Fraud-alert rate", [("sum(rate(driftwatch_fraud_alerts_total[5m])) / sum(rate(driftwatch_events_scored_total[5m]))", "live"),
+                                           ("max(driftwatch_model_trained_alert_rate)", "trained")], fieldConfig={"defaults": {"unit": "percentunit"}, "overrides": []})
+f.panel("timeseries", "Outlier rate", [("sum(rate(driftwatch_outliers_total[5m])) / sum(rate(driftwatch_events_scored_total[5m]))", "live"),
+                                       ("max(driftwatch_model_trained_outlier_rate)", "trained")], fieldConfig={"defaults": {"unit": "percentunit"}, "overrides": []})
+f.panel("timeseries", "Scoring latency (decode + score)", [(f"histogram_quantile({q}, sum by (le) (rate(driftwatch_score_latency_seconds_bucket[5m])))", f"p{int(q*100)}") for q in (0.5, 0.95, 0.99)],
+        fieldConfig={"defaults": {"unit": "s"}, "overrides": []})
+f.panel("timeseries", "End-to-end latency (event time → alert acknowledged)", [(f"histogram_quantile({q}, sum by (le) (rate(driftwatch_end_to_end_latency_seconds_bucket[5m])))", f"p{int(q*100)}") for q in (0.5, 0.95, 0.99)],
+        fieldConfig={"defaults": {"unit": "s"}, "overrides": []})
+f.panel("timeseries", "Invalid events by reason (dead-lettered)", [("sum by (reason) (rate(driftwatch_events_invalid_total[5m]))", "{{reason}}")], fieldConfig={"defaults": {"unit": "ops"}, "overrides": []})
+f.panel("table", "Model in use", [("max by (name, version) (driftwatch_model_info)", "{{name}} {{version}}")], options={"showHeader": True})
+f.panel("timeseries", "Messages produced per topic", [("sum by (topic) (rate(driftwatch_messages_produced_total[5m]))", "{{topic}}")], fieldConfig={"defaults": {"unit": "ops"}, "overrides": []})
+f.write()
+
+s = Board("driftwatch-system", "driftwatch — System", "Kafka health of the engine, host resources (node-exporter) and the engine process.")
+s.panel("timeseries", "Consumer lag per partition", [("max by (topic, partition) (driftwatch_consumer_lag)", "{{topic}}/{{partition}}")])
+s.panel("timeseries", "Producer and Kafka client errors", [("sum(rate(driftwatch_producer_errors_total[5m]))", "delivery failures"), ("sum(rate(driftwatch_kafka_errors_total[5m]))", "client errors")])
+s.panel("stat", "Engines up and ready", [('sum(up{job="driftwatch"})', "up"), ("sum(driftwatch_ready)", "ready")], w=8, options={"reduceOptions": {"calcs": ["lastNotNull"]}})
+s.panel("timeseries", "Host CPU busy", [('1 - avg(rate(node_cpu_seconds_total{mode="idle"}[1m]))', "cpu")], w=8, fieldConfig={"defaults": {"unit": "percentunit"}, "overrides": []})
+s.panel("timeseries", "Host memory available", [("min(node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)", "available")], w=8, fieldConfig={"defaults": {"unit": "percentunit"}, "overrides": []})
+s.panel("timeseries", "Disk used", [('max by (mountpoint) (1 - node_filesystem_avail_bytes{fstype!~"tmpfs|overlay|squashfs"} / node_filesystem_size_bytes{fstype!~"tmpfs|overlay|squashfs"})', "{{mountpoint}}")],
+        w=8, fieldConfig={"defaults": {"unit": "percentunit"}, "overrides": []})
+s.panel("timeseries", "Engine CPU", [("sum(rate(driftwatch_process_cpu_seconds_total[1m]))", "cores")], w=8)
+s.panel("timeseries", "Engine memory and descriptors", [("sum(driftwatch_process_resident_memory_bytes)", "resident bytes"), ("sum(driftwatch_process_open_fds)", "open fds"), ("sum(driftwatch_process_threads)", "threads")], w=8)
+s.write()

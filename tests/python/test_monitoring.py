@@ -1,0 +1,147 @@
+"""Monitoring stack: dashboard structure, every dashboard query in a real Prometheus scraping a
+running engine (and node-exporter), the alert rules loaded and the drift alert firing, and the
+docker-compose file checked against the repository.
+
+Needs the broker `scripts/test` starts (DRIFTWATCH_TEST_BROKERS), Debian's `prometheus` and
+`prometheus-node-exporter` packages; fails, saying why, without them.
+"""
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+
+
+def provisioned_uid():
+    ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    return ds["datasources"][0]["uid"]
+
+
+def exprs():
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            for t in panel["targets"]:
+                yield path.name, panel["title"], t["expr"]
+
+
+def test_dashboards_are_well_formed():
+    assert {p.name for p in DASHBOARDS} == {"driftwatch-drift.json", "driftwatch-fraud.json", "driftwatch-system.json"}
+    uid = provisioned_uid()
+    uids = set()
+    for path in DASHBOARDS:
+        d = json.loads(path.read_text())
+        assert d["uid"] not in uids
+        uids.add(d["uid"])
+        ids = [p["id"] for p in d["panels"]]
+        assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
+        for p in d["panels"]:
+            assert p["datasource"]["uid"] == uid, f"{path.name}/{p['title']}: unknown datasource"
+            assert p["targets"], f"{path.name}/{p['title']}: no query"
+            for t in p["targets"]:
+                assert t["datasource"]["uid"] == uid and t["expr"].strip()
+    drift = json.loads((ROOT / "grafana/dashboards/driftwatch-drift.json").read_text())
+    status = next(p for p in drift["panels"] if p["type"] == "stat")
+    mapping = status["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {k: v["color"] for k, v in mapping.items()} == {"0": "green", "1": "orange", "2": "red"}
+    assert any(p["type"] == "state-timeline" for p in drift["panels"])
+    psi = next(p for p in drift["panels"] if p["title"].startswith("PSI"))
+    steps = [s["value"] for s in psi["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+    assert steps == [None, 0.1, 0.25] and psi["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "line"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def query(port, expr):
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)
+
+
+def need(binary):
+    path = shutil.which(binary)
+    if not path:
+        pytest.fail(f"`{binary}` not found: install Debian's package (scripts/test does)")
+    return path
+
+
+def test_every_dashboard_query_returns_series_and_the_drift_alert_fires(driftwatch):
+    brokers = os.environ.get("DRIFTWATCH_TEST_BROKERS") or pytest.fail("DRIFTWATCH_TEST_BROKERS is not set: run scripts/test, which starts Kafka")
+    prometheus, node_exporter = need("prometheus"), need("prometheus-node-exporter")
+    binary = os.environ.get("DRIFTWATCH_BIN") or str(ROOT / "target/release/driftwatch")
+    engine_port, node_port, prom_port = free_port(), free_port(), free_port()
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(ROOT / "config/prometheus/rules/driftwatch.yml")],
+        "scrape_configs": [
+            {"job_name": "driftwatch", "static_configs": [{"targets": [f"127.0.0.1:{engine_port}"]}]},
+            {"job_name": "node", "static_configs": [{"targets": [f"127.0.0.1:{node_port}"]}]},
+        ]}))
+    procs = []
+    try:
+        procs.append(subprocess.Popen([node_exporter, f"--web.listen-address=127.0.0.1:{node_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen([prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+                                       f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.log", "w")))
+        demo = subprocess.Popen([binary, "demo", "--brokers", brokers, "--duration", "100", "--rate", "1000", "--scenario", "new_country",
+                                 "--metrics-listen", f"127.0.0.1:{engine_port}"], stdout=open(tmp / "demo.log", "w"), stderr=subprocess.STDOUT)
+        procs.append(demo)
+        # The drift alert needs the demo's scenario (from 50 s) and two red windows.
+        deadline, firing = time.time() + 110, []
+        while time.time() < deadline and not firing:
+            time.sleep(2)
+            try:
+                firing = query(prom_port, 'ALERTS{alertname="DriftwatchFeatureDriftRed", alertstate="firing"}')["data"]["result"]
+            except OSError:
+                pass
+        log = (tmp / "demo.log").read_text()
+        assert firing, f"DriftwatchFeatureDriftRed never fired; demo output:\n{log[-3000:]}"
+        assert {a["metric"]["feature"] for a in firing} >= {"country"}, firing
+        rules = json.load(urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/rules", timeout=10))
+        loaded = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
+        assert len(loaded) == 7 and "DriftwatchConsumerLagGrowing" in loaded, loaded
+        failures = []
+        for board, title, expr in exprs():
+            r = query(prom_port, expr)
+            if r["status"] != "success":
+                failures.append(f"{board} / {title}: {r.get('error')}: {expr}")
+            elif not r["data"]["result"]:
+                failures.append(f"{board} / {title}: no series: {expr}")
+        assert not failures, "\n".join(failures)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_alert_rules_pass_promtool_and_their_unit_tests_are_current(tmp_path):
+    promtool = need("promtool")
+    rules = ROOT / "config/prometheus/rules/driftwatch.yml"
+    check = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = ROOT / "tests/prometheus/driftwatch_test.yml"
+    committed = tests.read_text()
+    gen = subprocess.run([sys.executable, str(ROOT / "tests/prometheus/gen_rule_tests.py")], capture_output=True, text=True)
+    assert gen.returncode == 0, gen.stderr
+    assert tests.read_text() == committed, "tests/prometheus/driftwatch_test.yml is stale: run gen_rule_tests.py and commit"
+    run = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True)
+    assert run.returncode == 0 and "SUCCESS" in run.stdout, run.stdout + run.stderr
