@@ -32,6 +32,33 @@ enum Command {
     Run(RunArgs),
     /// Run everything on this machine with no setup (embedded broker, generator, engine).
     Demo(DemoArgs),
+    /// Produce generated transactions to a Kafka topic at a steady rate (event time = now).
+    Produce(ProduceArgs),
+}
+
+#[derive(clap::Args)]
+struct ProduceArgs {
+    /// Bootstrap servers.
+    #[arg(long)]
+    brokers: String,
+    /// Topic to write to.
+    #[arg(long, default_value = "transactions")]
+    topic: String,
+    /// Transactions per second.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Stop after this many seconds (default: run until stopped).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Drift scenario, injected halfway through --duration (or after 60 s).
+    #[arg(long, default_value = "none")]
+    scenario: Scenario,
+    /// Every n-th transaction is malformed (0: none).
+    #[arg(long, default_value_t = 0)]
+    invalid_every: u64,
+    /// Generator seed (1 continues the demo model's own account population after its training rows).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(clap::Args)]
@@ -297,7 +324,27 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Drift(a) => drift(a),
         Command::Run(a) => run(a),
         Command::Demo(a) => demo(a),
+        Command::Produce(a) => produce(a),
     }
+}
+
+fn produce(a: ProduceArgs) -> Result<()> {
+    if !(a.rate > 0.0) {
+        bail!("--rate must be positive");
+    }
+    let opts = driftwatch::commands::demo::DemoOptions {
+        brokers: Some(a.brokers.clone()),
+        rate: a.rate,
+        duration: a.duration.map(std::time::Duration::from_secs),
+        model: PathBuf::new(),
+        scenario: a.scenario,
+        invalid_every: a.invalid_every,
+        metrics_listen: String::new(),
+        seed: a.seed,
+    };
+    let n = driftwatch::commands::demo::produce(&a.brokers, &a.topic, &opts)?;
+    eprintln!("produced {n} transactions to {}", a.topic);
+    Ok(())
 }
 
 fn drift(a: DriftArgs) -> Result<()> {

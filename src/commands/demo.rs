@@ -50,6 +50,12 @@ pub enum DemoError {
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] super::run::RunError),
+    /// The topic to produce to does not exist (and the broker does not create topics).
+    #[error("topic `{0}` does not exist; create it (or start `driftwatch run`, which creates its topics)")]
+    MissingTopic(String),
+    /// Messages could not be delivered before the end.
+    #[error("messages were still undelivered after 10 s: {0}")]
+    Undelivered(rdkafka::error::KafkaError),
 }
 
 /// What the demo did, for its last line.
@@ -195,6 +201,28 @@ fn format_seconds(s: f64) -> String {
     } else {
         format!("{s:.2}s")
     }
+}
+
+/// `driftwatch produce`: generated transactions to a real cluster at a steady rate, stamped with
+/// the current time, until `opts.duration` (or forever). Returns how many were produced.
+pub fn produce(brokers: &str, topic: &str, opts: &DemoOptions) -> Result<u64, DemoError> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create()?;
+    let metadata = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    if metadata.topics().iter().any(|t| t.name() == topic && t.error().is_some()) {
+        return Err(DemoError::MissingTopic(topic.to_string()));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let produced = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    if let Some(d) = opts.duration {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    feed(&producer, topic, opts, &stop, &produced);
+    producer.flush(Duration::from_secs(10)).map_err(DemoError::Undelivered)?;
+    Ok(produced.load(Ordering::Relaxed))
 }
 
 /// Produces generated transactions at `opts.rate`, stamped with the current time.
