@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Sections that environment variables may set.
-const SECTIONS: [&str; 6] = ["kafka", "model", "engine", "metrics", "log", "drift"];
+const SECTIONS: [&str; 7] = ["kafka", "model", "engine", "metrics", "log", "drift", "telemetry"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -34,6 +34,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Streaming drift detection.
     pub drift: DriftSection,
+    /// OpenTelemetry tracing.
+    pub telemetry: crate::tracing_otel::TelemetryConfig,
 }
 
 /// Streaming drift detection settings (`[drift]`).
@@ -350,6 +352,12 @@ impl Config {
         let h = &d.hysteresis;
         if h.red_after == 0 || h.amber_after == 0 || h.green_after == 0 || h.retrain_after == 0 {
             return invalid("drift.hysteresis", "window counts must be ≥ 1");
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            return invalid("telemetry.sample_ratio", "must be within [0, 1]");
+        }
+        if !self.telemetry.otlp_endpoint.is_empty() && !self.telemetry.otlp_endpoint.starts_with("http") {
+            return invalid("telemetry.otlp_endpoint", "must be an http(s) URL like http://localhost:4318, or empty");
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return invalid("log.format", "must be `human` or `json`");

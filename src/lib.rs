@@ -11,8 +11,11 @@
 //! - [`event`]: every message driftwatch writes, mirrored by the JSON Schemas in `schemas/`.
 //! - [`stream`]: the Kafka shell: consume, decode, score, produce alerts and dead letters,
 //!   commit offsets only after outputs are acknowledged ([`stream::tracker`]).
-//! - [`config`], [`metrics`], [`http`], [`telemetry`]: configuration, Prometheus metrics, the
-//!   /metrics /healthz /readyz endpoint, logging.
+//! - [`profile`] and [`drift`]: window profiles (bin counts and sketches) over sliding
+//!   event-time windows, drift statistics against the training reference, hysteresis;
+//!   [`drift::stream::StreamDrift`] is the engine's drift loop without Kafka.
+//! - [`config`], [`metrics`], [`http`], [`telemetry`], [`tracing_otel`]: configuration, Prometheus
+//!   metrics, the /metrics /healthz /readyz endpoint, logging, OpenTelemetry traces.
 //! - [`commands`]: what each CLI subcommand does; `src/main.rs` only parses arguments.
 
 pub mod commands;
@@ -28,3 +31,4 @@ pub mod profile;
 pub mod stats;
 pub mod stream;
 pub mod telemetry;
+pub mod tracing_otel;

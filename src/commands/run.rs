@@ -35,6 +35,12 @@ pub fn run(config: Config, metrics: Arc<Metrics>, shutdown: Arc<AtomicBool>) -> 
     let pipeline = Pipeline::load(&config.model.path)?;
     let model = &pipeline.artifact().model;
     info!(message = "Model loaded.", name = %model.name, version = %model.version, path = %config.model.path.display());
+    // Before the async runtime: the OTLP exporter's blocking HTTP client must live outside it.
+    let telemetry = crate::tracing_otel::Telemetry::new(&config.telemetry, &config.kafka.group_id)
+        .map_err(|e| RunError::Io { context: "setting up tracing".into(), source: std::io::Error::other(e.to_string()) })?;
+    if telemetry.is_some() {
+        info!(message = "Exporting traces over OTLP/HTTP.", endpoint = %config.telemetry.otlp_endpoint);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -58,7 +64,7 @@ pub fn run(config: Config, metrics: Arc<Metrics>, shutdown: Arc<AtomicBool>) -> 
             info!(message = "Signal received; stopping.");
             on_signal.store(true, Ordering::Relaxed);
         });
-        let engine = Engine::new(config, pipeline, metrics);
+        let engine = Engine::new(config, pipeline, metrics).with_telemetry(telemetry);
         let result = tokio::task::spawn_blocking(move || engine.run(&shutdown)).await.expect("engine thread panicked");
         let _ = stop_http.send(());
         Ok(result?)

@@ -20,6 +20,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use opentelemetry::trace::{Span as _, TraceContextExt as _};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
@@ -268,6 +269,8 @@ pub struct Engine {
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
     drift: Option<SharedDrift>,
+    /// Traces for events that carry (or are sampled into) a trace.
+    telemetry: Option<crate::tracing_otel::Telemetry>,
 }
 
 impl Engine {
@@ -281,12 +284,26 @@ impl Engine {
             let state = StreamDrift::new(&pipeline, config.drift.to_config());
             SharedDrift { due_ms: AtomicI64::new(state.close_due_ms()), state: Mutex::new(state), sample_fraction: config.drift.sample_fraction }
         });
-        Engine { config, pipeline, metrics, drift }
+        Engine { config, pipeline, metrics, drift, telemetry: None }
+    }
+
+    /// Traces events with this tracer.
+    pub fn with_telemetry(mut self, telemetry: Option<crate::tracing_otel::Telemetry>) -> Engine {
+        self.telemetry = telemetry;
+        self
     }
 
     /// Runs `engine.workers` group members until `shutdown` is set, then each drains,
     /// flushes and commits. If one member fails, the others stop too and its error is returned.
     pub fn run(&self, shutdown: &AtomicBool) -> Result<RunSummary, EngineError> {
+        let result = self.run_members(shutdown);
+        if let Some(t) = &self.telemetry {
+            t.shutdown();
+        }
+        result
+    }
+
+    fn run_members(&self, shutdown: &AtomicBool) -> Result<RunSummary, EngineError> {
         let workers = self.config.engine.effective_workers();
         if workers == 1 {
             return self.run_member(shutdown, 0);
@@ -433,19 +450,36 @@ impl LoopState<'_> {
         m.events_consumed.inc();
         self.summary.consumed += 1;
         let payload = message.payload().unwrap_or(&[]);
+        let telemetry = e.telemetry.as_ref();
+        let trace = telemetry.and_then(|t| t.start_event(message));
         let outcome = if payload.len() > e.config.engine.max_event_bytes {
             Err(("oversized", format!("event of {} bytes exceeds engine.max_event_bytes = {}", payload.len(), e.config.engine.max_event_bytes)))
         } else {
             // Timing every event costs two clock reads (~6 % of the loop): time one in 16.
             let started = (self.summary.consumed % LATENCY_SAMPLE_EVERY == 1).then(Instant::now);
-            match e.pipeline.decode_into(payload, &mut self.tx) {
+            let decode_span = trace.as_ref().zip(telemetry).map(|(cx, t)| t.child(cx, "decode"));
+            let decoded = e.pipeline.decode_into(payload, &mut self.tx);
+            if let Some(mut span) = decode_span {
+                if let Err(err) = &decoded {
+                    span.set_status(opentelemetry::trace::Status::error(err.reason()));
+                }
+                span.end();
+            }
+            match decoded {
                 Ok(()) => {
+                    let score_span = trace.as_ref().zip(telemetry).map(|(cx, t)| t.child(cx, "score"));
                     let mut score = e.pipeline.score(&self.tx);
                     if let Some(started) = started {
                         m.score_latency.observe(started.elapsed().as_secs_f64());
                     }
                     if let Some(t) = self.threshold {
                         score.is_fraud = score.probability >= t;
+                    }
+                    if let Some(mut span) = score_span {
+                        span.set_attribute(opentelemetry::KeyValue::new("driftwatch.score", score.probability));
+                        span.set_attribute(opentelemetry::KeyValue::new("driftwatch.is_fraud", score.is_fraud));
+                        span.set_attribute(opentelemetry::KeyValue::new("driftwatch.is_outlier", score.is_outlier));
+                        span.end();
                     }
                     Ok(score)
                 }
@@ -463,14 +497,15 @@ impl LoopState<'_> {
                     m.fraud_alerts.inc();
                 }
                 if score.is_fraud || (score.is_outlier && e.config.model.alert_on_outlier) {
-                    self.produce_alert(message, &score, tracker)?;
+                    self.produce_alert(message, &score, tracker, trace.as_ref())?;
                 }
                 self.observe_drift(&score, tracker)?;
             }
             Err((reason, text)) => {
                 m.events_invalid.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
                 self.summary.dead_letters += 1;
-                let headers = OwnedHeaders::new_with_capacity(5)
+                // The event's own headers (trace context among them) go along, then ours.
+                let headers = message.headers().map_or_else(|| OwnedHeaders::new_with_capacity(5), |h| h.detach())
                     .insert(Header { key: dlq_headers::REASON, value: Some(reason) })
                     .insert(Header { key: dlq_headers::ERROR, value: Some(&text) })
                     .insert(Header { key: dlq_headers::TOPIC, value: Some(message.topic()) })
@@ -485,10 +520,13 @@ impl LoopState<'_> {
             }
         }
         tracker.record(message.partition(), message.offset());
+        if let Some(cx) = trace {
+            cx.span().end();
+        }
         Ok(())
     }
 
-    fn produce_alert(&mut self, message: &BorrowedMessage<'_>, score: &Score, tracker: &mut OffsetTracker) -> Result<(), EngineError> {
+    fn produce_alert(&mut self, message: &BorrowedMessage<'_>, score: &Score, tracker: &mut OffsetTracker, trace: Option<&opentelemetry::Context>) -> Result<(), EngineError> {
         let e = self.engine;
         let model = &e.pipeline.artifact().model;
         let mut triggers = Vec::with_capacity(2);
@@ -519,8 +557,21 @@ impl LoopState<'_> {
         serde_json::to_writer(&mut self.alert_buf, &alert).expect("alert serialises");
         self.summary.alerts += 1;
         let delivery = Box::new(Delivery { pending: tracker.add_output(), alert_event_time_ms: self.tx.event_time_ms });
-        let record = BaseRecord::with_opaque_to(&e.config.kafka.alerts_topic, delivery).payload(self.alert_buf.as_slice()).key(key.as_bytes());
-        send(self.producer, record)
+        let mut record = BaseRecord::with_opaque_to(&e.config.kafka.alerts_topic, delivery).payload(self.alert_buf.as_slice()).key(key.as_bytes());
+        // A traced event's alert carries the trace on (W3C traceparent), from a producer span.
+        let publish = trace.zip(e.telemetry.as_ref()).map(|(cx, t)| t.publish(cx, &e.config.kafka.alerts_topic, key));
+        if let Some((_, headers)) = &publish {
+            let mut h = OwnedHeaders::new_with_capacity(headers.0.len());
+            for (k, v) in &headers.0 {
+                h = h.insert(Header { key: k, value: Some(v) });
+            }
+            record = record.headers(h);
+        }
+        let sent = send(self.producer, record);
+        if let Some((mut span, _)) = publish {
+            span.end();
+        }
+        sent
     }
 
     /// Feeds the drift windows; publishes the windows this event's time closes.
@@ -550,6 +601,9 @@ impl LoopState<'_> {
         let (m, k) = (&e.metrics, &e.config.kafka);
         let model = &e.pipeline.artifact().model;
         m.drift_windows_closed.inc();
+        if let Some(t) = &e.telemetry {
+            t.window_span(&w.report.window_end, w.report.drift.features.len(), crate::drift::status_name(w.report.drift.status));
+        }
         m.drift_window_samples.set(w.report.drift.current.rows as i64);
         m.drift_outlier_rate.set(w.report.model_drift.outlier_rate.observed);
         m.drift_alert_rate.set(w.report.model_drift.alert_rate.observed);
