@@ -28,6 +28,7 @@ pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod profile;
+pub mod registry;
 pub mod stats;
 pub mod stream;
 pub mod telemetry;

@@ -34,6 +34,54 @@ enum Command {
     Demo(DemoArgs),
     /// Produce generated transactions to a Kafka topic at a steady rate (event time = now).
     Produce(ProduceArgs),
+    /// The model registry: register, list, show, promote, rollback, diff.
+    Model(ModelArgs),
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    #[command(subcommand)]
+    command: ModelCommand,
+    /// Registry directory.
+    #[arg(long, global = true, env = "DRIFTWATCH_REGISTRY", default_value = "registry")]
+    registry: PathBuf,
+    /// Model name (needed when the registry holds several).
+    #[arg(long, global = true)]
+    name: Option<String>,
+    /// Who makes the change (recorded in the history) [default: $USER].
+    #[arg(long, global = true)]
+    by: Option<String>,
+    /// Publish stage changes to this Kafka cluster's model-events topic.
+    #[arg(long, global = true, env = "DRIFTWATCH_KAFKA__BROKERS")]
+    brokers: Option<String>,
+    /// Topic for stage changes.
+    #[arg(long, global = true, default_value = "model-events")]
+    events_topic: String,
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Register an artifact as a candidate.
+    Register { artifact: PathBuf },
+    /// List registered versions.
+    List,
+    /// Show one version (JSON).
+    Show { version: String },
+    /// Make a version production (the current one is archived).
+    Promote {
+        version: String,
+        /// Why (recorded).
+        #[arg(long, default_value = "promoted")]
+        reason: String,
+    },
+    /// Archive production and restore the previous production version.
+    Rollback {
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Compare two versions: hyper-parameters, metrics, features, training references.
+    Diff { a: String, b: String },
 }
 
 #[derive(clap::Args)]
@@ -325,7 +373,74 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(a) => run(a),
         Command::Demo(a) => demo(a),
         Command::Produce(a) => produce(a),
+        Command::Model(a) => model(a),
     }
+}
+
+fn model(a: ModelArgs) -> Result<()> {
+    use driftwatch::registry::{diff, ModelEvent, Registry};
+    let reg = Registry::open(&a.registry);
+    let by = a.by.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+    let name = a.name.as_deref();
+    let events: Vec<ModelEvent> = match a.command {
+        ModelCommand::Register { artifact } => {
+            let (model, entry, event) = reg.register(&artifact, &by)?;
+            match event {
+                Some(_) => eprintln!("registered {model} {} as candidate", entry.version),
+                None => eprintln!("{model} {} is already registered (same contents)", entry.version),
+            }
+            event.into_iter().collect()
+        }
+        ModelCommand::List => {
+            let index = reg.index()?;
+            println!("{:<16} {:<20} {:<11} {:<25} {:>8} {:>8}", "model", "version", "stage", "created", "roc_auc", "pr_auc");
+            for (model, entry) in &index.models {
+                for v in &entry.versions {
+                    let stage = serde_json::to_value(v.stage)?;
+                    println!("{model:<16} {:<20} {:<11} {:<25} {:>8.4} {:>8.4}", v.version, stage.as_str().unwrap_or(""), v.created, v.metrics.roc_auc, v.metrics.pr_auc);
+                }
+            }
+            vec![]
+        }
+        ModelCommand::Show { version } => {
+            let (entry, path) = reg.show(name, &version)?;
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"entry": entry, "artifact": path}))?);
+            vec![]
+        }
+        ModelCommand::Promote { version, reason } => reg.promote(name, &version, &by, &reason)?,
+        ModelCommand::Rollback { reason } => reg.rollback(name, &by, &reason)?,
+        ModelCommand::Diff { a: va, b: vb } => {
+            let load = |v: &str| -> Result<driftwatch::pipeline::Artifact> { Ok(driftwatch::pipeline::Artifact::load(&reg.show(name, v)?.1)?) };
+            println!("{}", serde_json::to_string_pretty(&diff(&load(&va)?, &load(&vb)?))?);
+            vec![]
+        }
+    };
+    for e in &events {
+        let stage = serde_json::to_value(e.change.to)?;
+        eprintln!("{} {}: {}", e.model, e.version, stage.as_str().unwrap_or(""));
+    }
+    if events.is_empty() {
+        return Ok(());
+    }
+    match &a.brokers {
+        Some(brokers) => publish_model_events(brokers, &a.events_topic, &events),
+        None => {
+            eprintln!("note: not published to {} (no --brokers / DRIFTWATCH_KAFKA__BROKERS)", a.events_topic);
+            Ok(())
+        }
+    }
+}
+
+fn publish_model_events(brokers: &str, topic: &str, events: &[driftwatch::registry::ModelEvent]) -> Result<()> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).set("enable.idempotence", "true").create()?;
+    for e in events {
+        let payload = serde_json::to_vec(e)?;
+        producer.send(BaseRecord::to(topic).payload(&payload).key(e.model.as_bytes())).map_err(|(err, _)| err)?;
+    }
+    producer.flush(std::time::Duration::from_secs(15)).with_context(|| format!("publishing to {topic} on {brokers}"))?;
+    eprintln!("published {} event(s) to {topic}", events.len());
+    Ok(())
 }
 
 fn produce(a: ProduceArgs) -> Result<()> {

@@ -324,3 +324,34 @@ fn drift_reports_status_changes_and_retrain_requests_are_published() {
     assert!(status.success(), "{log}");
     assert_eq!(uncommitted(&t.group, &t.transactions), 0);
 }
+
+#[test]
+fn registry_stage_changes_are_published_to_model_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("model-events");
+    create_topic(&topic, 1);
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+            .args(["model", "--registry"])
+            .arg(dir.path())
+            .args(["--brokers", &brokers(), "--events-topic", &topic, "--by", "ci"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["register", model.to_str().unwrap()]);
+    run(&["promote", "demo-1", "--reason", "first release"]);
+    let events = consume_all(&topic, 2, Duration::from_secs(30));
+    assert_eq!(events.len(), 2);
+    let s = schema("model-event.schema.json");
+    let parsed: Vec<serde_json::Value> = events.iter().map(|e| serde_json::from_slice(&e.payload).unwrap()).collect();
+    for (e, v) in events.iter().zip(&parsed) {
+        assert!(s.is_valid(v), "{v}");
+        assert_eq!(e.key.as_deref(), Some(&b"card-fraud"[..]));
+    }
+    assert_eq!((parsed[0]["to"].as_str(), parsed[1]["to"].as_str()), (Some("candidate"), Some("production")));
+    assert_eq!(parsed[1]["reason"], "first release");
+    assert_eq!(parsed[1]["by"], "ci");
+}

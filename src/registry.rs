@@ -1,0 +1,451 @@
+//! The model registry: versioned pipeline artifacts in a directory, with stages and history.
+//!
+//! Layout of a registry directory:
+//!
+//! ```text
+//! REGISTRY/
+//!   index.json                      every model, version, stage and stage change (the only mutable file)
+//!   artifacts/<name>/<version>.json copies of registered artifacts (immutable)
+//! ```
+//!
+//! Writes are atomic: a new artifact is written to a temporary file and renamed into place
+//! before the index names it, and the index is replaced the same way; so a crash leaves at
+//! worst an artifact no index entry names, never a half-written file or a dangling pointer.
+//! One writer at a time is assumed (a CLI user or an engine's guard).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::pipeline::artifact::{Artifact, ArtifactError, HoldoutMetrics};
+
+/// Stage of a model version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Registered, not serving (may be shadow-scored).
+    Candidate,
+    /// Serving.
+    Production,
+    /// Retired.
+    Archived,
+}
+
+/// One change of stage, kept forever.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageChange {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Stage before (none when registered).
+    pub from: Option<Stage>,
+    /// Stage after.
+    pub to: Stage,
+    /// Who or what made the change (a user, `guard`, …).
+    pub by: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A registered version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionEntry {
+    /// Model version (from the artifact).
+    pub version: String,
+    /// Registration time (RFC 3339).
+    pub created: String,
+    /// SHA-256 of the artifact file.
+    pub artifact_sha256: String,
+    /// Path of the artifact copy, relative to the registry.
+    pub file: String,
+    /// Current stage.
+    pub stage: Stage,
+    /// Held-out metrics from the training record.
+    pub metrics: HoldoutMetrics,
+    /// Training rows.
+    pub training_rows: u64,
+    /// Every stage change, oldest first.
+    pub history: Vec<StageChange>,
+}
+
+/// All versions of one model name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    /// Versions in registration order.
+    pub versions: Vec<VersionEntry>,
+    /// Earlier production versions, most recent last (what `rollback` returns to).
+    pub previous_production: Vec<String>,
+}
+
+/// The registry index.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    /// Index format version.
+    pub format_version: u32,
+    /// Models by name.
+    pub models: BTreeMap<String, ModelEntry>,
+}
+
+/// A stage change, as published on `model-events` (`schemas/model-event.schema.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEvent {
+    /// Model name.
+    pub model: String,
+    /// Version changed.
+    pub version: String,
+    /// The change.
+    #[serde(flatten)]
+    pub change: StageChange,
+}
+
+/// Registry failures.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    /// File system error.
+    #[error("registry {path}: {source}")]
+    Io {
+        /// Path involved.
+        path: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The index is not readable.
+    #[error("registry index {path} is corrupt: {reason}")]
+    Corrupt {
+        /// Index path.
+        path: String,
+        /// Parser message.
+        reason: String,
+    },
+    /// The artifact is refused.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// A version or model is unknown, or an operation does not apply.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A registry directory.
+pub struct Registry {
+    root: PathBuf,
+}
+
+fn now() -> String {
+    crate::generate::format_rfc3339_ms(crate::stream::now_ms())
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
+    move |source| RegistryError::Io { path: path.display().to_string(), source }
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    use std::io::Write;
+    let dir = path.parent().expect("registry paths have a parent");
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().expect("file name").to_string_lossy(), std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+impl Registry {
+    /// The registry at `root` (created on first write).
+    pub fn open(root: &Path) -> Registry {
+        Registry { root: root.to_path_buf() }
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    /// Reads the index (empty when the registry is new).
+    pub fn index(&self) -> Result<Index, RegistryError> {
+        let path = self.index_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RegistryError::Corrupt { path: path.display().to_string(), reason: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index { format_version: 1, models: BTreeMap::new() }),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn save(&self, index: &Index) -> Result<(), RegistryError> {
+        write_atomic(&self.index_path(), &serde_json::to_vec_pretty(index).expect("index serialises"))
+    }
+
+    /// Registers an artifact file as a candidate. Registering the same bytes again is a no-op;
+    /// another artifact under an existing version is refused.
+    pub fn register(&self, artifact_path: &Path, by: &str) -> Result<(String, VersionEntry, Option<ModelEvent>), RegistryError> {
+        let artifact = Artifact::load(artifact_path)?;
+        let bytes = std::fs::read(artifact_path).map_err(io(artifact_path))?;
+        let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let (name, version) = (artifact.model.name.clone(), artifact.model.version.clone());
+        if name.contains(['/', '\\']) || version.contains(['/', '\\']) || version.starts_with('.') {
+            return Err(RegistryError::Invalid(format!("model name `{name}` / version `{version}` cannot be used as a file name")));
+        }
+        let mut index = self.index()?;
+        let entry = index.models.entry(name.clone()).or_default();
+        if let Some(existing) = entry.versions.iter().find(|v| v.version == version) {
+            if existing.artifact_sha256 == sha {
+                return Ok((name, existing.clone(), None));
+            }
+            return Err(RegistryError::Invalid(format!("{name} {version} is already registered with different contents; train with another --model-version")));
+        }
+        let file = format!("artifacts/{name}/{version}.json");
+        write_atomic(&self.root.join(&file), &bytes)?;
+        let change = StageChange { at: now(), from: None, to: Stage::Candidate, by: by.to_string(), reason: "registered".into() };
+        let v = VersionEntry {
+            version: version.clone(),
+            created: change.at.clone(),
+            artifact_sha256: sha,
+            file,
+            stage: Stage::Candidate,
+            metrics: artifact.training.holdout_metrics.clone(),
+            training_rows: artifact.training.rows,
+            history: vec![change.clone()],
+        };
+        entry.versions.push(v.clone());
+        self.save(&index)?;
+        Ok((name.clone(), v, Some(ModelEvent { model: name, version, change })))
+    }
+
+    fn model_of<'i>(index: &'i mut Index, name: Option<&str>) -> Result<(String, &'i mut ModelEntry), RegistryError> {
+        let name = match name {
+            Some(n) => n.to_string(),
+            None if index.models.len() == 1 => index.models.keys().next().expect("one").clone(),
+            None => return Err(RegistryError::Invalid(format!("the registry holds {} models; name one with --name", index.models.len()))),
+        };
+        let entry = index.models.get_mut(&name).ok_or_else(|| RegistryError::Invalid(format!("no model `{name}` in the registry")))?;
+        Ok((name, entry))
+    }
+
+    /// The production version of a model, if any, with its artifact path.
+    pub fn production(&self, name: Option<&str>) -> Result<Option<(VersionEntry, PathBuf)>, RegistryError> {
+        let mut index = self.index()?;
+        let (_, entry) = Registry::model_of(&mut index, name)?;
+        Ok(entry.versions.iter().find(|v| v.stage == Stage::Production).map(|v| (v.clone(), self.root.join(&v.file))))
+    }
+
+    /// A version's entry and artifact path.
+    pub fn show(&self, name: Option<&str>, version: &str) -> Result<(VersionEntry, PathBuf), RegistryError> {
+        let mut index = self.index()?;
+        let (name, entry) = Registry::model_of(&mut index, name)?;
+        let v = entry.versions.iter().find(|v| v.version == version).ok_or_else(|| RegistryError::Invalid(format!("no version `{version}` of {name}")))?;
+        Ok((v.clone(), self.root.join(&v.file)))
+    }
+
+    fn change(entry: &mut VersionEntry, to: Stage, by: &str, reason: &str) -> StageChange {
+        let change = StageChange { at: now(), from: Some(entry.stage), to, by: by.to_string(), reason: reason.to_string() };
+        entry.stage = to;
+        entry.history.push(change.clone());
+        change
+    }
+
+    /// Makes `version` production; the current production version is archived.
+    pub fn promote(&self, name: Option<&str>, version: &str, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError> {
+        let mut index = self.index()?;
+        let (name, entry) = Registry::model_of(&mut index, name)?;
+        let target = entry.versions.iter().position(|v| v.version == version).ok_or_else(|| RegistryError::Invalid(format!("no version `{version}` of {name}")))?;
+        if entry.versions[target].stage == Stage::Production {
+            return Err(RegistryError::Invalid(format!("{name} {version} is already in production")));
+        }
+        // The artifact must still load: never promote a file that cannot serve.
+        Artifact::load(&self.root.join(&entry.versions[target].file))?;
+        let mut events = Vec::new();
+        if let Some(current) = entry.versions.iter_mut().find(|v| v.stage == Stage::Production) {
+            let change = Registry::change(current, Stage::Archived, by, &format!("replaced by {version}"));
+            events.push(ModelEvent { model: name.clone(), version: current.version.clone(), change });
+            entry.previous_production.push(current.version.clone());
+        }
+        let change = Registry::change(&mut entry.versions[target], Stage::Production, by, reason);
+        events.push(ModelEvent { model: name.clone(), version: version.to_string(), change });
+        self.save(&index)?;
+        Ok(events)
+    }
+
+    /// Archives the production version and restores the previous one.
+    pub fn rollback(&self, name: Option<&str>, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError> {
+        let mut index = self.index()?;
+        let (name, entry) = Registry::model_of(&mut index, name)?;
+        let previous = entry.previous_production.pop().ok_or_else(|| RegistryError::Invalid(format!("{name} has no previous production version to roll back to")))?;
+        let current = entry.versions.iter().position(|v| v.stage == Stage::Production).ok_or_else(|| RegistryError::Invalid(format!("{name} has no production version")))?;
+        let mut events = Vec::new();
+        let change = Registry::change(&mut entry.versions[current], Stage::Archived, by, reason);
+        events.push(ModelEvent { model: name.clone(), version: entry.versions[current].version.clone(), change });
+        let back = entry.versions.iter_mut().find(|v| v.version == previous).expect("previous versions stay registered");
+        let change = Registry::change(back, Stage::Production, by, &format!("rollback: {reason}"));
+        events.push(ModelEvent { model: name.clone(), version: previous, change });
+        self.save(&index)?;
+        Ok(events)
+    }
+}
+
+/// What differs between two artifacts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArtifactDiff {
+    /// Hyper-parameters that differ: name → (a, b).
+    pub hyperparameters: BTreeMap<String, (serde_json::Value, serde_json::Value)>,
+    /// Held-out metrics: name → (a, b, b − a).
+    pub metrics: BTreeMap<String, (f64, f64, f64)>,
+    /// Features only in A.
+    pub features_only_in_a: Vec<String>,
+    /// Features only in B.
+    pub features_only_in_b: Vec<String>,
+    /// Per shared numeric feature: PSI between the two training references over A's bins
+    /// (B's reference values are re-binned through its stored quantiles), and the mean shift.
+    pub reference: BTreeMap<String, ReferenceDiff>,
+    /// Decision thresholds (a, b).
+    pub threshold: (f64, f64),
+}
+
+/// How two training references differ on one numeric feature.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReferenceDiff {
+    /// Mean in A and B.
+    pub mean: (f64, f64),
+    /// Population standard deviation in A and B.
+    pub std: (f64, f64),
+    /// Jensen–Shannon distance (base 2) between the two references' quantile grids binned on A's edges.
+    pub js: f64,
+}
+
+/// Compares two artifacts: hyper-parameters, metrics, features and training references.
+pub fn diff(a: &Artifact, b: &Artifact) -> ArtifactDiff {
+    let ha = serde_json::to_value(&a.training.hyperparameters).expect("serialises");
+    let hb = serde_json::to_value(&b.training.hyperparameters).expect("serialises");
+    let mut hyperparameters = BTreeMap::new();
+    if let (Some(ma), Some(mb)) = (ha.as_object(), hb.as_object()) {
+        for (k, va) in ma {
+            let vb = mb.get(k).cloned().unwrap_or(serde_json::Value::Null);
+            if *va != vb {
+                hyperparameters.insert(k.clone(), (va.clone(), vb));
+            }
+        }
+    }
+    let m = |h: &HoldoutMetrics| [("roc_auc", h.roc_auc), ("pr_auc", h.pr_auc), ("precision", h.precision), ("recall", h.recall), ("alert_rate", h.alert_rate)];
+    let metrics = m(&a.training.holdout_metrics)
+        .iter()
+        .zip(m(&b.training.holdout_metrics))
+        .map(|((k, x), (_, y))| (k.to_string(), (*x, y, y - x)))
+        .collect();
+    let names = |x: &Artifact| -> Vec<String> { x.features.numeric.iter().map(|f| f.name.clone()).chain(x.features.categorical.iter().map(|f| f.name.clone())).collect() };
+    let (na, nb) = (names(a), names(b));
+    let mut reference = BTreeMap::new();
+    for ra in &a.reference.numeric {
+        if let Some(rb) = b.reference.numeric.iter().find(|r| r.name == ra.name) {
+            let bin = |q: &[f64]| {
+                let mut c = vec![0u64; ra.edges.len() + 1];
+                for &x in q {
+                    c[crate::stats::bin_of(&ra.edges, x)] += 1;
+                }
+                c
+            };
+            let (pa, pb) = (crate::drift::stats::smoothed(&bin(&ra.quantiles), 0.5), crate::drift::stats::smoothed(&bin(&rb.quantiles), 0.5));
+            reference.insert(ra.name.clone(), ReferenceDiff { mean: (ra.mean, rb.mean), std: (ra.std, rb.std), js: crate::drift::stats::js_distance(&pb, &pa) });
+        }
+    }
+    ArtifactDiff {
+        hyperparameters,
+        metrics,
+        features_only_in_a: na.iter().filter(|f| !nb.contains(f)).cloned().collect(),
+        features_only_in_b: nb.iter().filter(|f| !na.contains(f)).cloned().collect(),
+        reference,
+        threshold: (a.decision.threshold, b.decision.threshold),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(dir: &Path, version: &str, c: f64) -> PathBuf {
+        let mut a = crate::pipeline::tests::trained(3000, 9);
+        a.model.version = version.into();
+        a.training.hyperparameters.c = c;
+        let path = dir.join(format!("{version}.json"));
+        a.save(&path).unwrap();
+        path
+    }
+
+    #[test]
+    fn register_promote_rollback_keeps_history_and_a_valid_pointer() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(&dir.path().join("reg"));
+        let (v1, v2) = (artifact(dir.path(), "v1", 1.0), artifact(dir.path(), "v2", 0.5));
+        let (name, e, ev) = reg.register(&v1, "alice").unwrap();
+        assert_eq!((name.as_str(), e.stage), ("card-fraud", Stage::Candidate));
+        assert!(ev.is_some());
+        assert!(reg.register(&v1, "alice").unwrap().2.is_none(), "same bytes again: no-op");
+        reg.register(&v2, "alice").unwrap();
+        assert!(reg.production(None).unwrap().is_none());
+        assert!(reg.rollback(None, "bob", "x").is_err(), "nothing to roll back to");
+
+        let events = reg.promote(None, "v1", "alice", "first release").unwrap();
+        assert_eq!(events.len(), 1);
+        let events = reg.promote(None, "v2", "bob", "better recall").unwrap();
+        assert_eq!(events.iter().map(|e| (e.version.as_str(), e.change.to)).collect::<Vec<_>>(), vec![("v1", Stage::Archived), ("v2", Stage::Production)]);
+        let (prod, path) = reg.production(None).unwrap().unwrap();
+        assert_eq!(prod.version, "v2");
+        assert!(Artifact::load(&path).is_ok(), "the pointer names a loadable artifact");
+        assert!(reg.promote(None, "v2", "bob", "again").is_err());
+
+        let events = reg.rollback(None, "guard", "alert rate out of band").unwrap();
+        assert_eq!(events.iter().map(|e| (e.version.as_str(), e.change.to)).collect::<Vec<_>>(), vec![("v2", Stage::Archived), ("v1", Stage::Production)]);
+        let (v2e, _) = reg.show(None, "v2").unwrap();
+        assert_eq!(v2e.history.iter().map(|h| h.to).collect::<Vec<_>>(), vec![Stage::Candidate, Stage::Production, Stage::Archived]);
+        assert_eq!(v2e.history.last().unwrap().reason, "alert rate out of band");
+        assert_eq!(v2e.history.last().unwrap().by, "guard");
+        // No temporary files are left behind.
+        let leftovers: Vec<_> = walk(&dir.path().join("reg")).into_iter().filter(|p| p.to_string_lossy().contains(".tmp-")).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    fn walk(p: &Path) -> Vec<PathBuf> {
+        let mut out = vec![];
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn refuses_broken_artifacts_conflicting_versions_and_unknown_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(&dir.path().join("reg"));
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, b"{\"format_version\": 9}").unwrap();
+        assert!(matches!(reg.register(&bad, "x").unwrap_err(), RegistryError::Artifact(_)));
+        let v1 = artifact(dir.path(), "v1", 1.0);
+        reg.register(&v1, "x").unwrap();
+        let other = artifact(dir.path(), "v1-other", 0.1);
+        let mut a = Artifact::load(&other).unwrap();
+        a.model.version = "v1".into();
+        a.save(&other).unwrap();
+        assert!(reg.register(&other, "x").unwrap_err().to_string().contains("different contents"));
+        assert!(reg.promote(None, "v9", "x", "").unwrap_err().to_string().contains("no version"));
+        assert!(reg.promote(Some("nope"), "v1", "x", "").unwrap_err().to_string().contains("no model"));
+        std::fs::write(dir.path().join("reg/index.json"), b"{oops").unwrap();
+        assert!(matches!(reg.index().unwrap_err(), RegistryError::Corrupt { .. }));
+    }
+
+    #[test]
+    fn diff_names_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Artifact::load(&artifact(dir.path(), "a", 1.0)).unwrap();
+        let b = Artifact::load(&artifact(dir.path(), "b", 0.5)).unwrap();
+        let d = diff(&a, &b);
+        assert_eq!(d.hyperparameters.get("c"), Some(&(serde_json::json!(1.0), serde_json::json!(0.5))));
+        assert_eq!(d.hyperparameters.len(), 1);
+        assert!(d.features_only_in_a.is_empty() && d.features_only_in_b.is_empty());
+        assert!(d.reference.values().all(|r| r.js < 1e-9), "same data, same references");
+        let same = diff(&a, &a);
+        assert!(same.hyperparameters.is_empty() && same.metrics.values().all(|m| m.2 == 0.0));
+    }
+}
