@@ -169,11 +169,25 @@ pub struct ModelConfig {
     pub threshold: Option<f64>,
     /// Also alert on transactions the outlier detector flags.
     pub alert_on_outlier: bool,
+    /// Model registry directory: when set, the engine serves the registry's production version
+    /// (instead of `path`) and swaps to a new one when it changes (hot reload).
+    pub registry: String,
+    /// Model name in the registry (empty: the registry's only model).
+    pub registry_name: String,
+    /// How often the registry is checked.
+    pub registry_poll_ms: u64,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { path: "models/demo.json".into(), threshold: None, alert_on_outlier: true }
+        ModelConfig {
+            path: "models/demo.json".into(),
+            threshold: None,
+            alert_on_outlier: true,
+            registry: String::new(),
+            registry_name: String::new(),
+            registry_poll_ms: 2000,
+        }
     }
 }
 
@@ -327,6 +341,9 @@ impl Config {
             if !(0.0..=1.0).contains(&t) {
                 return invalid("model.threshold", "must be within [0, 1]");
             }
+        }
+        if self.model.registry_poll_ms < 100 {
+            return invalid("model.registry_poll_ms", "must be at least 100");
         }
         if self.engine.workers > 64 {
             return invalid("engine.workers", "must be 0 (one per core) to 64");

@@ -355,3 +355,89 @@ fn registry_stage_changes_are_published_to_model_events() {
     assert_eq!(parsed[1]["reason"], "first release");
     assert_eq!(parsed[1]["by"], "ci");
 }
+
+#[test]
+fn promoting_under_load_switches_cleanly_and_a_corrupt_artifact_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("registry");
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["model", "--registry"]).arg(&reg).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let mut v2: serde_json::Value = serde_json::from_slice(&std::fs::read(&demo).unwrap()).unwrap();
+    v2["model"]["version"] = "demo-2".into();
+    let v2_path = dir.path().join("demo-2.json");
+    std::fs::write(&v2_path, serde_json::to_vec_pretty(&v2).unwrap()).unwrap();
+    cli(&["register", demo.to_str().unwrap()]);
+    cli(&["register", v2_path.to_str().unwrap()]);
+    cli(&["promote", "demo-1"]);
+
+    let t = Topics::new(3);
+    let events = generated(40_000, 555);
+    let feeder = {
+        let (topic, events) = (t.transactions.clone(), events.clone());
+        std::thread::spawn(move || {
+            for chunk in events.chunks(1000) {
+                produce(&topic, chunk);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let reg_text = reg.display().to_string();
+    let engine = start_engine_with_env(
+        &t,
+        "[drift]\nenabled = false",
+        &[("DRIFTWATCH_MODEL__REGISTRY", reg_text.as_str()), ("DRIFTWATCH_MODEL__REGISTRY_POLL_MS", "100")],
+    );
+    engine.wait_for("part of the stream scored by demo-1", Duration::from_secs(60), |m| metric(m, "driftwatch_events_scored_total{}") >= 10_000.0);
+    cli(&["promote", "demo-2", "--reason", "under load"]);
+    engine.wait_for("demo-2 serving", Duration::from_secs(30), |m| metric(m, "driftwatch_model_info{name=card-fraud,version=demo-2}") == 1.0);
+
+    // A production version whose file is damaged on disk (index edited by hand): refused.
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(reg.join("index.json")).unwrap()).unwrap();
+    let mut v3 = index["models"]["card-fraud"]["versions"][1].clone();
+    v3["version"] = "demo-3".into();
+    v3["file"] = "artifacts/card-fraud/demo-3.json".into();
+    v3["stage"] = "production".into();
+    index["models"]["card-fraud"]["versions"][1]["stage"] = "archived".into();
+    index["models"]["card-fraud"]["versions"].as_array_mut().unwrap().push(v3);
+    std::fs::write(reg.join("artifacts/card-fraud/demo-3.json"), b"{\"format_version\": 1, \"truncated").unwrap();
+    std::fs::write(reg.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let m = engine.wait_for("the corrupt artifact refused", Duration::from_secs(30), |m| metric(m, "driftwatch_model_reload_failures_total{}") >= 1.0);
+    assert_eq!(metric(&m, "driftwatch_model_info{name=card-fraud,version=demo-2}"), 1.0, "the running model stays");
+
+    feeder.join().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while uncommitted(&t.group, &t.transactions) != 0 {
+        assert!(std::time::Instant::now() < deadline, "engine did not finish; log:\n{}", engine.log_text());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let m = engine.metrics();
+    assert_eq!(metric(&m, "driftwatch_events_scored_total{}"), events.len() as f64, "every event scored exactly once");
+    assert_eq!(metric(&m, "driftwatch_model_reloads_total{}"), 1.0);
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("Refused the registry's production model"), "{log}");
+
+    let (expected, _, _) = expected_from_score_cli(&events);
+    let alerts = consume_all(&t.alerts, expected.len(), Duration::from_secs(30));
+    let parsed: Vec<serde_json::Value> = alerts.iter().map(|a| serde_json::from_slice(&a.payload).unwrap()).collect();
+    let ids: BTreeSet<&str> = parsed.iter().map(|a| a["transaction_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), parsed.len(), "no event alerted twice");
+    assert_eq!(ids.len(), expected.len(), "no alert lost across the swap");
+    // Per partition, in offset order, the version switches once: demo-1 … demo-1, demo-2 … demo-2.
+    let mut by_partition: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
+    for a in &parsed {
+        by_partition.entry(a["source"]["partition"].as_i64().unwrap()).or_default().push((a["source"]["offset"].as_i64().unwrap(), a["model_version"].as_str().unwrap().to_string()));
+    }
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for (p, mut list) in by_partition {
+        list.sort();
+        let versions: Vec<&str> = list.iter().map(|(_, v)| v.as_str()).collect();
+        let switch = versions.iter().position(|v| *v == "demo-2").unwrap_or(versions.len());
+        assert!(versions[..switch].iter().all(|v| *v == "demo-1") && versions[switch..].iter().all(|v| *v == "demo-2"), "partition {p}: {versions:?}");
+        seen.extend(versions.iter().map(|v| v.to_string()));
+    }
+    assert_eq!(seen, BTreeSet::from(["demo-1".to_string(), "demo-2".to_string()]), "both versions alerted");
+}

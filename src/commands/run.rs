@@ -17,6 +17,9 @@ pub enum RunError {
     /// The model could not be loaded.
     #[error(transparent)]
     Model(#[from] ArtifactError),
+    /// The model registry could not be used.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// Kafka or delivery failure.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -32,7 +35,16 @@ pub enum RunError {
 
 /// Runs the engine until `shutdown` is set or a signal arrives. Returns what it did.
 pub fn run(config: Config, metrics: Arc<Metrics>, shutdown: Arc<AtomicBool>) -> Result<RunSummary, RunError> {
-    let pipeline = Pipeline::load(&config.model.path)?;
+    let pipeline = if config.model.registry.is_empty() {
+        Pipeline::load(&config.model.path)?
+    } else {
+        let registry = crate::registry::Registry::open(std::path::Path::new(&config.model.registry));
+        let name = (!config.model.registry_name.is_empty()).then_some(config.model.registry_name.as_str());
+        let (_, path) = registry.production(name)?.ok_or_else(|| {
+            crate::registry::RegistryError::Invalid(format!("registry {} has no production version; promote one first", config.model.registry))
+        })?;
+        Pipeline::load(&path)?
+    };
     let model = &pipeline.artifact().model;
     info!(message = "Model loaded.", name = %model.name, version = %model.version, path = %config.model.path.display());
     // Before the async runtime: the OTLP exporter's blocking HTTP client must live outside it.

@@ -157,6 +157,11 @@ pub struct EngineProcess {
 
 /// Starts `driftwatch run` on the test broker with these topics; `engine_extra` lines go in `[engine]`.
 pub fn start_engine(t: &Topics, engine_extra: &str) -> EngineProcess {
+    start_engine_with_env(t, engine_extra, &[])
+}
+
+/// As [`start_engine`], with extra environment variables (e.g. `DRIFTWATCH_MODEL__…` overrides).
+pub fn start_engine_with_env(t: &Topics, engine_extra: &str, env: &[(&str, &str)]) -> EngineProcess {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
@@ -164,11 +169,11 @@ pub fn start_engine(t: &Topics, engine_extra: &str) -> EngineProcess {
         "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[engine]\nstatistics_interval_ms = 500\n{engine_extra}\n",
         brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, model.display()
     );
-    start_with_config(&config, dir, port)
+    start_with_config(&config, dir, port, env)
 }
 
 /// Starts `driftwatch run` with a full configuration text.
-pub fn start_with_config(config: &str, dir: tempfile::TempDir, port: u16) -> EngineProcess {
+pub fn start_with_config(config: &str, dir: tempfile::TempDir, port: u16, env: &[(&str, &str)]) -> EngineProcess {
     let path = dir.path().join("engine.toml");
     std::fs::write(&path, config).unwrap();
     let log = dir.path().join("engine.log");
@@ -176,6 +181,7 @@ pub fn start_with_config(config: &str, dir: tempfile::TempDir, port: u16) -> Eng
         .args(["run", "--config"])
         .arg(&path)
         .env("RUST_LOG", std::env::var("DRIFTWATCH_TEST_ENGINE_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
