@@ -121,6 +121,8 @@ pub struct KafkaConfig {
     pub drift_alerts_topic: String,
     /// Topic retrain requests are written to.
     pub retrain_requests_topic: String,
+    /// Topic the engine's automatic rollbacks are published to (stage changes, as `driftwatch model`).
+    pub model_events_topic: String,
     /// Create missing topics at start (else: fail, naming the missing topic).
     pub create_topics: bool,
     /// Partitions of topics the engine creates.
@@ -148,6 +150,7 @@ impl Default for KafkaConfig {
             drift_reports_topic: "drift-reports".into(),
             drift_alerts_topic: "drift-alerts".into(),
             retrain_requests_topic: "retrain-requests".into(),
+            model_events_topic: "model-events".into(),
             create_topics: true,
             partitions: 4,
             replication_factor: 1,
@@ -176,6 +179,14 @@ pub struct ModelConfig {
     pub registry_name: String,
     /// How often the registry is checked.
     pub registry_poll_ms: u64,
+    /// After a swap, drift windows the guard watches the new model for (0 disables the guard).
+    pub guard_windows: u32,
+    /// Rolled back when a window's fraud-alert rate is above this many times its trained rate, or below it divided by this.
+    pub guard_alert_rate_factor: f64,
+    /// Rolled back when a window's outlier rate exceeds the trained false-positive rate by more than this.
+    pub guard_outlier_margin: f64,
+    /// Rolled back when the p99 decode+score latency in a window exceeds this (ms).
+    pub guard_p99_latency_ms: f64,
 }
 
 impl Default for ModelConfig {
@@ -187,6 +198,10 @@ impl Default for ModelConfig {
             registry: String::new(),
             registry_name: String::new(),
             registry_poll_ms: 2000,
+            guard_windows: 3,
+            guard_alert_rate_factor: 3.0,
+            guard_outlier_margin: 0.03,
+            guard_p99_latency_ms: 5.0,
         }
     }
 }
@@ -341,6 +356,9 @@ impl Config {
             if !(0.0..=1.0).contains(&t) {
                 return invalid("model.threshold", "must be within [0, 1]");
             }
+        }
+        if !(self.model.guard_alert_rate_factor > 1.0) || !(self.model.guard_outlier_margin >= 0.0) || !(self.model.guard_p99_latency_ms > 0.0) {
+            return invalid("model.guard_alert_rate_factor", "needs factor > 1, margin ≥ 0 and a positive latency limit");
         }
         if self.model.registry_poll_ms < 100 {
             return invalid("model.registry_poll_ms", "must be at least 100");

@@ -120,6 +120,8 @@ pub struct Metrics {
     pub drift_status_changes: Family<StatusLabel, Counter>,
     /// Retrain requests published.
     pub retrain_requests: Counter,
+    /// Automatic rollbacks by the guard.
+    pub model_rollbacks: Counter,
     /// Pipelines swapped in by hot reload.
     pub model_reloads: Counter,
     /// Registry production versions refused (unloadable, or not fitting the live events).
@@ -172,6 +174,7 @@ impl Metrics {
             drift_late_events: Counter::default(),
             drift_status_changes: Family::default(),
             retrain_requests: Counter::default(),
+            model_rollbacks: Counter::default(),
             model_reloads: Counter::default(),
             model_reload_failures: Counter::default(),
             trained_outlier_rate: FloatGauge::default(),
@@ -216,6 +219,7 @@ impl Metrics {
         registry.register("drift_status_changes", "Drift status changes by new status", m.drift_status_changes.clone());
         registry.register("retrain_requests", "Retrain requests published", m.retrain_requests.clone());
         registry.register("model_reloads", "Pipelines swapped in by hot reload", m.model_reloads.clone());
+        registry.register("model_rollbacks", "Automatic rollbacks of a newly promoted model by the guard", m.model_rollbacks.clone());
         registry.register("model_reload_failures", "Registry production versions refused (unloadable or not fitting the live events)", m.model_reload_failures.clone());
         registry.register("model_trained_outlier_rate", "Outlier rate of the loaded model on its training data", m.trained_outlier_rate.clone());
         registry.register("model_trained_alert_rate", "Fraud-alert rate of the loaded model on its training data", m.trained_alert_rate.clone());

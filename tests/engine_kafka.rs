@@ -441,3 +441,59 @@ fn promoting_under_load_switches_cleanly_and_a_corrupt_artifact_is_refused() {
     }
     assert_eq!(seen, BTreeSet::from(["demo-1".to_string(), "demo-2".to_string()]), "both versions alerted");
 }
+
+#[test]
+fn a_misbehaving_model_is_rolled_back_automatically() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("registry");
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["model", "--registry"]).arg(&reg).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    // A model that alerts on everything: threshold 0.
+    let mut bad: serde_json::Value = serde_json::from_slice(&std::fs::read(&demo).unwrap()).unwrap();
+    bad["model"]["version"] = "demo-alerts-everything".into();
+    bad["decision"]["threshold"] = 0.0.into();
+    let bad_path = dir.path().join("bad.json");
+    std::fs::write(&bad_path, serde_json::to_vec_pretty(&bad).unwrap()).unwrap();
+    cli(&["register", demo.to_str().unwrap()]);
+    cli(&["register", bad_path.to_str().unwrap()]);
+    cli(&["promote", "demo-1"]);
+
+    let t = Topics::new(3);
+    // 30,000 events at 100/s of event time: 300 s of windows (20 s long, sliding by 10 s).
+    let events: Vec<Vec<u8>> = Generator::new(GeneratorConfig { seed: 1, rows: 80_000, rate_per_sec: 100.0, ..Default::default() })
+        .skip(50_000)
+        .take(30_000)
+        .map(|e| serde_json::to_vec(&e).unwrap())
+        .collect();
+    let reg_text = reg.display().to_string();
+    let engine = start_engine_with_env(
+        &t,
+        "[drift]\nsample_fraction = 0.5\nwindow_seconds = 20\nslide_seconds = 10\nlateness_seconds = 5\nmin_samples = 50",
+        &[("DRIFTWATCH_MODEL__REGISTRY", reg_text.as_str()), ("DRIFTWATCH_MODEL__REGISTRY_POLL_MS", "100"), ("DRIFTWATCH_MODEL__GUARD_WINDOWS", "3")],
+    );
+    produce(&t.transactions, &events[..5_000]);
+    engine.wait_for("demo-1 scoring", Duration::from_secs(60), |m| metric(m, "driftwatch_events_scored_total{}") >= 5_000.0);
+    cli(&["promote", "demo-alerts-everything", "--reason", "deliberately bad"]);
+    engine.wait_for("the bad model serving", Duration::from_secs(30), |m| metric(m, "driftwatch_model_info{name=card-fraud,version=demo-alerts-everything}") == 1.0);
+    produce(&t.transactions, &events[5_000..]);
+    let m = engine.wait_for("the guard's rollback", Duration::from_secs(60), |m| {
+        metric(m, "driftwatch_model_rollbacks_total{}") >= 1.0 && metric(m, "driftwatch_model_info{name=card-fraud,version=demo-1}") == 1.0
+    });
+    assert_eq!(metric(&m, "driftwatch_model_info{name=card-fraud,version=demo-alerts-everything}"), 0.0);
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
+    // The registry records who rolled back and why; the change is on model-events.
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(reg.join("index.json")).unwrap()).unwrap();
+    let bad_entry = index["models"]["card-fraud"]["versions"].as_array().unwrap().iter().find(|v| v["version"] == "demo-alerts-everything").unwrap().clone();
+    let last = bad_entry["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["to"].as_str(), last["by"].as_str()), (Some("archived"), Some("guard")), "{last}");
+    assert!(last["reason"].as_str().unwrap().contains("fraud-alert rate"), "{last}");
+    let events = consume_all(&t.retrain.replace("retrain", "model-events"), 2, Duration::from_secs(30));
+    let s = schema("model-event.schema.json");
+    let parsed: Vec<serde_json::Value> = events.iter().map(|e| serde_json::from_slice(&e.payload).unwrap()).collect();
+    assert!(parsed.iter().all(|v| s.is_valid(v)), "{parsed:?}");
+    assert!(parsed.iter().any(|v| v["version"] == "demo-1" && v["to"] == "production" && v["by"] == "guard"), "{parsed:?}");
+}

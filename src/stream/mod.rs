@@ -85,6 +85,9 @@ pub async fn ensure_topics(config: &Config) -> Result<(), EngineError> {
     if config.drift.enabled {
         wanted.extend([&k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic]);
     }
+    if !config.model.registry.is_empty() {
+        wanted.push(&k.model_events_topic);
+    }
     let missing: Vec<&String> = wanted.into_iter().filter(|t| !existing.contains(&t.as_str())).collect();
     if missing.is_empty() {
         return Ok(());
@@ -274,6 +277,16 @@ pub struct Engine {
     drift: Option<SharedDrift>,
     /// Traces for events that carry (or are sampled into) a trace.
     telemetry: Option<crate::tracing_otel::Telemetry>,
+    /// Watches a newly swapped-in model and rolls it back when it misbehaves.
+    guard: Mutex<Option<Guard>>,
+}
+
+/// The automatic-rollback guard's state for one newly serving version.
+struct Guard {
+    version: String,
+    windows_left: u32,
+    /// Sampled decode+score latencies (µs) since the swap.
+    latency_us: hdrhistogram::Histogram<u64>,
 }
 
 impl Engine {
@@ -291,6 +304,7 @@ impl Engine {
             metrics,
             drift,
             telemetry: None,
+            guard: Mutex::new(None),
         }
     }
 
@@ -335,10 +349,63 @@ impl Engine {
         Engine::describe_model(&self.metrics, &old, 0);
         Engine::describe_model(&self.metrics, &new, 1);
         info!(message = "Model swapped.", from = %old.artifact().model.version, to = %new.artifact().model.version);
+        let version = new.artifact().model.version.clone();
         *self.pipeline.write().expect("pipeline lock") = Arc::new(new);
         self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut guard = self.guard.lock().expect("guard lock");
+        *guard = (self.config.model.guard_windows > 0 && self.drift.is_some() && !self.config.model.registry.is_empty()).then(|| Guard {
+            version,
+            windows_left: self.config.model.guard_windows,
+            latency_us: hdrhistogram::Histogram::new(3).expect("valid precision"),
+        });
         self.metrics.model_reloads.inc();
         Ok(())
+    }
+
+    /// Checks a closed window against the guard; rolls the registry back when the new model
+    /// misbehaves and returns the stage changes to publish.
+    fn guard_check(&self, w: &ClosedWindow, serving: &str) -> Vec<crate::registry::ModelEvent> {
+        let mut slot = self.guard.lock().expect("guard lock");
+        let Some(g) = slot.as_mut() else { return Vec::new() };
+        if g.version != serving || w.report.drift.current.rows < self.config.drift.min_samples {
+            return Vec::new();
+        }
+        let c = &self.config.model;
+        let (alerts, outliers) = (&w.report.model_drift.alert_rate, &w.report.model_drift.outlier_rate);
+        let p99_ms = g.latency_us.value_at_quantile(0.99) as f64 / 1000.0;
+        let reason = if alerts.observed > alerts.expected * c.guard_alert_rate_factor || alerts.observed < alerts.expected / c.guard_alert_rate_factor {
+            Some(format!("fraud-alert rate {:.4} outside {:.4}–{:.4} (trained {:.4})", alerts.observed, alerts.expected / c.guard_alert_rate_factor, alerts.expected * c.guard_alert_rate_factor, alerts.expected))
+        } else if outliers.observed > outliers.expected + c.guard_outlier_margin {
+            Some(format!("outlier rate {:.4} above the trained {:.4} + {}", outliers.observed, outliers.expected, c.guard_outlier_margin))
+        } else if !g.latency_us.is_empty() && p99_ms > c.guard_p99_latency_ms {
+            Some(format!("p99 scoring latency {p99_ms:.3} ms above {} ms", c.guard_p99_latency_ms))
+        } else {
+            None
+        };
+        let Some(reason) = reason else {
+            g.windows_left -= 1;
+            if g.windows_left == 0 {
+                info!(message = "Guard passed the new model.", version = %g.version);
+                *slot = None;
+            }
+            return Vec::new();
+        };
+        let version = g.version.clone();
+        *slot = None;
+        drop(slot);
+        let registry = crate::registry::Registry::open(std::path::Path::new(&c.registry));
+        let name = (!c.registry_name.is_empty()).then_some(c.registry_name.as_str());
+        match registry.rollback(name, "guard", &format!("{version}: {reason}")) {
+            Ok(events) => {
+                self.metrics.model_rollbacks.inc();
+                error!(message = "Rolled back a misbehaving model.", %version, %reason);
+                events
+            }
+            Err(error) => {
+                error!(message = "Guard could not roll back.", %version, %reason, %error);
+                Vec::new()
+            }
+        }
     }
 
     /// Polls the registry and swaps in a new production version; refuses (and remembers) one
@@ -581,7 +648,11 @@ impl LoopState<'_> {
                     let score_span = trace.as_ref().zip(telemetry).map(|(cx, t)| t.child(cx, "score"));
                     let mut score = self.pipeline.score(&self.tx);
                     if let Some(started) = started {
-                        m.score_latency.observe(started.elapsed().as_secs_f64());
+                        let elapsed = started.elapsed();
+                        m.score_latency.observe(elapsed.as_secs_f64());
+                        if let Some(g) = e.guard.lock().expect("guard lock").as_mut() {
+                            let _ = g.latency_us.record(elapsed.as_micros() as u64);
+                        }
                     }
                     if let Some(t) = self.threshold {
                         score.is_fraud = score.probability >= t;
@@ -744,6 +815,9 @@ impl LoopState<'_> {
         }
         drop(state);
         let mut outputs: Vec<(&str, String, Vec<u8>)> = vec![(&k.drift_reports_topic, model.name.clone(), serde_json::to_vec(&w.report).expect("report serialises"))];
+        for event in e.guard_check(w, &model.version) {
+            outputs.push((&k.model_events_topic, event.model.clone(), serde_json::to_vec(&event).expect("event serialises")));
+        }
         for a in &w.alerts {
             m.drift_status_changes.get_or_create(&StatusLabel { to: crate::drift::status_name(a.to).to_string() }).inc();
             warn!(message = "Drift status changed.", feature = %a.feature, from = crate::drift::status_name(a.from), to = crate::drift::status_name(a.to), window_end = %a.window_end);
