@@ -123,6 +123,8 @@ pub struct KafkaConfig {
     pub retrain_requests_topic: String,
     /// Topic the engine's automatic rollbacks are published to (stage changes, as `driftwatch model`).
     pub model_events_topic: String,
+    /// Topic a candidate's shadow decisions are written to.
+    pub shadow_scores_topic: String,
     /// Create missing topics at start (else: fail, naming the missing topic).
     pub create_topics: bool,
     /// Partitions of topics the engine creates.
@@ -151,6 +153,7 @@ impl Default for KafkaConfig {
             drift_alerts_topic: "drift-alerts".into(),
             retrain_requests_topic: "retrain-requests".into(),
             model_events_topic: "model-events".into(),
+            shadow_scores_topic: "shadow-scores".into(),
             create_topics: true,
             partitions: 4,
             replication_factor: 1,
@@ -179,6 +182,8 @@ pub struct ModelConfig {
     pub registry_name: String,
     /// How often the registry is checked.
     pub registry_poll_ms: u64,
+    /// Share of events also scored by the registry's newest candidate (shadow scoring; 0 disables).
+    pub shadow_fraction: f64,
     /// After a swap, drift windows the guard watches the new model for (0 disables the guard).
     pub guard_windows: u32,
     /// Rolled back when a window's fraud-alert rate is above this many times its trained rate, or below it divided by this.
@@ -198,6 +203,7 @@ impl Default for ModelConfig {
             registry: String::new(),
             registry_name: String::new(),
             registry_poll_ms: 2000,
+            shadow_fraction: 0.1,
             guard_windows: 3,
             guard_alert_rate_factor: 3.0,
             guard_outlier_margin: 0.03,
@@ -359,6 +365,9 @@ impl Config {
         }
         if !(self.model.guard_alert_rate_factor > 1.0) || !(self.model.guard_outlier_margin >= 0.0) || !(self.model.guard_p99_latency_ms > 0.0) {
             return invalid("model.guard_alert_rate_factor", "needs factor > 1, margin ≥ 0 and a positive latency limit");
+        }
+        if !(0.0..=1.0).contains(&self.model.shadow_fraction) {
+            return invalid("model.shadow_fraction", "must be within [0, 1]");
         }
         if self.model.registry_poll_ms < 100 {
             return invalid("model.registry_poll_ms", "must be at least 100");

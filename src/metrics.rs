@@ -36,6 +36,13 @@ pub struct ModelLabels {
     pub version: String,
 }
 
+/// Label set for shadow agreement.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgreeLabel {
+    /// "true" when candidate and production decide the same.
+    pub agree: String,
+}
+
 /// Label set for per-feature drift gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FeatureLabel {
@@ -120,6 +127,14 @@ pub struct Metrics {
     pub drift_status_changes: Family<StatusLabel, Counter>,
     /// Retrain requests published.
     pub retrain_requests: Counter,
+    /// Events scored by the candidate too (shadow scoring).
+    pub shadow_scored: Counter,
+    /// Shadow decisions by agreement with production (`agree="true"|"false"`).
+    pub shadow_agreement: Family<AgreeLabel, Counter>,
+    /// Shadow-scored events the candidate would alert on.
+    pub shadow_alerts: Counter,
+    /// The candidate's decode+score time per shadow-scored event.
+    pub shadow_latency: Histogram,
     /// Automatic rollbacks by the guard.
     pub model_rollbacks: Counter,
     /// Pipelines swapped in by hot reload.
@@ -174,6 +189,10 @@ impl Metrics {
             drift_late_events: Counter::default(),
             drift_status_changes: Family::default(),
             retrain_requests: Counter::default(),
+            shadow_scored: Counter::default(),
+            shadow_agreement: Family::default(),
+            shadow_alerts: Counter::default(),
+            shadow_latency: Histogram::new(exponential_buckets(2.5e-7, 2.0, 15)),
             model_rollbacks: Counter::default(),
             model_reloads: Counter::default(),
             model_reload_failures: Counter::default(),
@@ -219,6 +238,10 @@ impl Metrics {
         registry.register("drift_status_changes", "Drift status changes by new status", m.drift_status_changes.clone());
         registry.register("retrain_requests", "Retrain requests published", m.retrain_requests.clone());
         registry.register("model_reloads", "Pipelines swapped in by hot reload", m.model_reloads.clone());
+        registry.register("shadow_scored", "Events also scored by the candidate model", m.shadow_scored.clone());
+        registry.register("shadow_agreement", "Shadow decisions by agreement with production", m.shadow_agreement.clone());
+        registry.register("shadow_alerts", "Shadow-scored events the candidate would alert on", m.shadow_alerts.clone());
+        registry.register_with_unit("shadow_score_latency", "Candidate decode and score time per shadow-scored event", prometheus_client::registry::Unit::Seconds, m.shadow_latency.clone());
         registry.register("model_rollbacks", "Automatic rollbacks of a newly promoted model by the guard", m.model_rollbacks.clone());
         registry.register("model_reload_failures", "Registry production versions refused (unloadable or not fitting the live events)", m.model_reload_failures.clone());
         registry.register("model_trained_outlier_rate", "Outlier rate of the loaded model on its training data", m.trained_outlier_rate.clone());

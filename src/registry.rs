@@ -229,6 +229,13 @@ impl Registry {
         Ok(entry.versions.iter().find(|v| v.stage == Stage::Production).map(|v| (v.clone(), self.root.join(&v.file))))
     }
 
+    /// The most recently registered candidate of a model, if any, with its artifact path.
+    pub fn latest_candidate(&self, name: Option<&str>) -> Result<Option<(VersionEntry, PathBuf)>, RegistryError> {
+        let mut index = self.index()?;
+        let (_, entry) = Registry::model_of(&mut index, name)?;
+        Ok(entry.versions.iter().rev().find(|v| v.stage == Stage::Candidate).map(|v| (v.clone(), self.root.join(&v.file))))
+    }
+
     /// A version's entry and artifact path.
     pub fn show(&self, name: Option<&str>, version: &str) -> Result<(VersionEntry, PathBuf), RegistryError> {
         let mut index = self.index()?;

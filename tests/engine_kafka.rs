@@ -497,3 +497,54 @@ fn a_misbehaving_model_is_rolled_back_automatically() {
     assert!(parsed.iter().all(|v| s.is_valid(v)), "{parsed:?}");
     assert!(parsed.iter().any(|v| v["version"] == "demo-1" && v["to"] == "production" && v["by"] == "guard"), "{parsed:?}");
 }
+
+#[test]
+fn a_candidate_is_shadow_scored_without_touching_production_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("registry");
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["model", "--registry"]).arg(&reg).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let mut candidate: serde_json::Value = serde_json::from_slice(&std::fs::read(&demo).unwrap()).unwrap();
+    candidate["model"]["version"] = "demo-eager".into();
+    candidate["decision"]["threshold"] = 0.0.into();
+    let path = dir.path().join("eager.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&candidate).unwrap()).unwrap();
+    cli(&["register", demo.to_str().unwrap()]);
+    cli(&["promote", "demo-1"]);
+    cli(&["register", path.to_str().unwrap()]);
+
+    let t = Topics::new(3);
+    let events = generated(2_000, 808);
+    let reg_text = reg.display().to_string();
+    let engine = start_engine_with_env(
+        &t,
+        "[drift]\nenabled = false",
+        &[("DRIFTWATCH_MODEL__REGISTRY", reg_text.as_str()), ("DRIFTWATCH_MODEL__REGISTRY_POLL_MS", "100"), ("DRIFTWATCH_MODEL__SHADOW_FRACTION", "1.0")],
+    );
+    // Let the watcher load the candidate before the events arrive.
+    std::thread::sleep(Duration::from_secs(2));
+    produce(&t.transactions, &events);
+    let m = engine.wait_for("every event shadow-scored", Duration::from_secs(60), |m| metric(m, "driftwatch_shadow_scored_total{}") >= 2_000.0);
+    let (expected, _, _) = expected_from_score_cli(&events);
+    assert_eq!(metric(&m, "driftwatch_shadow_alerts_total{}"), 2_000.0, "threshold 0 alerts on everything");
+    let agree = metric(&m, "driftwatch_shadow_agreement_total{agree=true}");
+    let disagree = metric(&m, "driftwatch_shadow_agreement_total{agree=false}");
+    assert_eq!((agree, disagree), (expected.len() as f64, (2_000 - expected.len()) as f64), "agreement = production's alerts");
+    assert!(metric(&m, "driftwatch_shadow_score_latency_seconds_count{}") >= 2_000.0);
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
+    let shadow = consume_all(&t.retrain.replace("retrain", "shadow"), 2_000, Duration::from_secs(30));
+    assert_eq!(shadow.len(), 2_000);
+    let s = schema("shadow-score.schema.json");
+    for m in shadow.iter().take(200) {
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        assert!(s.is_valid(&v), "{v}");
+        assert_eq!((v["production_version"].as_str(), v["candidate_version"].as_str()), (Some("demo-1"), Some("demo-eager")));
+    }
+    // Production's alerts are production's only.
+    let alerts = consume_all(&t.alerts, expected.len(), Duration::from_secs(30));
+    assert_eq!(alerts.len(), expected.len());
+}

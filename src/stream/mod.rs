@@ -87,6 +87,9 @@ pub async fn ensure_topics(config: &Config) -> Result<(), EngineError> {
     }
     if !config.model.registry.is_empty() {
         wanted.push(&k.model_events_topic);
+        if config.model.shadow_fraction > 0.0 {
+            wanted.push(&k.shadow_scores_topic);
+        }
     }
     let missing: Vec<&String> = wanted.into_iter().filter(|t| !existing.contains(&t.as_str())).collect();
     if missing.is_empty() {
@@ -279,6 +282,10 @@ pub struct Engine {
     telemetry: Option<crate::tracing_otel::Telemetry>,
     /// Watches a newly swapped-in model and rolls it back when it misbehaves.
     guard: Mutex<Option<Guard>>,
+    /// The registry's newest candidate, shadow-scored on a share of events.
+    shadow: std::sync::RwLock<Option<Arc<Pipeline>>>,
+    /// Bumped when the candidate changes.
+    shadow_generation: std::sync::atomic::AtomicU64,
 }
 
 /// The automatic-rollback guard's state for one newly serving version.
@@ -305,6 +312,8 @@ impl Engine {
             drift,
             telemetry: None,
             guard: Mutex::new(None),
+            shadow: std::sync::RwLock::new(None),
+            shadow_generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -360,6 +369,40 @@ impl Engine {
         });
         self.metrics.model_reloads.inc();
         Ok(())
+    }
+
+    /// Loads the newest candidate for shadow scoring when it changed (none: shadowing stops).
+    fn refresh_shadow(&self, registry: &crate::registry::Registry, name: Option<&str>, refused: &mut Option<(String, String)>) {
+        let candidate = match registry.latest_candidate(name) {
+            Ok(c) => c,
+            Err(_) => return,
+        };
+        let current = self.shadow.read().expect("shadow lock").as_ref().map(|p| p.artifact().model.version.clone());
+        let wanted = candidate.as_ref().map(|(e, _)| e.version.clone());
+        if current == wanted {
+            return;
+        }
+        let loaded = match candidate {
+            None => None,
+            Some((entry, path)) => {
+                let key = (entry.version.clone(), entry.artifact_sha256.clone());
+                if refused.as_ref() == Some(&key) {
+                    return;
+                }
+                match Pipeline::load(&path) {
+                    Ok(p) => Some(Arc::new(p)),
+                    Err(error) => {
+                        self.metrics.model_reload_failures.inc();
+                        error!(message = "Refused a candidate for shadow scoring.", version = %entry.version, %error);
+                        *refused = Some(key);
+                        return;
+                    }
+                }
+            }
+        };
+        info!(message = "Shadow candidate changed.", from = ?current, to = ?wanted);
+        *self.shadow.write().expect("shadow lock") = loaded;
+        self.shadow_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Checks a closed window against the guard; rolls the registry back when the new model
@@ -419,6 +462,9 @@ impl Engine {
             let wake = Instant::now() + Duration::from_millis(m.registry_poll_ms);
             while Instant::now() < wake && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
+            }
+            if m.shadow_fraction > 0.0 {
+                self.refresh_shadow(&registry, name, &mut refused);
             }
             let (entry, path) = match registry.production(name) {
                 Ok(Some(p)) => p,
@@ -543,6 +589,9 @@ impl Engine {
             tx: pipeline.new_transaction(),
             generation: self.generation.load(Ordering::Acquire),
             pipeline,
+            shadow: None,
+            shadow_generation: u64::MAX,
+            shadow_tx: crate::pipeline::Transaction::default(),
             alert_buf: Vec::with_capacity(1024),
             summary: RunSummary::default(),
             threshold: cfg.model.threshold,
@@ -607,6 +656,10 @@ struct LoopState<'a> {
     /// This member's view of the serving pipeline and its generation.
     pipeline: Arc<Pipeline>,
     generation: u64,
+    /// This member's view of the shadow candidate, its generation and decode buffer.
+    shadow: Option<Arc<Pipeline>>,
+    shadow_generation: u64,
+    shadow_tx: crate::pipeline::Transaction,
     producer: &'a Output,
     tx: crate::pipeline::Transaction,
     alert_buf: Vec<u8>,
@@ -682,6 +735,7 @@ impl LoopState<'_> {
                     self.produce_alert(message, &score, tracker, trace.as_ref())?;
                 }
                 self.observe_drift(&score, tracker)?;
+                self.shadow_score(message, payload, &score, tracker)?;
             }
             Err((reason, text)) => {
                 m.events_invalid.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
@@ -755,6 +809,51 @@ impl LoopState<'_> {
             span.end();
         }
         sent
+    }
+
+    /// Scores a share of events with the candidate too and publishes both decisions.
+    fn shadow_score(&mut self, message: &BorrowedMessage<'_>, payload: &[u8], score: &Score, tracker: &mut OffsetTracker) -> Result<(), EngineError> {
+        let e = self.engine;
+        let fraction = e.config.model.shadow_fraction;
+        if fraction <= 0.0 {
+            return Ok(());
+        }
+        let generation = e.shadow_generation.load(Ordering::Acquire);
+        if generation != self.shadow_generation {
+            self.shadow = e.shadow.read().expect("shadow lock").clone();
+            self.shadow_tx = self.shadow.as_ref().map(|p| p.new_transaction()).unwrap_or_default();
+            self.shadow_generation = generation;
+        }
+        let Some(candidate) = self.shadow.clone() else { return Ok(()) };
+        if !crate::drift::stream::in_sample(&self.tx, fraction) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let Ok(()) = candidate.decode_into(payload, &mut self.shadow_tx) else { return Ok(()) };
+        let shadow = candidate.score(&self.shadow_tx);
+        let elapsed = started.elapsed();
+        let m = &e.metrics;
+        let alert = |s: &Score| s.is_fraud || (s.is_outlier && e.config.model.alert_on_outlier);
+        let (production_alert, candidate_alert) = (alert(score), alert(&shadow));
+        m.shadow_scored.inc();
+        m.shadow_latency.observe(elapsed.as_secs_f64());
+        m.shadow_alerts.inc_by(u64::from(candidate_alert));
+        m.shadow_agreement.get_or_create(&crate::metrics::AgreeLabel { agree: (production_alert == candidate_alert).to_string() }).inc();
+        let message_json = crate::event::ShadowScore {
+            transaction_id: &self.tx.id,
+            production_version: &self.pipeline.artifact().model.version,
+            candidate_version: &candidate.artifact().model.version,
+            production_score: score.probability,
+            candidate_score: shadow.probability,
+            production_alert,
+            candidate_alert,
+            agree: production_alert == candidate_alert,
+            candidate_latency_us: elapsed.as_secs_f64() * 1e6,
+            source: SourcePosition { topic: message.topic(), partition: message.partition(), offset: message.offset() },
+        };
+        let payload = serde_json::to_vec(&message_json).expect("shadow score serialises");
+        let delivery = Box::new(Delivery { pending: tracker.add_output(), alert_event_time_ms: None });
+        send(self.producer, BaseRecord::with_opaque_to(&e.config.kafka.shadow_scores_topic, delivery).payload(payload.as_slice()).key(self.tx.id.as_bytes()))
     }
 
     /// Feeds the drift windows; publishes the windows this event's time closes.

@@ -166,8 +166,8 @@ pub fn start_engine_with_env(t: &Topics, engine_extra: &str, env: &[(&str, &str)
     let port = free_port();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
     let config = format!(
-        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nmodel_events_topic = \"{}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[engine]\nstatistics_interval_ms = 500\n{engine_extra}\n",
-        brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, t.retrain.replace("retrain", "model-events"), model.display()
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nmodel_events_topic = \"{}\"\nshadow_scores_topic = \"{}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[engine]\nstatistics_interval_ms = 500\n{engine_extra}\n",
+        brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, t.retrain.replace("retrain", "model-events"), t.retrain.replace("retrain", "shadow"), model.display()
     );
     start_with_config(&config, dir, port, env)
 }
