@@ -356,19 +356,32 @@ fn registry_stage_changes_are_published_to_model_events() {
     assert_eq!(parsed[1]["by"], "ci");
 }
 
+/// Runs `driftwatch model --registry REG ARGS…`, failing the test on error.
+fn model_cli(reg: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["model", "--registry"]).arg(reg).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The demo model under another version (and optionally another threshold), written to `dir`.
+fn demo_variant(dir: &Path, version: &str, threshold: Option<f64>) -> std::path::PathBuf {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(demo).unwrap()).unwrap();
+    v["model"]["version"] = version.into();
+    if let Some(t) = threshold {
+        v["decision"]["threshold"] = t.into();
+    }
+    let path = dir.join(format!("{version}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    path
+}
+
 #[test]
 fn promoting_under_load_switches_cleanly_and_a_corrupt_artifact_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let reg = dir.path().join("registry");
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["model", "--registry"]).arg(&reg).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let cli = |args: &[&str]| model_cli(&reg, args);
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
-    let mut v2: serde_json::Value = serde_json::from_slice(&std::fs::read(&demo).unwrap()).unwrap();
-    v2["model"]["version"] = "demo-2".into();
-    let v2_path = dir.path().join("demo-2.json");
-    std::fs::write(&v2_path, serde_json::to_vec_pretty(&v2).unwrap()).unwrap();
+    let v2_path = demo_variant(dir.path(), "demo-2", None);
     cli(&["register", demo.to_str().unwrap()]);
     cli(&["register", v2_path.to_str().unwrap()]);
     cli(&["promote", "demo-1"]);
@@ -446,17 +459,10 @@ fn promoting_under_load_switches_cleanly_and_a_corrupt_artifact_is_refused() {
 fn a_misbehaving_model_is_rolled_back_automatically() {
     let dir = tempfile::tempdir().unwrap();
     let reg = dir.path().join("registry");
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["model", "--registry"]).arg(&reg).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let cli = |args: &[&str]| model_cli(&reg, args);
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
     // A model that alerts on everything: threshold 0.
-    let mut bad: serde_json::Value = serde_json::from_slice(&std::fs::read(&demo).unwrap()).unwrap();
-    bad["model"]["version"] = "demo-alerts-everything".into();
-    bad["decision"]["threshold"] = 0.0.into();
-    let bad_path = dir.path().join("bad.json");
-    std::fs::write(&bad_path, serde_json::to_vec_pretty(&bad).unwrap()).unwrap();
+    let bad_path = demo_variant(dir.path(), "demo-alerts-everything", Some(0.0));
     cli(&["register", demo.to_str().unwrap()]);
     cli(&["register", bad_path.to_str().unwrap()]);
     cli(&["promote", "demo-1"]);
@@ -502,16 +508,9 @@ fn a_misbehaving_model_is_rolled_back_automatically() {
 fn a_candidate_is_shadow_scored_without_touching_production_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let reg = dir.path().join("registry");
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["model", "--registry"]).arg(&reg).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let cli = |args: &[&str]| model_cli(&reg, args);
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
-    let mut candidate: serde_json::Value = serde_json::from_slice(&std::fs::read(&demo).unwrap()).unwrap();
-    candidate["model"]["version"] = "demo-eager".into();
-    candidate["decision"]["threshold"] = 0.0.into();
-    let path = dir.path().join("eager.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&candidate).unwrap()).unwrap();
+    let path = demo_variant(dir.path(), "demo-eager", Some(0.0));
     cli(&["register", demo.to_str().unwrap()]);
     cli(&["promote", "demo-1"]);
     cli(&["register", path.to_str().unwrap()]);
