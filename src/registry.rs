@@ -22,6 +22,10 @@ use thiserror::Error;
 
 use crate::pipeline::artifact::{Artifact, ArtifactError, HoldoutMetrics};
 
+/// Start of the reason recorded for a version restored by a rollback; the engine does not put
+/// such a version under its rollback guard again.
+pub const ROLLBACK_REASON_PREFIX: &str = "rollback: ";
+
 /// Stage of a model version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -283,7 +287,7 @@ impl Registry {
         let change = Registry::change(&mut entry.versions[current], Stage::Archived, by, reason);
         events.push(ModelEvent { model: name.clone(), version: entry.versions[current].version.clone(), change });
         let back = entry.versions.iter_mut().find(|v| v.version == previous).expect("previous versions stay registered");
-        let change = Registry::change(back, Stage::Production, by, &format!("rollback: {reason}"));
+        let change = Registry::change(back, Stage::Production, by, &format!("{ROLLBACK_REASON_PREFIX}{reason}"));
         events.push(ModelEvent { model: name.clone(), version: previous, change });
         self.save(&index)?;
         Ok(events)
@@ -401,6 +405,8 @@ mod tests {
 
         let events = reg.rollback(None, "guard", "alert rate out of band").unwrap();
         assert_eq!(events.iter().map(|e| (e.version.as_str(), e.change.to)).collect::<Vec<_>>(), vec![("v2", Stage::Archived), ("v1", Stage::Production)]);
+        let (restored, _) = reg.production(None).unwrap().unwrap();
+        assert!(restored.history.last().unwrap().reason.starts_with(ROLLBACK_REASON_PREFIX), "the engine recognises a restore by this prefix");
         let (v2e, _) = reg.show(None, "v2").unwrap();
         assert_eq!(v2e.history.iter().map(|h| h.to).collect::<Vec<_>>(), vec![Stage::Candidate, Stage::Production, Stage::Archived]);
         assert_eq!(v2e.history.last().unwrap().reason, "alert rate out of band");

@@ -489,6 +489,9 @@ fn a_misbehaving_model_is_rolled_back_automatically() {
         metric(m, "driftwatch_model_rollbacks_total{}") >= 1.0 && metric(m, "driftwatch_model_info{name=card-fraud,version=demo-1}") == 1.0
     });
     assert_eq!(metric(&m, "driftwatch_model_info{name=card-fraud,version=demo-alerts-everything}"), 0.0);
+    // One rollback only: the restored version keeps serving the rest of the stream.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(metric(&engine.metrics(), "driftwatch_model_rollbacks_total{}"), 1.0);
     let (status, log) = engine.terminate();
     assert!(status.success(), "{log}");
     // The registry records who rolled back and why; the change is on model-events.

@@ -334,7 +334,9 @@ impl Engine {
     /// Replaces the serving pipeline after checking it fits the live events: the same id, key
     /// and timestamp columns (features may change). Members switch between two messages, so each
     /// event is scored once, by one version. Drift windows restart against the new reference.
-    pub fn swap_pipeline(&self, new: Pipeline) -> Result<(), String> {
+    /// `guarded`: watch the new version with the rollback guard (promotions are; the target of a
+    /// rollback is not, or a traffic shift that upsets both versions would cascade rollbacks).
+    pub fn swap_pipeline(&self, new: Pipeline, guarded: bool) -> Result<(), String> {
         let old = self.current_pipeline();
         let (a, b) = (&old.artifact().columns, &new.artifact().columns);
         if (&a.id, &a.key, &a.timestamp) != (&b.id, &b.key, &b.timestamp) {
@@ -362,7 +364,7 @@ impl Engine {
         *self.pipeline.write().expect("pipeline lock") = Arc::new(new);
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut guard = self.guard.lock().expect("guard lock");
-        *guard = (self.config.model.guard_windows > 0 && self.drift.is_some() && !self.config.model.registry.is_empty()).then(|| Guard {
+        *guard = (guarded && self.config.model.guard_windows > 0 && self.drift.is_some() && !self.config.model.registry.is_empty()).then(|| Guard {
             version,
             windows_left: self.config.model.guard_windows,
             latency_us: hdrhistogram::Histogram::new(3).expect("valid precision"),
@@ -479,7 +481,9 @@ impl Engine {
             if entry.version == current || refused.as_ref() == Some(&key) {
                 continue;
             }
-            match Pipeline::load(&path).map_err(|e| e.to_string()).and_then(|p| self.swap_pipeline(p)) {
+            // A version restored by a rollback is not put under the guard again.
+            let promoted = entry.history.last().is_none_or(|c| !c.reason.starts_with(crate::registry::ROLLBACK_REASON_PREFIX));
+            match Pipeline::load(&path).map_err(|e| e.to_string()).and_then(|p| self.swap_pipeline(p, promoted)) {
                 Ok(()) => refused = None,
                 Err(reason) => {
                     self.metrics.model_reload_failures.inc();
