@@ -247,6 +247,17 @@ impl Metrics {
         registry.register("model_trained_outlier_rate", "Outlier rate of the loaded model on its training data", m.trained_outlier_rate.clone());
         registry.register("model_trained_alert_rate", "Fraud-alert rate of the loaded model on its training data", m.trained_alert_rate.clone());
         registry.register_collector(Box::new(ProcessCollector));
+        // Counters with known label values start at 0, so their series exist from the first
+        // scrape and rate()/increase() work as soon as the first event happens.
+        for to in ["green", "amber", "red"] {
+            let _ = m.drift_status_changes.get_or_create(&StatusLabel { to: to.into() });
+        }
+        for reason in ["not_json", "not_object", "wrong_type", "missing_field", "bad_timestamp", "oversized"] {
+            let _ = m.events_invalid.get_or_create(&ReasonLabel { reason: reason.into() });
+        }
+        for agree in ["true", "false"] {
+            let _ = m.shadow_agreement.get_or_create(&AgreeLabel { agree: agree.into() });
+        }
         Metrics { registry, ..m }
     }
 

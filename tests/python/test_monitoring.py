@@ -111,6 +111,7 @@ def test_every_dashboard_query_returns_series_and_the_drift_alert_fires(driftwat
                 pass
         log = (tmp / "demo.log").read_text()
         assert firing, f"DriftwatchFeatureDriftRed never fired; demo output:\n{log[-3000:]}"
+        time.sleep(5)  # a few more scrapes, so every range query has samples after the change
         assert {a["metric"]["feature"] for a in firing} >= {"country"}, firing
         rules = json.load(urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/rules", timeout=10))
         loaded = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
