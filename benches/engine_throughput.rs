@@ -146,16 +146,8 @@ fn main() {
     for tx in generator.take(n) {
         let payload = serde_json::to_vec(&tx).unwrap();
         bytes += payload.len();
-        let mut record = BaseRecord::to(&topic).payload(&payload).key(tx.account_id.as_bytes());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
+        let record = BaseRecord::to(&topic).payload(payload.as_slice()).key(tx.account_id.as_bytes());
+        driftwatch::stream::send_with_backpressure(&producer, record).map_err(|(e, _)| e).expect("load the bench topic");
     }
     producer.flush(Duration::from_secs(120)).unwrap();
     eprintln!("loaded {n} events ({:.0} MB) into {topic} in {:.1} s", bytes as f64 / 1e6, loading.elapsed().as_secs_f64());

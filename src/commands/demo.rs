@@ -255,15 +255,10 @@ fn feed(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, opts: 
             } else {
                 serde_json::to_vec(&tx).expect("json")
             };
-            let mut record = BaseRecord::to(topic).payload(&payload).key(tx.account_id.as_bytes());
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        record = r;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
+            let record = BaseRecord::to(topic).payload(payload.as_slice()).key(tx.account_id.as_bytes());
+            if let Err((error, topic)) = crate::stream::send_with_backpressure(producer, record) {
+                tracing::error!(message = "Cannot produce; the generator stops.", %error, %topic);
+                return;
             }
             produced.fetch_add(1, Ordering::Relaxed);
         }

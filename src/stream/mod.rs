@@ -956,8 +956,13 @@ impl LoopState<'_> {
     }
 }
 
-/// Produces, waiting while librdkafka's queue is full (backpressure instead of loss).
-fn send<'a>(producer: &Output, mut record: BaseRecord<'a, [u8], [u8], Box<Delivery>>) -> Result<(), EngineError> {
+/// Produces, waiting while librdkafka's queue is full (backpressure instead of loss); any
+/// other error is returned, never retried forever.
+pub fn send_with_backpressure<'a, C, D>(producer: &ThreadedProducer<C>, mut record: BaseRecord<'a, [u8], [u8], D>) -> Result<(), (KafkaError, String)>
+where
+    C: ProducerContext<DeliveryOpaque = D>,
+    D: rdkafka::util::IntoOpaque,
+{
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
@@ -965,9 +970,11 @@ fn send<'a>(producer: &Output, mut record: BaseRecord<'a, [u8], [u8], Box<Delive
                 record = r;
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Err((error, r)) => {
-                return Err(EngineError::Kafka { context: format!("producing to `{}`", r.topic), source: error });
-            }
+            Err((error, r)) => return Err((error, r.topic.to_string())),
         }
     }
+}
+
+fn send(producer: &Output, record: BaseRecord<'_, [u8], [u8], Box<Delivery>>) -> Result<(), EngineError> {
+    send_with_backpressure(producer, record).map_err(|(source, topic)| EngineError::Kafka { context: format!("producing to `{topic}`"), source })
 }
