@@ -147,7 +147,7 @@ fn main() {
         let payload = serde_json::to_vec(&tx).unwrap();
         bytes += payload.len();
         let record = BaseRecord::to(&topic).payload(payload.as_slice()).key(tx.account_id.as_bytes());
-        driftwatch::stream::send_with_backpressure(&producer, record).map_err(|(e, _)| e).expect("load the bench topic");
+        driftwatch::engine::send_with_backpressure(&producer, record).map_err(|(e, _)| e).expect("load the bench topic");
     }
     producer.flush(Duration::from_secs(120)).unwrap();
     eprintln!("loaded {n} events ({:.0} MB) into {topic} in {:.1} s", bytes as f64 / 1e6, loading.elapsed().as_secs_f64());

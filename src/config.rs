@@ -35,7 +35,7 @@ pub struct Config {
     /// Streaming drift detection.
     pub drift: DriftSection,
     /// OpenTelemetry tracing.
-    pub telemetry: crate::tracing_otel::TelemetryConfig,
+    pub telemetry: crate::observe::traces::TelemetryConfig,
 }
 
 /// Streaming drift detection settings (`[drift]`).
@@ -66,7 +66,7 @@ pub struct DriftSection {
 
 impl Default for DriftSection {
     fn default() -> Self {
-        let d = crate::drift::stream::DriftConfig::default();
+        let d = crate::drift::online::DriftConfig::default();
         DriftSection {
             enabled: true,
             sample_fraction: d.sample_fraction,
@@ -84,8 +84,8 @@ impl Default for DriftSection {
 
 impl DriftSection {
     /// The streaming drift configuration.
-    pub fn to_config(&self) -> crate::drift::stream::DriftConfig {
-        let mut c = crate::drift::stream::DriftConfig::default();
+    pub fn to_config(&self) -> crate::drift::online::DriftConfig {
+        let mut c = crate::drift::online::DriftConfig::default();
         c.sample_fraction = self.sample_fraction;
         c.window = crate::profile::window::WindowSpec {
             size_ms: self.window_seconds as i64 * 1000,
@@ -410,6 +410,22 @@ impl Config {
             return invalid("metrics.listen", "must be an address like 127.0.0.1:9464, or empty to disable");
         }
         Ok(())
+    }
+
+    /// The topics the engine reads and writes with this configuration.
+    pub fn topics(&self) -> Vec<&String> {
+        let k = &self.kafka;
+        let mut wanted = vec![&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic];
+        if self.drift.enabled {
+            wanted.extend([&k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic]);
+        }
+        if !self.model.registry.is_empty() {
+            wanted.push(&k.model_events_topic);
+            if self.model.shadow_fraction > 0.0 {
+                wanted.push(&k.shadow_scores_topic);
+            }
+        }
+        wanted
     }
 
     /// librdkafka settings shared by every client.

@@ -16,6 +16,8 @@ use rand_distr::{Distribution, Exp, LogNormal, Normal, Poisson};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 
+use crate::time::format_rfc3339_ms;
+
 /// A change injected into the traffic, from the onset onwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
@@ -400,14 +402,6 @@ pub fn write(cfg: &GeneratorConfig, format: OutputFormat, out: impl Write) -> st
         }
     }
     out.flush()
-}
-
-/// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn format_rfc3339_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
 }
 
 fn random_device(rng: &mut impl RngCore) -> String {

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use driftwatch::drift::stream::{DriftConfig, StreamDrift};
+use driftwatch::drift::online::{DriftConfig, StreamDrift};
 use driftwatch::drift::Status;
 use driftwatch::generate::{Generator, GeneratorConfig, Scenario};
 use driftwatch::pipeline::Pipeline;
@@ -50,7 +50,7 @@ fn run(scenario: Scenario) -> Outcome {
         let score = pipeline.score(&tx);
         for closed in drift.observe(&tx, &score) {
             out.windows += 1;
-            let after = onset_ms.is_some_and(|o| driftwatch::pipeline::parse_timestamp(&closed.report.window_end).unwrap() > o);
+            let after = onset_ms.is_some_and(|o| driftwatch::time::parse_rfc3339_ms(&closed.report.window_end).unwrap() > o);
             windows_after_onset += usize::from(after);
             for a in &closed.alerts {
                 match a.to {

@@ -146,7 +146,7 @@ fn every_valid_event_is_scored_and_every_malformed_one_is_dead_lettered() {
     assert_eq!(metric(&m, "driftwatch_outliers_total{}"), expected_outliers as f64);
     // One consumed event in 16 is timed (the 1st, 17th, …, of those that decode).
     let latency_count = metric(&m, "driftwatch_score_latency_seconds_count{}");
-    let most = (all.len() as f64 / driftwatch::stream::LATENCY_SAMPLE_EVERY as f64).ceil();
+    let most = (all.len() as f64 / driftwatch::engine::LATENCY_SAMPLE_EVERY as f64).ceil();
     assert!(latency_count >= most - n_bad as f64 && latency_count <= most, "{latency_count} events timed, {most} at most");
     assert!(metric(&m, "driftwatch_end_to_end_latency_seconds_count{}") >= expected_ids.len() as f64);
     for (reason, n) in &reasons {

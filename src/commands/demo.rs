@@ -12,33 +12,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
 use rdkafka::ClientConfig;
 use thiserror::Error;
 
+use super::produce::{feed, Traffic};
+use super::Outcome;
+use crate::cli::DemoArgs;
 use crate::config::Config;
-use crate::generate::{format_rfc3339_ms, Generator, GeneratorConfig, Scenario};
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// Demo settings.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// A real cluster to use instead of the embedded one.
     pub brokers: Option<String>,
-    /// Transactions per second to produce.
-    pub rate: f64,
-    /// Stop after this long (else run until Ctrl-C).
-    pub duration: Option<Duration>,
     /// Pipeline artifact.
     pub model: PathBuf,
-    /// Drift scenario for the generated traffic (starts halfway through `duration`, or after 60 s).
-    pub scenario: Scenario,
-    /// Every n-th event is malformed (0: none).
-    pub invalid_every: u64,
     /// Metrics endpoint address ("" disables).
     pub metrics_listen: String,
-    /// Generator seed.
-    pub seed: u64,
+    /// The generated traffic.
+    pub traffic: Traffic,
+}
+
+/// Runs the demo from its command-line arguments.
+pub fn execute(a: DemoArgs) -> Result<Outcome, DemoError> {
+    crate::observe::logs::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
+    let traffic = Traffic { rate: a.rate, duration: a.duration.map(Duration::from_secs), scenario: a.scenario, invalid_every: a.invalid_every, seed: a.seed };
+    demo(DemoOptions { brokers: a.brokers, model: a.model, metrics_listen: a.metrics_listen, traffic }, std::io::stdout())?;
+    Ok(Outcome::Success)
 }
 
 /// Why the demo failed.
@@ -105,7 +107,7 @@ pub fn demo(opts: DemoOptions, mut out: impl Write) -> Result<DemoReport, DemoEr
         "driftwatch demo: broker {} ({}), {} tx/s, model {}; Ctrl-C to stop",
         config.kafka.brokers,
         if mock.is_some() { "embedded mock cluster" } else { "external" },
-        opts.rate,
+        opts.traffic.rate,
         opts.model.display()
     );
 
@@ -123,8 +125,8 @@ pub fn demo(opts: DemoOptions, mut out: impl Write) -> Result<DemoReport, DemoEr
     let stop_producing = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let feeder = {
-        let (stop, produced, topic, opts) = (stop_producing.clone(), produced.clone(), config.kafka.transactions_topic.clone(), opts.clone());
-        std::thread::spawn(move || feed(&producer, &topic, &opts, &stop, &produced))
+        let (stop, produced, topic, traffic) = (stop_producing.clone(), produced.clone(), config.kafka.transactions_topic.clone(), opts.traffic.clone());
+        std::thread::spawn(move || feed(&producer, &topic, &traffic, &stop, &produced))
     };
 
     let started = Instant::now();
@@ -137,7 +139,7 @@ pub fn demo(opts: DemoOptions, mut out: impl Write) -> Result<DemoReport, DemoEr
             last = (Instant::now(), consumed);
             let _ = writeln!(out, "{}", summary_line(&metrics, started.elapsed(), rate));
         }
-        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+        if opts.traffic.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
     }
@@ -163,8 +165,8 @@ pub fn demo(opts: DemoOptions, mut out: impl Write) -> Result<DemoReport, DemoEr
 fn summary_line(m: &Metrics, elapsed: Duration, rate: f64) -> String {
     let text = m.encode();
     let scored = m.events_scored.get().max(1) as f64;
-    let invalid: u64 = crate::metrics::sum_of(&text, "driftwatch_events_invalid_total");
-    let q = |name: &str, p: f64| crate::metrics::histogram_quantile(&text, name, p).map_or("-".to_string(), format_seconds);
+    let invalid: u64 = crate::observe::metrics::sum_of(&text, "driftwatch_events_invalid_total");
+    let q = |name: &str, p: f64| crate::observe::metrics::histogram_quantile(&text, name, p).map_or("-".to_string(), format_seconds);
     let shown = |value: &str| -> Vec<String> {
         text.lines()
             .filter(|l| l.starts_with("driftwatch_feature_drift_status{") && l.ends_with(value))
@@ -201,68 +203,4 @@ fn format_seconds(s: f64) -> String {
     } else {
         format!("{s:.2}s")
     }
-}
-
-/// `driftwatch produce`: generated transactions to a real cluster at a steady rate, stamped with
-/// the current time, until `opts.duration` (or forever). Returns how many were produced.
-pub fn produce(brokers: &str, topic: &str, opts: &DemoOptions) -> Result<u64, DemoError> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create()?;
-    let metadata = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    if metadata.topics().iter().any(|t| t.name() == topic && t.error().is_some()) {
-        return Err(DemoError::MissingTopic(topic.to_string()));
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let produced = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    if let Some(d) = opts.duration {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(d);
-            stop.store(true, Ordering::Relaxed);
-        });
-    }
-    feed(&producer, topic, opts, &stop, &produced);
-    producer.flush(Duration::from_secs(10)).map_err(DemoError::Undelivered)?;
-    Ok(produced.load(Ordering::Relaxed))
-}
-
-/// Produces generated transactions at `opts.rate`, stamped with the current time.
-fn feed(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, opts: &DemoOptions, stop: &AtomicBool, produced: &std::sync::atomic::AtomicU64) {
-    // Seed 1's first 50,000 rows are the demo model's training data: continue after them, so
-    // the traffic comes from the same accounts but is new (no drift unless a scenario says so).
-    const TRAINING_ROWS: u64 = 50_000;
-    let skip = if opts.seed == 1 { TRAINING_ROWS } else { 0 };
-    let onset_rows = opts.duration.map_or(60.0, |d| d.as_secs_f64() / 2.0) * opts.rate;
-    let rows = skip + (onset_rows * 2.0) as u64;
-    let onset = (skip as f64 + onset_rows) / rows as f64;
-    let mut generator = Generator::new(GeneratorConfig { seed: opts.seed, scenario: opts.scenario, rows, onset, ..Default::default() });
-    for _ in 0..skip {
-        generator.next();
-    }
-    let started = Instant::now();
-    let mut sent = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let due = (started.elapsed().as_secs_f64() * opts.rate) as u64;
-        while sent < due {
-            let mut tx = generator.next().expect("generator is endless");
-            tx.event_time = format_rfc3339_ms(crate::stream::now_ms());
-            sent += 1;
-            let payload = if opts.invalid_every > 0 && sent % opts.invalid_every == 0 {
-                match (sent / opts.invalid_every) % 3 {
-                    0 => b"{\"transaction_id\": truncated".to_vec(),
-                    1 => serde_json::to_vec(&serde_json::json!({"transaction_id": tx.transaction_id, "account_id": tx.account_id, "event_time": tx.event_time, "amount": "a lot"})).expect("json"),
-                    _ => serde_json::to_vec(&serde_json::json!({"amount": tx.amount})).expect("json"),
-                }
-            } else {
-                serde_json::to_vec(&tx).expect("json")
-            };
-            let record = BaseRecord::to(topic).payload(payload.as_slice()).key(tx.account_id.as_bytes());
-            if let Err((error, topic)) = crate::stream::send_with_backpressure(producer, record) {
-                tracing::error!(message = "Cannot produce; the generator stops.", %error, %topic);
-                return;
-            }
-            produced.fetch_add(1, Ordering::Relaxed);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = producer.flush(Duration::from_secs(10));
 }

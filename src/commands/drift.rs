@@ -5,7 +5,12 @@ use std::path::Path;
 use thiserror::Error;
 
 use crate::dataset::{DatasetError, Table};
-use crate::drift::{compare_tables, DriftReport, DriftSettings};
+use super::Outcome;
+use crate::cli::{DriftArgs, DriftFormat, FailOn};
+use crate::drift::online::DriftConfig;
+use crate::drift::window::WindowReport;
+use crate::drift::{compare_tables, format_table, status_name, DriftReport, DriftSettings, Status, StatusRule};
+use crate::profile::window::WindowSpec;
 use crate::pipeline::train::{resolve_roles, TrainError, TrainOptions};
 
 /// Why `drift` failed.
@@ -20,6 +25,12 @@ pub enum DriftCommandError {
     /// The files do not match.
     #[error("{0}")]
     Mismatch(String),
+    /// The model could not be loaded.
+    #[error(transparent)]
+    Model(#[from] crate::pipeline::ArtifactError),
+    /// Inconsistent options.
+    #[error("{0}")]
+    Options(String),
 }
 
 /// Reads both files, resolves features on the reference (as `train` does), and compares.
@@ -46,7 +57,7 @@ pub enum ModelDriftOutput {
     /// The whole file as one window.
     Whole(crate::drift::window::WindowReport),
     /// Each closed window of a replay, in order.
-    Windows(Vec<crate::drift::stream::ClosedWindow>),
+    Windows(Vec<crate::drift::online::ClosedWindow>),
 }
 
 /// Compares a file with a pipeline's training reference: as one window, or replayed through
@@ -55,8 +66,8 @@ pub fn run_with_model(
     model: &Path,
     current: &Path,
     settings: &DriftSettings,
-    replay: Option<crate::drift::stream::DriftConfig>,
-) -> Result<ModelDriftOutput, Box<dyn std::error::Error + Send + Sync>> {
+    replay: Option<crate::drift::online::DriftConfig>,
+) -> Result<ModelDriftOutput, DriftCommandError> {
     use crate::pipeline::Pipeline;
     let pipeline = Pipeline::load(model)?;
     let (table, _) = Table::read_file(current)?;
@@ -65,7 +76,7 @@ pub fn run_with_model(
     let a = pipeline.artifact();
     match replay {
         Some(config) => {
-            let mut stream = crate::drift::stream::StreamDrift::new(&pipeline, config);
+            let mut stream = crate::drift::online::StreamDrift::new(&pipeline, config);
             let mut closed = Vec::new();
             for r in 0..table.rows {
                 pipeline.fill_from_row(&table, &cols, r, &mut tx);
@@ -94,4 +105,107 @@ pub fn run_with_model(
             Ok(ModelDriftOutput::Whole(crate::drift::window::evaluate_window(&profile, &a.reference, &name, settings)))
         }
     }
+}
+
+/// Runs `drift` from its command-line arguments: prints the report(s) and says whether
+/// `--fail-on` was reached.
+pub fn execute(a: DriftArgs) -> Result<Outcome, DriftCommandError> {
+    if !(a.amber <= a.red) {
+        return Err(DriftCommandError::Options(format!("--amber ({}) must not exceed --red ({})", a.amber, a.red)));
+    }
+    let fail_on = a.fail_on.map(|f| match f {
+        FailOn::Amber => Status::Amber,
+        FailOn::Red => Status::Red,
+    });
+    let settings = DriftSettings {
+        bins: a.bins as usize,
+        smoothing: a.smoothing,
+        top_k: a.top_k as usize,
+        min_samples: a.min_samples,
+        rule: StatusRule { metric: a.metric.into(), amber: a.amber, red: a.red },
+        feature_rules: Default::default(),
+    };
+    let worst = match &a.model {
+        Some(model) => {
+            let replay = match a.window_minutes {
+                None => None,
+                Some(w) => {
+                    let window = WindowSpec {
+                        size_ms: (w * 60_000.0) as i64,
+                        slide_ms: (a.slide_minutes * 60_000.0) as i64,
+                        lateness_ms: (a.lateness_seconds * 1000.0) as i64,
+                    };
+                    if !(window.size_ms > 0 && window.slide_ms > 0 && window.size_ms % window.slide_ms == 0 && a.lateness_seconds >= 0.0) {
+                        return Err(DriftCommandError::Options(
+                            "need --window-minutes a multiple of --slide-minutes, and --lateness-seconds ≥ 0".into(),
+                        ));
+                    }
+                    Some(DriftConfig { sample_fraction: a.sample, window, settings: settings.clone(), ..Default::default() })
+                }
+            };
+            match run_with_model(model, &a.current, &settings, replay)? {
+                ModelDriftOutput::Whole(report) => {
+                    match a.format {
+                        DriftFormat::Json => println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise")),
+                        DriftFormat::Table => print!("{}", model_table(&report)),
+                    }
+                    report.drift.status
+                }
+                ModelDriftOutput::Windows(windows) => {
+                    let mut worst = Status::InsufficientData;
+                    for w in &windows {
+                        worst = worst.max(w.report.drift.status);
+                        match a.format {
+                            DriftFormat::Json => println!("{}", serde_json::to_string(w).expect("windows serialise")),
+                            DriftFormat::Table => println!("{}", window_line(w)),
+                        }
+                    }
+                    worst
+                }
+            }
+        }
+        None => {
+            let reference = a.reference.as_ref().expect("clap requires --reference without --model");
+            let mut columns = TrainOptions::new(a.label.as_deref().unwrap_or(""));
+            a.columns.apply(&mut columns);
+            let report = run(reference, &a.current, &columns, &settings)?;
+            match a.format {
+                DriftFormat::Json => println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise")),
+                DriftFormat::Table => print!("{}", format_table(&report)),
+            }
+            report.status
+        }
+    };
+    Ok(if fail_on.is_some_and(|level| worst >= level) { Outcome::DriftFound } else { Outcome::Success })
+}
+
+/// The feature table of a model comparison, then its model line.
+fn model_table(report: &WindowReport) -> String {
+    let m = &report.model_drift;
+    format!(
+        "{}model_score psi {:.4} ({})   outlier rate {:.4} (trained {:.4}, p {:.3e})   alert rate {:.4} (trained {:.4})\n",
+        format_table(&report.drift),
+        m.score.psi,
+        status_name(m.score.status),
+        m.outlier_rate.observed,
+        m.outlier_rate.expected,
+        m.outlier_rate.p_value,
+        m.alert_rate.observed,
+        m.alert_rate.expected
+    )
+}
+
+/// One line per replayed window: end, samples, status, red features, status changes, retrain.
+fn window_line(w: &crate::drift::online::ClosedWindow) -> String {
+    let red: Vec<&str> = w.report.drift.features.iter().filter(|f| f.status == Status::Red).map(|f| f.bins.name.as_str()).collect();
+    let changes: Vec<String> = w.alerts.iter().map(|c| format!("{} {}→{}", c.feature, status_name(c.from), status_name(c.to))).collect();
+    format!(
+        "{}  {:>6} samples  {:<17}  red: {:<40}  {}{}",
+        w.report.window_end,
+        w.report.drift.current.rows,
+        status_name(w.report.drift.status),
+        red.join(","),
+        changes.join(", "),
+        if w.retrain.is_some() { "  RETRAIN REQUESTED" } else { "" }
+    )
 }

@@ -6,20 +6,25 @@ use std::sync::Arc;
 use thiserror::Error;
 use tracing::info;
 
-use crate::config::Config;
-use crate::metrics::Metrics;
+use super::Outcome;
+use crate::cli::RunArgs;
+use crate::config::{Config, ConfigError};
+use crate::observe::metrics::Metrics;
 use crate::pipeline::{ArtifactError, Pipeline};
-use crate::stream::{ensure_topics, Engine, EngineError, RunSummary};
+use crate::engine::{ensure_topics, Engine, EngineError, RunSummary};
 
 /// Why the engine could not run or stopped with an error.
 #[derive(Debug, Error)]
 pub enum RunError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The model could not be loaded.
     #[error(transparent)]
     Model(#[from] ArtifactError),
     /// The model registry could not be used.
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] crate::model::registry::RegistryError),
     /// Kafka or delivery failure.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -38,17 +43,17 @@ pub fn run(config: Config, metrics: Arc<Metrics>, shutdown: Arc<AtomicBool>) -> 
     let pipeline = if config.model.registry.is_empty() {
         Pipeline::load(&config.model.path)?
     } else {
-        let registry = crate::registry::Registry::open(std::path::Path::new(&config.model.registry));
+        let registry = crate::model::registry::Registry::open(std::path::Path::new(&config.model.registry));
         let name = (!config.model.registry_name.is_empty()).then_some(config.model.registry_name.as_str());
         let (_, path) = registry.production(name)?.ok_or_else(|| {
-            crate::registry::RegistryError::Invalid(format!("registry {} has no production version; promote one first", config.model.registry))
+            crate::model::registry::RegistryError::Invalid(format!("registry {} has no production version; promote one first", config.model.registry))
         })?;
         Pipeline::load(&path)?
     };
     let model = &pipeline.artifact().model;
     info!(message = "Model loaded.", name = %model.name, version = %model.version, path = %config.model.path.display());
     // Before the async runtime: the OTLP exporter's blocking HTTP client must live outside it.
-    let telemetry = crate::tracing_otel::Telemetry::new(&config.telemetry, &config.kafka.group_id)
+    let telemetry = crate::observe::traces::Telemetry::new(&config.telemetry, &config.kafka.group_id)
         .map_err(|e| RunError::Io { context: "setting up tracing".into(), source: std::io::Error::other(e.to_string()) })?;
     if telemetry.is_some() {
         info!(message = "Exporting traces over OTLP/HTTP.", endpoint = %config.telemetry.otlp_endpoint);
@@ -66,7 +71,7 @@ pub fn run(config: Config, metrics: Arc<Metrics>, shutdown: Arc<AtomicBool>) -> 
                 .await
                 .map_err(|source| RunError::Io { context: format!("binding the metrics endpoint {}", config.metrics.listen), source })?;
             info!(message = "Serving /metrics, /healthz, /readyz.", address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
-            tokio::spawn(crate::http::serve(listener, metrics.clone(), async move {
+            tokio::spawn(crate::observe::http::serve(listener, metrics.clone(), async move {
                 let _ = http_stopped.await;
             }));
         }
@@ -96,4 +101,18 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Runs `run` from its command-line arguments (`--check`: validate and print, then exit).
+pub fn execute(a: RunArgs) -> Result<Outcome, RunError> {
+    let config = Config::load(Some(&a.config), std::env::vars())?;
+    crate::observe::logs::init(&config.log);
+    if a.check {
+        Pipeline::load(&config.model.path)?;
+        println!("{}", serde_json::to_string_pretty(&config).expect("configuration serialises"));
+        eprintln!("configuration and model are valid");
+        return Ok(Outcome::Success);
+    }
+    run(config, Arc::new(Metrics::new()), Arc::new(AtomicBool::new(false)))?;
+    Ok(Outcome::Success)
 }

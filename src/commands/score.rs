@@ -2,8 +2,12 @@
 
 use std::io::{BufRead, Write};
 
-use crate::event::{reasons_json, ScoreErrorLine, ScoreLine};
-use crate::pipeline::Pipeline;
+use thiserror::Error;
+
+use super::Outcome;
+use crate::cli::ScoreArgs;
+use crate::message::{reasons_json, ScoreErrorLine, ScoreLine};
+use crate::pipeline::{ArtifactError, Pipeline};
 
 /// Counts of what `score` did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +47,7 @@ pub fn score_lines(pipeline: &Pipeline, input: impl BufRead, mut out: impl Write
         } else {
             pipeline
                 .decode_into(line, &mut tx)
-                .map_err(|e| ScoreErrorLine { line: line_no, error: e.to_string(), reason: e.reason() })
+                .map_err(|e| ScoreErrorLine { line: line_no, error: e.to_string(), reason: e.reason().as_str() })
         };
         match result {
             Ok(()) => {
@@ -74,4 +78,37 @@ pub fn score_lines(pipeline: &Pipeline, input: impl BufRead, mut out: impl Write
     }
     out.flush()?;
     Ok(summary)
+}
+
+/// Why `score` failed (lines that cannot be scored are output, not errors).
+#[derive(Debug, Error)]
+pub enum ScoreCommandError {
+    /// The model could not be loaded.
+    #[error(transparent)]
+    Model(#[from] ArtifactError),
+    /// Input or output failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What failed.
+        context: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs `score` from its command-line arguments; the summary goes to stderr.
+pub fn execute(a: ScoreArgs) -> Result<Outcome, ScoreCommandError> {
+    let pipeline = Pipeline::load(&a.model)?;
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let io = |context: String| move |source| ScoreCommandError::Io { context, source };
+    let summary = match &a.input {
+        Some(path) => {
+            let file = std::fs::File::open(path).map_err(io(format!("cannot open {}", path.display())))?;
+            score_lines(&pipeline, std::io::BufReader::new(file), out)
+        }
+        None => score_lines(&pipeline, std::io::stdin().lock(), out),
+    }
+    .map_err(io("scoring".into()))?;
+    eprintln!("scored {} lines ({} fraud, {} outliers), {} lines could not be scored", summary.scored, summary.fraud, summary.outliers, summary.errors);
+    Ok(Outcome::Success)
 }

@@ -6,6 +6,9 @@ use thiserror::Error;
 
 use crate::dataset::{DatasetError, Table};
 use crate::pipeline::train::{train, TrainError, TrainOptions};
+use super::Outcome;
+use crate::cli::{ColumnArgs, TrainArgs};
+use crate::pipeline::artifact::ThresholdPolicy;
 use crate::pipeline::Artifact;
 
 /// Why `train` failed.
@@ -34,4 +37,59 @@ pub fn run(data: &Path, out: &Path, opts: &TrainOptions) -> Result<Artifact, Tra
     let artifact = train(&table, &bytes, &file_name, opts)?;
     artifact.save(out).map_err(|source| TrainCommandError::Write { path: out.display().to_string(), source })?;
     Ok(artifact)
+}
+
+impl ColumnArgs {
+    /// Sets the column roles of `train`'s role resolution (shared by `train` and `drift`).
+    pub fn apply(&self, opts: &mut TrainOptions) {
+        opts.numeric = self.numeric.clone();
+        opts.categorical = self.categorical.clone();
+        opts.id = self.id.clone();
+        opts.key = self.key.clone();
+        opts.timestamp = self.timestamp.clone();
+        opts.ignore = self.ignore.clone();
+    }
+}
+
+/// Runs `train` from its command-line arguments; a summary goes to stderr.
+pub fn execute(a: TrainArgs) -> Result<Outcome, TrainCommandError> {
+    let mut opts = TrainOptions::new(&a.label);
+    a.columns.apply(&mut opts);
+    opts.name = a.name;
+    opts.version = a.model_version;
+    let h = &mut opts.hyper;
+    h.seed = a.seed;
+    h.c = a.c;
+    h.class_weight = a.class_weight.as_str().to_string();
+    h.max_categories = a.max_categories;
+    h.holdout_fraction = a.holdout;
+    h.kmeans_clusters = a.clusters;
+    h.outlier_false_positive_rate = a.outlier_fpr;
+    h.reference_bins = a.bins;
+    h.reference_top_k = a.reference_top_k;
+    if let Some(rate) = a.target_alert_rate {
+        h.threshold_policy = ThresholdPolicy::AlertRate { rate };
+    }
+    if let Some(precision) = a.target_precision {
+        h.threshold_policy = ThresholdPolicy::Precision { precision };
+    }
+    let artifact = run(&a.data, &a.out, &opts)?;
+    let m = &artifact.training.holdout_metrics;
+    eprintln!(
+        "wrote {} ({} {}): {} numeric + {} categorical features, held-out ROC AUC {:.4}, PR AUC {:.4}, precision {:.3} / recall {:.3} at threshold {:.4}",
+        a.out.display(),
+        artifact.model.name,
+        artifact.model.version,
+        artifact.features.numeric.len(),
+        artifact.features.categorical.len(),
+        m.roc_auc,
+        m.pr_auc,
+        m.precision,
+        m.recall,
+        artifact.decision.threshold
+    );
+    for c in &artifact.training.ignored_columns {
+        eprintln!("  ignored column `{}`: {}", c.name, c.reason);
+    }
+    Ok(Outcome::Success)
 }

@@ -12,227 +12,23 @@
 
 pub mod monitor;
 pub mod stats;
-pub mod stream;
+pub mod online;
 pub mod window;
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Cell, Table};
 use crate::pipeline::reference::ranked_levels;
-use crate::stats::{bin_of, mean_std, reference_edges};
-
-/// Label of the bin for categories seen in the reference but outside its top-K.
-pub const OTHER: &str = "__other__";
-/// Label of the bin for categories never seen in the reference.
-pub const UNSEEN: &str = "__unseen__";
-/// Label of the bin for missing values.
-pub const MISSING: &str = "__missing__";
-/// Version of the report format (`schemas/drift-report.schema.json`).
-pub const REPORT_VERSION: u32 = 1;
-
-/// Per-feature status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Too few current samples to judge; never reported as drift.
-    InsufficientData,
-    /// Below the amber threshold.
-    Green,
-    /// At or above amber, below red.
-    Amber,
-    /// At or above red.
-    Red,
-}
-
-/// Statistic a status is decided on (higher means more drift for each).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusMetric {
-    /// Population stability index.
-    Psi,
-    /// KL(current ‖ reference).
-    Kl,
-    /// Jensen–Shannon distance (base 2).
-    Js,
-    /// KS statistic D (numeric features only; categoricals fall back to PSI).
-    Ks,
-    /// Wasserstein-1 over the reference standard deviation (numeric only; else PSI).
-    WassersteinNormalized,
-}
-
-/// How a feature's status is decided.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StatusRule {
-    /// The statistic compared with the thresholds.
-    pub metric: StatusMetric,
-    /// Amber at or above this.
-    pub amber: f64,
-    /// Red at or above this.
-    pub red: f64,
-}
-
-impl Default for StatusRule {
-    fn default() -> Self {
-        StatusRule { metric: StatusMetric::Psi, amber: 0.1, red: 0.25 }
-    }
-}
-
-/// Settings of a comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DriftSettings {
-    /// Bins per numeric feature (quantiles of the reference).
-    pub bins: usize,
-    /// Additive smoothing α of the proportions.
-    pub smoothing: f64,
-    /// Reference levels kept per categorical feature.
-    pub top_k: usize,
-    /// Fewer current samples than this is insufficient data.
-    pub min_samples: u64,
-    /// Default status rule.
-    pub rule: StatusRule,
-    /// Per-feature rules overriding the default.
-    pub feature_rules: std::collections::BTreeMap<String, StatusRule>,
-}
-
-impl Default for DriftSettings {
-    fn default() -> Self {
-        DriftSettings { bins: 10, smoothing: 0.5, top_k: 50, min_samples: 100, rule: StatusRule::default(), feature_rules: Default::default() }
-    }
-}
-
-/// A feature's bins and raw counts on both sides.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BinnedFeature {
-    /// Feature name.
-    pub name: String,
-    /// `numeric` or `categorical`.
-    pub kind: FeatureKind,
-    /// One label per bin (the last is always `__missing__`).
-    pub labels: Vec<String>,
-    /// Inner edges for a numeric feature (bin i = [edges[i−1], edges[i])).
-    pub edges: Option<Vec<f64>>,
-    /// Reference count per bin.
-    pub reference_counts: Vec<u64>,
-    /// Current count per bin.
-    pub current_counts: Vec<u64>,
-}
-
-/// Kind of a feature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FeatureKind {
-    /// Binned at reference quantiles.
-    Numeric,
-    /// Binned by reference levels.
-    Categorical,
-}
-
-/// χ² result as reported.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ChiSquareResult {
-    /// Statistic.
-    pub statistic: f64,
-    /// Degrees of freedom.
-    pub dof: u64,
-    /// Raw p-value.
-    pub p_value: f64,
-    /// Benjamini–Hochberg adjusted across the report's features.
-    pub p_value_adjusted: f64,
-}
-
-/// KS result as reported.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct KsResult {
-    /// D.
-    pub statistic: f64,
-    /// Asymptotic p-value.
-    pub p_value: f64,
-    /// Benjamini–Hochberg adjusted across the report's features.
-    pub p_value_adjusted: f64,
-    /// Bound on D's error from quantile sketches (0 when computed on raw values).
-    pub rank_error: f64,
-}
-
-/// Wasserstein result as reported.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WassersteinResult {
-    /// W1 in the feature's units.
-    pub distance: f64,
-    /// W1 / max(reference population std, 0.001).
-    pub normalized: f64,
-}
-
-/// One feature's drift.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureDrift {
-    /// Bins and counts.
-    #[serde(flatten)]
-    pub bins: BinnedFeature,
-    /// PSI on smoothed proportions.
-    pub psi: f64,
-    /// KL(current ‖ reference), nats.
-    pub kl: f64,
-    /// Jensen–Shannon distance, base 2.
-    pub js: f64,
-    /// χ² test of homogeneity (absent when fewer than two bins are non-empty).
-    pub chi2: Option<ChiSquareResult>,
-    /// KS (numeric features).
-    pub ks: Option<KsResult>,
-    /// Wasserstein-1 (numeric features).
-    pub wasserstein: Option<WassersteinResult>,
-    /// Status.
-    pub status: Status,
-    /// The rule that decided it.
-    pub rule: StatusRule,
-    /// The value compared with the rule's thresholds.
-    pub status_value: f64,
-}
-
-/// Which data a side of the comparison is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DataSide {
-    /// File name, model version or window.
-    pub source: String,
-    /// Rows.
-    pub rows: u64,
-}
-
-/// A drift report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DriftReport {
-    /// Report format version.
-    pub report_version: u32,
-    /// The reference side.
-    pub reference: DataSide,
-    /// The current side.
-    pub current: DataSide,
-    /// Settings used.
-    pub settings: DriftSettings,
-    /// Worst feature status (or insufficient data).
-    pub status: Status,
-    /// Per feature, in input order.
-    pub features: Vec<FeatureDrift>,
-}
+pub use crate::message::drift::{
+    BinnedFeature, ChiSquareResult, DataSide, DriftReport, DriftSettings, FeatureDrift, FeatureKind, KsResult, Status, StatusMetric, StatusRule,
+    WassersteinResult, REPORT_VERSION,
+};
+use crate::bins::{bin_of, mean_std, numeric_labels, reference_edges, MISSING, OTHER, UNSEEN};
 
 /// Numeric values of a column (NaN for missing).
 fn numeric_values(cells: &[Cell]) -> Vec<f64> {
     cells.iter().map(|c| c.as_f64().unwrap_or(f64::NAN)).collect()
-}
-
-/// Labels of numeric bins for inner `edges`: `[lo, hi)` each, then the missing bin.
-pub fn numeric_labels(edges: &[f64]) -> Vec<String> {
-    let mut labels = Vec::with_capacity(edges.len() + 2);
-    for i in 0..=edges.len() {
-        let lo = if i == 0 { "-inf".to_string() } else { format!("{}", edges[i - 1]) };
-        let hi = if i == edges.len() { "inf".to_string() } else { format!("{}", edges[i]) };
-        labels.push(format!("[{lo}, {hi})"));
-    }
-    labels.push(MISSING.into());
-    labels
 }
 
 /// Bins a numeric feature at the reference's quantiles.

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::message::drift::{DriftAlert, RetrainEvidence, RetrainRequest};
 use super::window::WindowReport;
 use super::{status_name, Status};
 
@@ -35,55 +36,6 @@ impl Default for Hysteresis {
     fn default() -> Self {
         Hysteresis { red_after: 2, amber_after: 2, green_after: 3, retrain_after: 3, retrain_cooldown: 60 }
     }
-}
-
-/// A change of a feature's shown status (the `drift-alerts` message).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DriftAlert {
-    /// Model name and version.
-    pub model: String,
-    /// Feature (or `model_score`).
-    pub feature: String,
-    /// Status before.
-    pub from: Status,
-    /// Status now.
-    pub to: Status,
-    /// End of the window that made the change (RFC 3339).
-    pub window_end: String,
-    /// The deciding statistic and its value in that window.
-    pub metric: super::StatusMetric,
-    /// Its value.
-    pub value: f64,
-    /// Consecutive windows with the new raw status.
-    pub consecutive_windows: u32,
-}
-
-/// A request to retrain (the `retrain-requests` message).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RetrainRequest {
-    /// Model name and version.
-    pub model: String,
-    /// Features shown red, with their deciding values in the last window.
-    pub features: Vec<RetrainEvidence>,
-    /// End of the window that triggered the request (RFC 3339).
-    pub window_end: String,
-    /// Windows each listed feature has been shown red, at least.
-    pub red_windows: u32,
-    /// Human summary.
-    pub reason: String,
-}
-
-/// Why a feature is in a retrain request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RetrainEvidence {
-    /// Feature.
-    pub feature: String,
-    /// PSI in the last window.
-    pub psi: f64,
-    /// JS distance in the last window.
-    pub js: f64,
-    /// Consecutive windows shown red.
-    pub red_windows: u32,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -9,52 +9,13 @@
 
 use datasketches::common::SearchCriteria;
 use datasketches::kll::KllFloat;
-use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, DiscreteCDF};
 
-use super::{decide_status, finish, measure_counts, numeric_labels, BinnedFeature, DataSide, DriftReport, DriftSettings, FeatureDrift, FeatureKind, KsResult, WassersteinResult};
+pub use crate::message::drift::{ModelDrift, RateCheck, WindowReport};
+use crate::bins::numeric_labels;
+use super::{decide_status, finish, measure_counts, BinnedFeature, DataSide, DriftSettings, FeatureDrift, FeatureKind, KsResult, WassersteinResult};
 use crate::pipeline::artifact::{NumericReference, ReferenceProfile};
 use crate::profile::{NumericProfile, ProfileLayout, WindowProfile};
-
-/// A rate in the window against its training value.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct RateCheck {
-    /// Fraction in the window.
-    pub observed: f64,
-    /// Fraction in training.
-    pub expected: f64,
-    /// Sampled events.
-    pub samples: u64,
-    /// One-sided binomial p-value of seeing at least this many (NaN without samples).
-    pub p_value: f64,
-}
-
-/// Model-level drift of a window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelDrift {
-    /// The fraud probability's distribution.
-    pub score: FeatureDrift,
-    /// Outlier rate vs the trained false-positive rate.
-    pub outlier_rate: RateCheck,
-    /// Fraud-alert rate vs training.
-    pub alert_rate: RateCheck,
-}
-
-/// A window's report: the feature report plus the model section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WindowReport {
-    /// Window start (RFC 3339).
-    pub window_start: String,
-    /// Window end, exclusive (RFC 3339).
-    pub window_end: String,
-    /// Model name and version the reference belongs to.
-    pub model: String,
-    /// Per-feature drift.
-    #[serde(flatten)]
-    pub drift: DriftReport,
-    /// Score and rates.
-    pub model_drift: ModelDrift,
-}
 
 fn rate(k: u64, n: u64, p0: f64) -> RateCheck {
     let p_value = if n == 0 {
@@ -159,7 +120,7 @@ pub fn evaluate_window(profile: &WindowProfile, reference: &ReferenceProfile, mo
         };
         features.push(measure_counts(bins, alpha));
     }
-    let window = |ms: i64| crate::generate::format_rfc3339_ms(ms);
+    let window = |ms: i64| crate::time::format_rfc3339_ms(ms);
     let drift = finish(
         features,
         DataSide { source: format!("training reference of {model}"), rows: reference.rows },

@@ -8,7 +8,7 @@
 
 pub mod artifact;
 pub mod logistic;
-pub mod metrics;
+pub mod evaluation;
 pub mod reference;
 pub mod train;
 
@@ -21,6 +21,7 @@ use thiserror::Error;
 pub use artifact::{Artifact, ArtifactError};
 
 use crate::dataset::format_category_number;
+use crate::message::InvalidReason;
 
 /// Most k-means clusters a pipeline may have (the scorer keeps distances on the stack).
 pub const MAX_CLUSTERS: usize = 64;
@@ -136,13 +137,13 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// Short machine-readable reason code.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> InvalidReason {
         match self {
-            DecodeError::NotJson(_) => "not_json",
-            DecodeError::NotObject => "not_object",
-            DecodeError::WrongType { .. } => "wrong_type",
-            DecodeError::MissingField(_) => "missing_field",
-            DecodeError::BadTimestamp { .. } => "bad_timestamp",
+            DecodeError::NotJson(_) => InvalidReason::NotJson,
+            DecodeError::NotObject => InvalidReason::NotObject,
+            DecodeError::WrongType { .. } => InvalidReason::WrongType,
+            DecodeError::MissingField(_) => InvalidReason::MissingField,
+            DecodeError::BadTimestamp { .. } => InvalidReason::BadTimestamp,
         }
     }
 }
@@ -447,7 +448,7 @@ impl Pipeline {
         }
         tx.event_time_ms = columns.timestamp.and_then(|c| match &table.columns[c].cells[row] {
             crate::dataset::Cell::Num(v) => Some(*v as i64),
-            other => other.as_category().and_then(|s| parse_timestamp(&s)),
+            other => other.as_category().and_then(|s| crate::time::parse_rfc3339_ms(&s)),
         });
     }
 
@@ -481,11 +482,6 @@ pub struct RowColumns {
     pub timestamp: Option<usize>,
     /// Label column.
     pub label: Option<usize>,
-}
-
-/// Parses an RFC 3339 timestamp to epoch milliseconds.
-pub fn parse_timestamp(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
 }
 
 #[derive(Default)]
@@ -667,7 +663,7 @@ impl DecodeState<'_, '_> {
         if roles.timestamp && !null {
             tx.event_time_ms = Some(match value {
                 Scalar::Num(v) if v.is_finite() => v as i64,
-                Scalar::Str => parse_timestamp(&tx.scratch)
+                Scalar::Str => crate::time::parse_rfc3339_ms(&tx.scratch)
                     .ok_or_else(|| DecodeError::BadTimestamp { field: name.to_string(), value: tx.scratch.clone() })?,
                 _ => return Err(wrong("an RFC 3339 string or epoch milliseconds")),
             });

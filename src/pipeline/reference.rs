@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::artifact::{CategoricalReference, CategoryCount, NumericReference};
-use crate::stats::{bin_of, mean_std, quantile_sorted, reference_edges};
+use crate::bins::{bin_of, mean_std, quantile_sorted, reference_edges};
 
 /// Reference of a numeric quantity: `values` may hold NaN for missing.
 pub fn numeric_reference(name: &str, values: &[f64], bins: usize, n_quantiles: usize) -> NumericReference {

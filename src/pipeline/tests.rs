@@ -175,7 +175,7 @@ fn decoding_reports_what_is_wrong() {
     ];
     for (input, reason) in cases {
         let err = p.decode_into(input.as_bytes(), &mut tx).unwrap_err();
-        assert_eq!(err.reason(), reason, "{input} -> {err}");
+        assert_eq!(err.reason().as_str(), reason, "{input} -> {err}");
     }
     // A failed decode leaves nothing behind for the next event.
     p.decode_into(br#"{"transaction_id":"t\u0032","account_id":7,"event_time":1767571200000}"#, &mut tx).unwrap();

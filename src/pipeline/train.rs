@@ -27,11 +27,11 @@ use thiserror::Error;
 
 use super::artifact::*;
 use super::logistic::{self, SolverSettings};
-use super::metrics;
+use super::evaluation;
 use super::reference::{categorical_reference, numeric_reference, ranked_levels};
 use super::{Pipeline, Score};
 use crate::dataset::{Cell, Table};
-use crate::stats::{mean_std, quantile_sorted};
+use crate::bins::{mean_std, quantile_sorted};
 
 /// Names recognised as the id column when `--id` is not given.
 pub const ID_NAMES: [&str; 4] = ["transaction_id", "id", "tx_id", "event_id"];
@@ -314,10 +314,10 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
     let hold_p: Vec<f64> = holdout_rows.iter().map(|&r| scores[r].probability).collect();
     let hold_y: Vec<bool> = holdout_rows.iter().map(|&r| labels[r]).collect();
     artifact.decision.threshold = choose_threshold(&hold_p, &hold_y, h.threshold_policy)?;
-    let (precision, recall, alert_rate) = metrics::at_threshold(&hold_p, &hold_y, artifact.decision.threshold);
+    let (precision, recall, alert_rate) = evaluation::at_threshold(&hold_p, &hold_y, artifact.decision.threshold);
     artifact.training.holdout_metrics = HoldoutMetrics {
-        roc_auc: metrics::roc_auc(&hold_p, &hold_y),
-        pr_auc: metrics::average_precision(&hold_p, &hold_y),
+        roc_auc: evaluation::roc_auc(&hold_p, &hold_y),
+        pr_auc: evaluation::average_precision(&hold_p, &hold_y),
         precision,
         recall,
         alert_rate,
@@ -437,7 +437,7 @@ pub fn resolve_roles(table: &Table, opts: &TrainOptions) -> Result<Roles, TrainE
                 ignored.push(ignore("no values"));
             } else if present.iter().all(|c| c.as_f64().is_some()) {
                 numeric.push(c);
-            } else if timestamp.is_none() && present.iter().all(|c| matches!(c, Cell::Text(s) if super::parse_timestamp(s).is_some())) {
+            } else if timestamp.is_none() && present.iter().all(|c| matches!(c, Cell::Text(s) if crate::time::parse_rfc3339_ms(s).is_some())) {
                 timestamp = Some(c);
             } else {
                 let distinct: std::collections::BTreeSet<String> = present.iter().filter_map(|c| c.as_category()).collect();

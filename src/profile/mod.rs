@@ -18,11 +18,11 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::drift::{MISSING, OTHER, UNSEEN};
+use crate::bins::{MISSING, OTHER, UNSEEN};
 use crate::pipeline::artifact::ReferenceProfile;
 use crate::pipeline::reference::{decode_seen_hashes, level_hash};
 use crate::pipeline::{Score, Transaction};
-use crate::stats::bin_of;
+use crate::bins::bin_of;
 
 /// KLL accuracy parameter: normalised rank error ≈ 1.65 % at k = 200 (DataSketches' default).
 pub const KLL_K: u16 = 200;
@@ -335,24 +335,6 @@ struct ProfileWire {
     categorical: Vec<CategoricalWire>,
     score: NumericWire,
     outlier_score: NumericWire,
-}
-
-/// Whether a transaction is in the drift sample: a hash of its id, so a replayed or
-/// redelivered event is sampled the same way. `fraction` in [0, 1].
-#[inline]
-pub fn sampled(transaction_id: &str, fraction: f64) -> bool {
-    // 64-bit FNV-1a, then a finaliser (murmur3 fmix64) so close ids spread over [0, 1).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in transaction_id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
-    ((h >> 11) as f64 / (1u64 << 53) as f64) < fraction
 }
 
 #[cfg(test)]

@@ -130,10 +130,10 @@ fn memory_is_bounded_on_a_high_cardinality_stream() {
 #[test]
 fn sampling_is_deterministic_and_close_to_the_fraction() {
     let ids: Vec<String> = (0..100_000).map(|i| format!("tx-{i:016x}")).collect();
-    let picked = ids.iter().filter(|id| sampled(id, 0.05)).count();
+    let picked = ids.iter().filter(|id| crate::sampling::id_sampled(id, 0.05)).count();
     assert!((4_500..5_500).contains(&picked), "{picked} of 100,000 sampled at 5 %");
-    assert!(ids.iter().all(|id| sampled(id, 0.05) == sampled(id, 0.05)));
-    assert!(ids.iter().all(|id| !sampled(id, 0.0) && sampled(id, 1.0)));
+    assert!(ids.iter().all(|id| crate::sampling::id_sampled(id, 0.05) == crate::sampling::id_sampled(id, 0.05)));
+    assert!(ids.iter().all(|id| !crate::sampling::id_sampled(id, 0.0) && crate::sampling::id_sampled(id, 1.0)));
 }
 
 #[test]

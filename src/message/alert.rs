@@ -1,5 +1,4 @@
-//! Messages driftwatch writes, one Rust type each; `schemas/` holds their JSON Schemas and a
-//! test validates every emitted message against them.
+//! The `fraud-alerts` message (`schemas/fraud-alert.schema.json`), keyed by account.
 
 use serde::Serialize;
 
@@ -35,42 +34,6 @@ pub fn reasons_json(pipeline: &Pipeline, tx: &Transaction, score: &Score) -> Vec
             contribution: r.contribution,
         })
         .collect()
-}
-
-/// One output line of `driftwatch score` for an input that scored.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ScoreLine {
-    /// 1-based input line number.
-    pub line: u64,
-    /// Transaction id (null when the pipeline has no id column).
-    pub transaction_id: Option<String>,
-    /// Fraud probability.
-    pub score: f64,
-    /// Whether the score reached the model's threshold.
-    pub is_fraud: bool,
-    /// Distance to the nearest training cluster.
-    pub outlier_score: f64,
-    /// Whether the outlier score reached the trained threshold.
-    pub is_outlier: bool,
-    /// Categorical values never seen in training.
-    pub unseen_categories: u16,
-    /// Top contributions towards fraud.
-    pub reasons: Vec<ReasonJson>,
-    /// Model name.
-    pub model: String,
-    /// Model version.
-    pub model_version: String,
-}
-
-/// One output line of `driftwatch score` for an input that could not be scored.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ScoreErrorLine {
-    /// 1-based input line number.
-    pub line: u64,
-    /// Human-readable reason.
-    pub error: String,
-    /// Short reason code (as in dead-letter headers).
-    pub reason: &'static str,
 }
 
 /// Where an alert's transaction was read from (with `transaction_id` and `model_version`,
@@ -118,42 +81,3 @@ pub struct FraudAlert<'a> {
     pub source: SourcePosition<'a>,
 }
 
-/// Dead-letter header names: the reason code, the human message, and where the event came from.
-pub mod dlq_headers {
-    /// Short reason code (`not_json`, `wrong_type`, `oversized`, …).
-    pub const REASON: &str = "dlq.reason";
-    /// Human-readable error.
-    pub const ERROR: &str = "dlq.error";
-    /// Source topic.
-    pub const TOPIC: &str = "dlq.source.topic";
-    /// Source partition (decimal).
-    pub const PARTITION: &str = "dlq.source.partition";
-    /// Source offset (decimal).
-    pub const OFFSET: &str = "dlq.source.offset";
-}
-
-/// A message on the `shadow-scores` topic, keyed by transaction id: a candidate's decision next
-/// to production's for the same event.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ShadowScore<'a> {
-    /// Transaction id.
-    pub transaction_id: &'a str,
-    /// Production model version.
-    pub production_version: &'a str,
-    /// Candidate model version.
-    pub candidate_version: &'a str,
-    /// Production's fraud probability.
-    pub production_score: f64,
-    /// The candidate's fraud probability.
-    pub candidate_score: f64,
-    /// Production's decision (fraud or outlier alert).
-    pub production_alert: bool,
-    /// The candidate's decision.
-    pub candidate_alert: bool,
-    /// Whether the decisions agree.
-    pub agree: bool,
-    /// The candidate's decode+score time, microseconds.
-    pub candidate_latency_us: f64,
-    /// Where the transaction was read from.
-    pub source: SourcePosition<'a>,
-}

@@ -13,7 +13,8 @@ use super::DriftSettings;
 use crate::pipeline::artifact::ReferenceProfile;
 use crate::pipeline::{Pipeline, Score, Transaction};
 use crate::profile::window::{SlidingWindows, WindowSpec};
-use crate::profile::{sampled, ProfileLayout};
+use crate::profile::ProfileLayout;
+use crate::sampling::in_sample;
 
 /// Streaming drift settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,14 +34,6 @@ impl Default for DriftConfig {
     fn default() -> Self {
         DriftConfig { sample_fraction: 0.05, window: WindowSpec::default(), settings: DriftSettings::default(), hysteresis: Hysteresis::default() }
     }
-}
-
-/// Whether a transaction is profiled: a hash of its id decides (of its key without an id
-/// column; without either, everything is). The engine asks this before taking the drift lock.
-#[inline]
-pub fn in_sample(tx: &Transaction, fraction: f64) -> bool {
-    let id = if tx.id.is_empty() { &tx.key } else { &tx.id };
-    id.is_empty() || sampled(id, fraction)
 }
 
 /// A window that closed, with what it changed.

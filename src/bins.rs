@@ -1,4 +1,25 @@
-//! Small numerical helpers shared by training and drift measurement.
+//! Reference bins, one definition for training, window profiles and drift: quantiles (numpy's
+//! linear method), bin edges, the bin of a value, bin labels and the reserved categorical bins.
+//! Plain functions over slices; imports nothing from the rest of the crate.
+
+/// Label of the bin for categories seen in the reference but outside its top-K.
+pub const OTHER: &str = "__other__";
+/// Label of the bin for categories never seen in the reference.
+pub const UNSEEN: &str = "__unseen__";
+/// Label of the bin for missing values.
+pub const MISSING: &str = "__missing__";
+
+/// Labels of numeric bins for inner `edges`: `[lo, hi)` each, then the missing bin.
+pub fn numeric_labels(edges: &[f64]) -> Vec<String> {
+    let mut labels = Vec::with_capacity(edges.len() + 2);
+    for i in 0..=edges.len() {
+        let lo = if i == 0 { "-inf".to_string() } else { format!("{}", edges[i - 1]) };
+        let hi = if i == edges.len() { "inf".to_string() } else { format!("{}", edges[i]) };
+        labels.push(format!("[{lo}, {hi})"));
+    }
+    labels.push(MISSING.into());
+    labels
+}
 
 /// Quantile of sorted data at probability `p` with linear interpolation (numpy's default method).
 pub fn quantile_sorted(sorted: &[f64], p: f64) -> f64 {

@@ -20,38 +20,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+pub use crate::message::model_event::{ModelEvent, Stage, StageChange};
 use crate::pipeline::artifact::{Artifact, ArtifactError, HoldoutMetrics};
 
 /// Start of the reason recorded for a version restored by a rollback; the engine does not put
 /// such a version under its rollback guard again.
 pub const ROLLBACK_REASON_PREFIX: &str = "rollback: ";
-
-/// Stage of a model version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Registered, not serving (may be shadow-scored).
-    Candidate,
-    /// Serving.
-    Production,
-    /// Retired.
-    Archived,
-}
-
-/// One change of stage, kept forever.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StageChange {
-    /// When (RFC 3339).
-    pub at: String,
-    /// Stage before (none when registered).
-    pub from: Option<Stage>,
-    /// Stage after.
-    pub to: Stage,
-    /// Who or what made the change (a user, `guard`, …).
-    pub by: String,
-    /// Why.
-    pub reason: String,
-}
 
 /// A registered version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,18 +66,6 @@ pub struct Index {
     pub models: BTreeMap<String, ModelEntry>,
 }
 
-/// A stage change, as published on `model-events` (`schemas/model-event.schema.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelEvent {
-    /// Model name.
-    pub model: String,
-    /// Version changed.
-    pub version: String,
-    /// The change.
-    #[serde(flatten)]
-    pub change: StageChange,
-}
-
 /// Registry failures.
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -137,7 +99,7 @@ pub struct Registry {
 }
 
 fn now() -> String {
-    crate::generate::format_rfc3339_ms(crate::stream::now_ms())
+    crate::time::format_rfc3339_ms(crate::time::now_ms())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
@@ -294,85 +256,17 @@ impl Registry {
     }
 }
 
-/// What differs between two artifacts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ArtifactDiff {
-    /// Hyper-parameters that differ: name → (a, b).
-    pub hyperparameters: BTreeMap<String, (serde_json::Value, serde_json::Value)>,
-    /// Held-out metrics: name → (a, b, b − a).
-    pub metrics: BTreeMap<String, (f64, f64, f64)>,
-    /// Features only in A.
-    pub features_only_in_a: Vec<String>,
-    /// Features only in B.
-    pub features_only_in_b: Vec<String>,
-    /// Per shared numeric feature: PSI between the two training references over A's bins
-    /// (B's reference values are re-binned through its stored quantiles), and the mean shift.
-    pub reference: BTreeMap<String, ReferenceDiff>,
-    /// Decision thresholds (a, b).
-    pub threshold: (f64, f64),
-}
-
-/// How two training references differ on one numeric feature.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ReferenceDiff {
-    /// Mean in A and B.
-    pub mean: (f64, f64),
-    /// Population standard deviation in A and B.
-    pub std: (f64, f64),
-    /// Jensen–Shannon distance (base 2) between the two references' quantile grids binned on A's edges.
-    pub js: f64,
-}
-
-/// Compares two artifacts: hyper-parameters, metrics, features and training references.
-pub fn diff(a: &Artifact, b: &Artifact) -> ArtifactDiff {
-    let ha = serde_json::to_value(&a.training.hyperparameters).expect("serialises");
-    let hb = serde_json::to_value(&b.training.hyperparameters).expect("serialises");
-    let mut hyperparameters = BTreeMap::new();
-    if let (Some(ma), Some(mb)) = (ha.as_object(), hb.as_object()) {
-        for (k, va) in ma {
-            let vb = mb.get(k).cloned().unwrap_or(serde_json::Value::Null);
-            if *va != vb {
-                hyperparameters.insert(k.clone(), (va.clone(), vb));
-            }
-        }
-    }
-    let m = |h: &HoldoutMetrics| [("roc_auc", h.roc_auc), ("pr_auc", h.pr_auc), ("precision", h.precision), ("recall", h.recall), ("alert_rate", h.alert_rate)];
-    let metrics = m(&a.training.holdout_metrics)
-        .iter()
-        .zip(m(&b.training.holdout_metrics))
-        .map(|((k, x), (_, y))| (k.to_string(), (*x, y, y - x)))
-        .collect();
-    let names = |x: &Artifact| -> Vec<String> { x.features.numeric.iter().map(|f| f.name.clone()).chain(x.features.categorical.iter().map(|f| f.name.clone())).collect() };
-    let (na, nb) = (names(a), names(b));
-    let mut reference = BTreeMap::new();
-    for ra in &a.reference.numeric {
-        if let Some(rb) = b.reference.numeric.iter().find(|r| r.name == ra.name) {
-            let bin = |q: &[f64]| {
-                let mut c = vec![0u64; ra.edges.len() + 1];
-                for &x in q {
-                    c[crate::stats::bin_of(&ra.edges, x)] += 1;
-                }
-                c
-            };
-            let (pa, pb) = (crate::drift::stats::smoothed(&bin(&ra.quantiles), 0.5), crate::drift::stats::smoothed(&bin(&rb.quantiles), 0.5));
-            reference.insert(ra.name.clone(), ReferenceDiff { mean: (ra.mean, rb.mean), std: (ra.std, rb.std), js: crate::drift::stats::js_distance(&pb, &pa) });
-        }
-    }
-    ArtifactDiff {
-        hyperparameters,
-        metrics,
-        features_only_in_a: na.iter().filter(|f| !nb.contains(f)).cloned().collect(),
-        features_only_in_b: nb.iter().filter(|f| !na.contains(f)).cloned().collect(),
-        reference,
-        threshold: (a.decision.threshold, b.decision.threshold),
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn artifact(dir: &Path, version: &str, c: f64) -> PathBuf {
+    /// A registered version with no history, for rule tests.
+    pub(crate) fn entry(version: &str) -> VersionEntry {
+        let metrics = HoldoutMetrics { roc_auc: 0.8, pr_auc: 0.1, precision: 0.1, recall: 0.5, alert_rate: 0.02, positives: 10 };
+        VersionEntry { version: version.into(), created: "t".into(), artifact_sha256: "0".into(), file: String::new(), stage: Stage::Candidate, metrics, training_rows: 1, history: vec![] }
+    }
+
+    pub(crate) fn artifact(dir: &Path, version: &str, c: f64) -> PathBuf {
         let mut a = crate::pipeline::tests::trained(3000, 9);
         a.model.version = version.into();
         a.training.hyperparameters.c = c;
@@ -446,19 +340,5 @@ mod tests {
         assert!(reg.promote(Some("nope"), "v1", "x", "").unwrap_err().to_string().contains("no model"));
         std::fs::write(dir.path().join("reg/index.json"), b"{oops").unwrap();
         assert!(matches!(reg.index().unwrap_err(), RegistryError::Corrupt { .. }));
-    }
-
-    #[test]
-    fn diff_names_what_changed() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Artifact::load(&artifact(dir.path(), "a", 1.0)).unwrap();
-        let b = Artifact::load(&artifact(dir.path(), "b", 0.5)).unwrap();
-        let d = diff(&a, &b);
-        assert_eq!(d.hyperparameters.get("c"), Some(&(serde_json::json!(1.0), serde_json::json!(0.5))));
-        assert_eq!(d.hyperparameters.len(), 1);
-        assert!(d.features_only_in_a.is_empty() && d.features_only_in_b.is_empty());
-        assert!(d.reference.values().all(|r| r.js < 1e-9), "same data, same references");
-        let same = diff(&a, &a);
-        assert!(same.hyperparameters.is_empty() && same.metrics.values().all(|m| m.2 == 0.0));
     }
 }

@@ -18,8 +18,8 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
-use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::Message;
+
+use crate::engine::core::{HeaderList, Incoming};
 use serde::{Deserialize, Serialize};
 
 /// Tracing settings (`[telemetry]`).
@@ -57,14 +57,15 @@ pub struct Telemetry {
     group: String,
 }
 
-struct KafkaHeaders<'a>(Option<&'a rdkafka::message::BorrowedHeaders>);
+/// An incoming message's headers, read by the W3C trace-context propagator.
+struct IncomingHeaders<'a>(&'a dyn HeaderList);
 
-impl Extractor for KafkaHeaders<'_> {
+impl Extractor for IncomingHeaders<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0?.iter().find(|h| h.key.eq_ignore_ascii_case(key)).and_then(|h| std::str::from_utf8(h.value?).ok())
+        (0..self.0.count()).map(|i| self.0.header(i)).find(|(k, _)| k.eq_ignore_ascii_case(key)).and_then(|(_, v)| std::str::from_utf8(v?).ok())
     }
     fn keys(&self) -> Vec<&str> {
-        self.0.map(|h| h.iter().map(|h| h.key).collect()).unwrap_or_default()
+        (0..self.0.count()).map(|i| self.0.header(i).0).collect()
     }
 }
 
@@ -100,28 +101,31 @@ impl Telemetry {
     }
 
     /// Starts the consumer span of an event if it is traced; the returned context holds it.
-    pub fn start_event(&self, message: &BorrowedMessage<'_>) -> Option<Context> {
-        let parent = if message.headers().is_some() { self.propagator.extract(&KafkaHeaders(message.headers())) } else { Context::new() };
+    pub fn start_event(&self, message: &Incoming<'_>) -> Option<Context> {
+        let parent = match message.headers {
+            Some(headers) => self.propagator.extract(&IncomingHeaders(headers)),
+            None => Context::new(),
+        };
         let continued = parent.span().span_context().is_sampled();
-        if !continued && !(self.ratio > 0.0 && ratio_sampled(message.partition(), message.offset(), self.ratio)) {
+        if !continued && !(self.ratio > 0.0 && crate::sampling::position_sampled(message.partition, message.offset, self.ratio)) {
             return None;
         }
         let mut attributes = vec![
             KeyValue::new("messaging.system", "kafka"),
             KeyValue::new("messaging.operation.type", "process"),
             KeyValue::new("messaging.operation.name", "process"),
-            KeyValue::new("messaging.destination.name", message.topic().to_string()),
-            KeyValue::new("messaging.destination.partition.id", message.partition().to_string()),
-            KeyValue::new("messaging.kafka.offset", message.offset()),
+            KeyValue::new("messaging.destination.name", message.topic.to_string()),
+            KeyValue::new("messaging.destination.partition.id", message.partition.to_string()),
+            KeyValue::new("messaging.kafka.offset", message.offset),
             KeyValue::new("messaging.consumer.group.name", self.group.clone()),
-            KeyValue::new("messaging.message.body.size", message.payload().map_or(0, <[u8]>::len) as i64),
+            KeyValue::new("messaging.message.body.size", message.payload.map_or(0, <[u8]>::len) as i64),
         ];
-        if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
+        if let Some(key) = message.key.and_then(|k| std::str::from_utf8(k).ok()) {
             attributes.push(KeyValue::new("messaging.kafka.message.key", key.to_string()));
         }
         let span = self
             .tracer
-            .span_builder(format!("{} process", message.topic()))
+            .span_builder(format!("{} process", message.topic))
             .with_kind(SpanKind::Consumer)
             .with_attributes(attributes)
             .start_with_context(&self.tracer, &parent);
@@ -168,13 +172,4 @@ impl Telemetry {
             tracing::warn!(message = "Failed to flush traces.", %error);
         }
     }
-}
-
-/// Deterministic ratio sampling by position, so a redelivered event decides the same way.
-fn ratio_sampled(partition: i32, offset: i64, ratio: f64) -> bool {
-    let mut h = (offset as u64) ^ ((partition as u64) << 48) ^ 0x9e37_79b9_7f4a_7c15;
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    ((h >> 11) as f64 / (1u64 << 53) as f64) < ratio
 }

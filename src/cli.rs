@@ -1,0 +1,468 @@
+//! The command line: clap arguments for every subcommand, with a value enum for every fixed
+//! choice (so `--help` lists them and a bad value is a usage error, exit 2). Parsing only; what
+//! each command does is in [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::drift::StatusMetric;
+use crate::generate::Scenario;
+
+/// `driftwatch`: streaming fraud scoring and drift detection on Apache Kafka.
+#[derive(Parser)]
+#[command(name = "driftwatch", version, about = "Streaming fraud scoring and drift detection on Apache Kafka")]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Write synthetic card transactions with a ground-truth `is_fraud` label.
+    Generate(GenerateArgs),
+    /// Fit a pipeline artifact (preprocessing + fraud model + outlier detector + drift reference).
+    Train(TrainArgs),
+    /// Score JSONL transactions with an artifact: one JSON line out per line in.
+    Score(ScoreArgs),
+    /// Compare a current file with a reference file: PSI, KL, JS, χ², KS, Wasserstein per feature.
+    Drift(DriftArgs),
+    /// Run the streaming engine: consume transactions, score, publish alerts and dead letters.
+    Run(RunArgs),
+    /// Run everything on this machine with no setup (embedded broker, generator, engine).
+    Demo(DemoArgs),
+    /// Produce generated transactions to a Kafka topic at a steady rate (event time = now).
+    Produce(ProduceArgs),
+    /// The model registry: register, list, show, promote, rollback, diff.
+    Model(ModelArgs),
+}
+
+/// A positive number (rates).
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
+}
+
+/// A fraction in [0, 1].
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a number in [0, 1]")),
+    }
+}
+
+/// A drift scenario by name.
+fn scenario(s: &str) -> Result<Scenario, String> {
+    s.parse::<Scenario>().map_err(|e| e.to_string())
+}
+
+/// `driftwatch model …`.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// The registry operation.
+    #[command(subcommand)]
+    pub command: ModelCommand,
+    /// Registry directory.
+    #[arg(long, global = true, env = "DRIFTWATCH_REGISTRY", default_value = "registry")]
+    pub registry: PathBuf,
+    /// Model name (needed when the registry holds several).
+    #[arg(long, global = true)]
+    pub name: Option<String>,
+    /// Who makes the change (recorded in the history) [default: $USER].
+    #[arg(long, global = true)]
+    pub by: Option<String>,
+    /// Publish stage changes to this Kafka cluster's model-events topic.
+    #[arg(long, global = true, env = "DRIFTWATCH_KAFKA__BROKERS")]
+    pub brokers: Option<String>,
+    /// Topic for stage changes.
+    #[arg(long, global = true, default_value = "model-events")]
+    pub events_topic: String,
+}
+
+/// Registry operations.
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Register an artifact as a candidate.
+    Register {
+        /// The artifact file.
+        artifact: PathBuf,
+    },
+    /// List registered versions.
+    List,
+    /// Show one version (JSON).
+    Show {
+        /// The version.
+        version: String,
+    },
+    /// Make a version production (the current one is archived).
+    Promote {
+        /// The version.
+        version: String,
+        /// Why (recorded).
+        #[arg(long, default_value = "promoted")]
+        reason: String,
+    },
+    /// Archive production and restore the previous production version.
+    Rollback {
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Compare two versions: hyper-parameters, metrics, features, training references.
+    Diff {
+        /// First version.
+        a: String,
+        /// Second version.
+        b: String,
+    },
+}
+
+/// `driftwatch produce`.
+#[derive(clap::Args)]
+pub struct ProduceArgs {
+    /// Bootstrap servers.
+    #[arg(long)]
+    pub brokers: String,
+    /// Topic to write to.
+    #[arg(long, default_value = "transactions")]
+    pub topic: String,
+    /// Transactions per second.
+    #[arg(long, default_value_t = 200.0, value_parser = positive)]
+    pub rate: f64,
+    /// Stop after this many seconds (default: run until stopped).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Drift scenario, injected halfway through --duration (or after 60 s).
+    #[arg(long, default_value = "none", value_parser = scenario)]
+    pub scenario: Scenario,
+    /// Every n-th transaction is malformed (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub invalid_every: u64,
+    /// Generator seed (1 continues the demo model's own account population after its training rows).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `driftwatch drift`.
+#[derive(clap::Args)]
+pub struct DriftArgs {
+    /// Reference data (CSV or JSONL), e.g. the training file.
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pub reference: Option<PathBuf>,
+    /// Compare with this pipeline's training reference instead (the engine's bins and sketches).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// With --model: replay the file through sliding event-time windows of this many minutes
+    /// (one report per window, with hysteresis), as the engine would.
+    #[arg(long, requires = "model", value_parser = positive)]
+    pub window_minutes: Option<f64>,
+    /// With --window-minutes: minutes between window starts.
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
+    pub slide_minutes: f64,
+    /// With --window-minutes: allowed lateness in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub lateness_seconds: f64,
+    /// With --window-minutes: fraction of transactions profiled (hash of the transaction id).
+    #[arg(long, default_value_t = 0.05, value_parser = fraction)]
+    pub sample: f64,
+    /// Current data, same columns.
+    #[arg(long)]
+    pub current: PathBuf,
+    /// Bins per numeric feature (at reference quantiles k/B).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..))]
+    pub bins: u64,
+    /// Additive smoothing α of the bin proportions.
+    #[arg(long, default_value_t = 0.5, value_parser = positive)]
+    pub smoothing: f64,
+    /// Reference levels kept per categorical feature.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub top_k: u64,
+    /// Fewer current rows than this is reported as insufficient data.
+    #[arg(long, default_value_t = 100)]
+    pub min_samples: u64,
+    /// Statistic deciding the status.
+    #[arg(long, value_enum, default_value_t = MetricArg::Psi)]
+    pub metric: MetricArg,
+    /// Amber at or above this value of the metric.
+    #[arg(long, default_value_t = 0.1)]
+    pub amber: f64,
+    /// Red at or above this value of the metric.
+    #[arg(long, default_value_t = 0.25)]
+    pub red: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DriftFormat::Table)]
+    pub format: DriftFormat,
+    /// Exit with status 3 when the report is at least this.
+    #[arg(long, value_enum)]
+    pub fail_on: Option<FailOn>,
+    /// Label column to leave out of the comparison (compared like any feature when not given).
+    #[arg(long)]
+    pub label: Option<String>,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+}
+
+/// The statistic a drift status is decided on.
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum MetricArg {
+    /// Population stability index.
+    Psi,
+    /// KL(current ‖ reference).
+    Kl,
+    /// Jensen–Shannon distance.
+    Js,
+    /// KS statistic D (numeric features; categoricals use PSI).
+    Ks,
+    /// Wasserstein-1 over the reference std (numeric features; categoricals use PSI).
+    WassersteinNormalized,
+}
+
+impl From<MetricArg> for StatusMetric {
+    fn from(m: MetricArg) -> StatusMetric {
+        match m {
+            MetricArg::Psi => StatusMetric::Psi,
+            MetricArg::Kl => StatusMetric::Kl,
+            MetricArg::Js => StatusMetric::Js,
+            MetricArg::Ks => StatusMetric::Ks,
+            MetricArg::WassersteinNormalized => StatusMetric::WassersteinNormalized,
+        }
+    }
+}
+
+/// The least drift status that fails `drift` (exit 3).
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FailOn {
+    /// Amber or red.
+    Amber,
+    /// Red.
+    Red,
+}
+
+/// `drift`'s output format.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DriftFormat {
+    /// One JSON document (or one JSON line per window).
+    Json,
+    /// A table for people.
+    Table,
+}
+
+/// Which columns are features and which play other roles; shared by `train` and `drift`.
+#[derive(clap::Args)]
+pub struct ColumnArgs {
+    /// Numeric feature columns (comma-separated). With --categorical, only listed columns are features.
+    #[arg(long, value_delimiter = ',')]
+    pub numeric: Option<Vec<String>>,
+    /// Categorical feature columns (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub categorical: Option<Vec<String>>,
+    /// Transaction id column [default: first of transaction_id, id, tx_id, event_id present]. Empty for none.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Entity key column, alerts are keyed by it [default: first of account_id, card_id, customer_id, user_id].
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Event-time column [default: first of event_time, timestamp, ts, time, or an all-RFC 3339 column].
+    #[arg(long)]
+    pub timestamp: Option<String>,
+    /// Columns to leave out when features are inferred (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub ignore: Vec<String>,
+}
+
+/// `driftwatch run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); DRIFTWATCH_<SECTION>__<KEY> variables override it.
+    #[arg(long, default_value = "config/default.toml")]
+    pub config: PathBuf,
+    /// Check the configuration and model, print the effective configuration, and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `driftwatch demo`.
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Use this Kafka cluster instead of the embedded mock broker.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Pipeline artifact.
+    #[arg(long, default_value = "models/demo.json")]
+    pub model: PathBuf,
+    /// Address for /metrics, /healthz, /readyz ("" disables).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_listen: String,
+    /// Transactions per second to produce.
+    #[arg(long, default_value_t = 2000.0, value_parser = positive)]
+    pub rate: f64,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Drift scenario injected halfway through (or after 60 s without --duration).
+    #[arg(long, default_value = "none", value_parser = scenario)]
+    pub scenario: Scenario,
+    /// Every n-th transaction is malformed, to show the dead-letter topic (0: none).
+    #[arg(long, default_value_t = 500)]
+    pub invalid_every: u64,
+    /// Generator seed (1 continues the demo model's own account population after its training rows).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `driftwatch generate`.
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// Number of transactions.
+    #[arg(long, default_value_t = 10_000)]
+    pub rows: u64,
+    /// Random seed: same seed and options, same bytes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Drift to inject from the onset on.
+    #[arg(long, default_value = "none", value_parser = scenario)]
+    pub scenario: Scenario,
+    /// Fraction of the rows after which the scenario starts.
+    #[arg(long, default_value_t = 0.5, value_parser = fraction)]
+    pub onset: f64,
+    /// Mean event-time rate, transactions per second.
+    #[arg(long, default_value_t = 100.0, value_parser = positive)]
+    pub rate: f64,
+    /// Event time of the first row (RFC 3339).
+    #[arg(long, default_value = "2026-01-05T00:00:00Z")]
+    pub start: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DataFormat::Jsonl)]
+    pub format: DataFormat,
+    /// Output file (stdout when absent).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// `generate`'s output format.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DataFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header line.
+    Csv,
+}
+
+/// `driftwatch train`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Training data, CSV or JSONL (by extension, else sniffed).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Label column: 0/1 or true/false.
+    #[arg(long)]
+    pub label: String,
+    /// Where to write the artifact.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+    /// Seed for the held-out split and k-means.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Model name.
+    #[arg(long, default_value = "card-fraud")]
+    pub name: String,
+    /// Model version [default: derived from the data hash and settings].
+    #[arg(long)]
+    pub model_version: Option<String>,
+    /// Inverse L2 strength (as scikit-learn's C).
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
+    pub c: f64,
+    /// Class weighting.
+    #[arg(long, value_enum, default_value_t = ClassWeight::Balanced)]
+    pub class_weight: ClassWeight,
+    /// Top-K levels per categorical feature in the model (the rest share an "other" column).
+    #[arg(long, default_value_t = 20)]
+    pub max_categories: usize,
+    /// Fraction of rows held out (stratified) for the threshold and metrics.
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// Choose the threshold so this fraction of held-out transactions alert.
+    #[arg(long, conflicts_with = "target_precision")]
+    pub target_alert_rate: Option<f64>,
+    /// Choose the lowest threshold whose held-out precision reaches this.
+    #[arg(long)]
+    pub target_precision: Option<f64>,
+    /// k-means clusters of the outlier detector.
+    #[arg(long, default_value_t = 8)]
+    pub clusters: usize,
+    /// Outlier false-positive rate on training data.
+    #[arg(long, default_value_t = 0.01)]
+    pub outlier_fpr: f64,
+    /// Reference bins per numeric feature (drift).
+    #[arg(long, default_value_t = 10)]
+    pub bins: usize,
+    /// Top-K levels per categorical feature in the drift reference.
+    #[arg(long, default_value_t = 50)]
+    pub reference_top_k: usize,
+}
+
+/// Class weighting of the logistic regression.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ClassWeight {
+    /// Weights inversely proportional to class frequencies (scikit-learn's `balanced`).
+    Balanced,
+    /// Every row weighs 1.
+    None,
+}
+
+impl ClassWeight {
+    /// The name stored in the artifact's hyper-parameters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClassWeight::Balanced => "balanced",
+            ClassWeight::None => "none",
+        }
+    }
+}
+
+/// `driftwatch score`.
+#[derive(clap::Args)]
+pub struct ScoreArgs {
+    /// Pipeline artifact.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// JSONL input (stdin when absent).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn fixed_choices_are_usage_errors() {
+        for args in [
+            &["driftwatch", "drift", "--reference", "a", "--current", "b", "--metric", "mse"][..],
+            &["driftwatch", "drift", "--reference", "a", "--current", "b", "--fail-on", "orange"],
+            &["driftwatch", "train", "--data", "a", "--label", "y", "--out", "o", "--class-weight", "heavy"],
+            &["driftwatch", "generate", "--scenario", "meteor"],
+            &["driftwatch", "generate", "--rate", "0"],
+            &["driftwatch", "demo", "--rate", "-5"],
+        ] {
+            let err = Cli::try_parse_from(args).err().unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+        let ok = Cli::try_parse_from(["driftwatch", "drift", "--reference", "a", "--current", "b", "--metric", "wasserstein_normalized", "--fail-on", "red"]);
+        assert!(ok.is_ok());
+    }
+}

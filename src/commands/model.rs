@@ -1,0 +1,95 @@
+//! `driftwatch model …`: the registry from the command line; stage changes are published to
+//! `model-events` when a cluster is given.
+
+use thiserror::Error;
+
+use super::Outcome;
+use crate::cli::{ModelArgs, ModelCommand};
+use crate::message::ModelEvent;
+use crate::model::diff::diff;
+use crate::model::registry::{Registry, RegistryError};
+use crate::pipeline::{Artifact, ArtifactError};
+
+/// Why a `model` command failed.
+#[derive(Debug, Error)]
+pub enum ModelCommandError {
+    /// The registry refused the operation or could not be read.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A registered artifact could not be loaded.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// The stage changes were made but could not be published.
+    #[error("publishing to {topic} on {brokers}: {source}")]
+    Publish {
+        /// Topic.
+        topic: String,
+        /// Cluster.
+        brokers: String,
+        /// librdkafka's error.
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("registry types serialise")
+}
+
+fn stage_name(stage: crate::message::Stage) -> String {
+    serde_json::to_value(stage).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// Runs one registry operation.
+pub fn execute(a: ModelArgs) -> Result<Outcome, ModelCommandError> {
+    let reg = Registry::open(&a.registry);
+    let by = a.by.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+    let name = a.name.as_deref();
+    let events: Vec<ModelEvent> = match a.command {
+        ModelCommand::Register { artifact } => {
+            let (model, entry, event) = reg.register(&artifact, &by)?;
+            match event {
+                Some(_) => eprintln!("registered {model} {} as candidate", entry.version),
+                None => eprintln!("{model} {} is already registered (same contents)", entry.version),
+            }
+            event.into_iter().collect()
+        }
+        ModelCommand::List => {
+            let index = reg.index()?;
+            println!("{:<16} {:<20} {:<11} {:<25} {:>8} {:>8}", "model", "version", "stage", "created", "roc_auc", "pr_auc");
+            for (model, entry) in &index.models {
+                for v in &entry.versions {
+                    println!("{model:<16} {:<20} {:<11} {:<25} {:>8.4} {:>8.4}", v.version, stage_name(v.stage), v.created, v.metrics.roc_auc, v.metrics.pr_auc);
+                }
+            }
+            vec![]
+        }
+        ModelCommand::Show { version } => {
+            let (entry, path) = reg.show(name, &version)?;
+            println!("{}", json(&serde_json::json!({"entry": entry, "artifact": path})));
+            vec![]
+        }
+        ModelCommand::Promote { version, reason } => reg.promote(name, &version, &by, &reason)?,
+        ModelCommand::Rollback { reason } => reg.rollback(name, &by, &reason)?,
+        ModelCommand::Diff { a: va, b: vb } => {
+            let load = |v: &str| -> Result<Artifact, ModelCommandError> { Ok(Artifact::load(&reg.show(name, v)?.1)?) };
+            println!("{}", json(&diff(&load(&va)?, &load(&vb)?)));
+            vec![]
+        }
+    };
+    for e in &events {
+        eprintln!("{} {}: {}", e.model, e.version, stage_name(e.change.to));
+    }
+    if events.is_empty() {
+        return Ok(Outcome::Success);
+    }
+    match &a.brokers {
+        Some(brokers) => {
+            let records: Vec<(String, Vec<u8>)> = events.iter().map(|e| (e.model.clone(), serde_json::to_vec(e).expect("events serialise"))).collect();
+            crate::engine::kafka::publish(brokers, &a.events_topic, &records)
+                .map_err(|source| ModelCommandError::Publish { topic: a.events_topic.clone(), brokers: brokers.clone(), source })?;
+            eprintln!("published {} event(s) to {}", events.len(), a.events_topic);
+        }
+        None => eprintln!("note: not published to {} (no --brokers / DRIFTWATCH_KAFKA__BROKERS)", a.events_topic),
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,600 @@
+//! The engine's functional core: one consumed message in, its outgoing records and offset
+//! bookkeeping out. No rdkafka, no threads, no sockets: the Kafka shell ([`super::kafka`],
+//! [`super::workers`]) turns a `BorrowedMessage` into an [`Incoming`] and hands the records the
+//! core emits to a producer; tests hand the core plain values and collect what it emits.
+//!
+//! Per message, [`Member::handle`]:
+//! 1. picks up a hot-reloaded pipeline between two messages (one atomic load);
+//! 2. refuses an oversized payload, else decodes and scores it (one in
+//!    [`LATENCY_SAMPLE_EVERY`] timed);
+//! 3. routes: a decode failure becomes a dead letter (the event's bytes and headers plus
+//!    `dlq.*` headers); a fraud score at the threshold, or an outlier with
+//!    `model.alert_on_outlier`, becomes an alert; a share of events is shadow-scored by the
+//!    registry's candidate;
+//! 4. feeds the drift windows and publishes the windows the event's time closes (report, status
+//!    changes, retrain request, and the guard's decisions on the new model);
+//! 5. tells the outputs the event is handled, so its offset may be committed once everything it
+//!    emitted is acknowledged.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use opentelemetry::trace::{Span as _, TraceContextExt as _};
+
+use crate::config::Config;
+use crate::drift::online::{ClosedWindow, StreamDrift};
+use crate::drift::{status_name, Status};
+use crate::message::dead_letter::headers as dlq;
+use crate::message::{reasons_json, FraudAlert, InvalidReason, ModelEvent, ShadowScore, SourcePosition};
+use crate::model::guard::{GuardRules, GuardVerdict};
+use crate::model::lifecycle::{ModelLifecycle, SwapError};
+use crate::model::registry::Registry;
+use crate::observe::events::{DriftStatusChanged, EventInvalid, InternalEvent, ModelRolledBack, ModelSwapped, RetrainRequested};
+use crate::observe::metrics::{AgreeLabel, FeatureLabel, Metrics, ModelLabels};
+use crate::observe::traces::Telemetry;
+use crate::pipeline::{Pipeline, Score, Transaction};
+use crate::sampling::in_sample;
+use crate::time::{format_rfc3339_ms, Clock};
+
+/// The score-latency histogram observes one event in this many (counted over consumed messages).
+pub const LATENCY_SAMPLE_EVERY: u64 = 16;
+
+/// Headers of an incoming message, by position (the shell adapts librdkafka's; tests use a Vec).
+pub trait HeaderList {
+    /// Number of headers.
+    fn count(&self) -> usize;
+    /// Key and value of header `i` (`i < count()`).
+    fn header(&self, i: usize) -> (&str, Option<&[u8]>);
+}
+
+impl HeaderList for Vec<(String, Option<Vec<u8>>)> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn header(&self, i: usize) -> (&str, Option<&[u8]>) {
+        (&self[i].0, self[i].1.as_deref())
+    }
+}
+
+/// One consumed message, as plain values borrowed from wherever it came from.
+#[derive(Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The event's bytes (`None`: a tombstone, dead-lettered as not JSON).
+    pub payload: Option<&'a [u8]>,
+    /// The message key.
+    pub key: Option<&'a [u8]>,
+    /// The message headers, when it has any.
+    pub headers: Option<&'a dyn HeaderList>,
+    /// Source topic.
+    pub topic: &'a str,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// The broker's (or producer's) timestamp, epoch milliseconds.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// What an outgoing record is; each goes to its own topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// `fraud-alerts`.
+    Alert,
+    /// `transactions.dlq`.
+    DeadLetter,
+    /// `shadow-scores`.
+    ShadowScore,
+    /// `drift-reports`.
+    DriftReport,
+    /// `drift-alerts`.
+    DriftAlert,
+    /// `retrain-requests`.
+    RetrainRequest,
+    /// `model-events` (the guard's rollbacks).
+    ModelEvent,
+}
+
+/// One record to produce. Borrowed for the duration of [`Outputs::emit`]; the producer copies it.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// What it is.
+    pub kind: OutputKind,
+    /// Topic to produce to.
+    pub topic: &'a str,
+    /// Message key.
+    pub key: Option<&'a [u8]>,
+    /// Message value.
+    pub payload: &'a [u8],
+    /// Headers, in order.
+    pub headers: Vec<(Cow<'a, str>, Option<Cow<'a, [u8]>>)>,
+    /// For an alert: its transaction's event time, for the end-to-end latency at acknowledgement.
+    pub event_time_ms: Option<i64>,
+}
+
+/// Where the core's records and bookkeeping go: a Kafka producer and offset tracker in the
+/// engine, a Vec in tests.
+pub trait Outputs {
+    /// Why a record could not be handed over.
+    type Error;
+    /// Takes one record for delivery.
+    fn emit(&mut self, record: Outgoing<'_>) -> Result<(), Self::Error>;
+    /// Every record of the message at (`partition`, `offset`) has been emitted.
+    fn handled(&mut self, partition: i32, offset: i64);
+}
+
+/// What one member did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Messages consumed.
+    pub consumed: u64,
+    /// Events scored.
+    pub scored: u64,
+    /// Alerts produced.
+    pub alerts: u64,
+    /// Events dead-lettered.
+    pub dead_letters: u64,
+}
+
+impl std::ops::AddAssign for RunSummary {
+    fn add_assign(&mut self, r: RunSummary) {
+        self.consumed += r.consumed;
+        self.scored += r.scored;
+        self.alerts += r.alerts;
+        self.dead_letters += r.dead_letters;
+    }
+}
+
+/// Drift state shared by the engine's members: one set of windows per process.
+struct SharedDrift {
+    state: Mutex<StreamDrift>,
+    /// `StreamDrift::close_due_ms`, readable without the lock: unsampled events before it skip the lock.
+    due_ms: AtomicI64,
+    /// Profiled share of traffic (the sampling decision is made outside the lock).
+    sample_fraction: f64,
+}
+
+/// What the engine's members share: configuration, models, drift windows, metrics, tracer.
+pub struct Engine {
+    pub(crate) config: Config,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Serving pipeline, shadow candidate, guard.
+    pub(crate) models: ModelLifecycle,
+    drift: Option<SharedDrift>,
+    /// Traces for events that carry (or are sampled into) a trace.
+    pub(crate) telemetry: Option<Telemetry>,
+    /// Wall clock for `processed_at` (fixed in tests).
+    clock: Clock,
+}
+
+impl Engine {
+    /// An engine for this configuration and pipeline.
+    pub fn new(config: Config, pipeline: Pipeline, metrics: Arc<Metrics>) -> Engine {
+        describe_model(&metrics, &pipeline, 1);
+        let drift = config.drift.enabled.then(|| {
+            let state = StreamDrift::new(&pipeline, config.drift.to_config());
+            SharedDrift { due_ms: AtomicI64::new(state.close_due_ms()), state: Mutex::new(state), sample_fraction: config.drift.sample_fraction }
+        });
+        let m = &config.model;
+        // The guard judges drift windows and writes to the registry: it needs both.
+        let guarded = drift.is_some() && !m.registry.is_empty();
+        let rules = GuardRules {
+            windows: if guarded { m.guard_windows } else { 0 },
+            alert_rate_factor: m.guard_alert_rate_factor,
+            outlier_margin: m.guard_outlier_margin,
+            p99_latency_ms: m.guard_p99_latency_ms,
+            min_samples: config.drift.min_samples,
+        };
+        Engine { models: ModelLifecycle::new(pipeline, rules), config, metrics, drift, telemetry: None, clock: crate::time::now_ms }
+    }
+
+    /// Traces events with this tracer.
+    pub fn with_telemetry(mut self, telemetry: Option<Telemetry>) -> Engine {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Stamps outputs with this clock instead of the wall clock.
+    pub fn with_clock(mut self, clock: Clock) -> Engine {
+        self.clock = clock;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The pipeline serving now.
+    pub fn current_pipeline(&self) -> Arc<Pipeline> {
+        self.models.serving()
+    }
+
+    /// The models (serving, candidate, guard).
+    pub fn models(&self) -> &ModelLifecycle {
+        &self.models
+    }
+
+    /// Replaces the serving pipeline (see [`ModelLifecycle::swap`]); members switch between two
+    /// messages, so each event is scored once, by one version. Drift windows restart against
+    /// the new reference. `guarded`: the rollback guard watches the new version.
+    pub fn swap_pipeline(&self, new: Pipeline, guarded: bool) -> Result<(), SwapError> {
+        ModelLifecycle::check_fit(&self.models.serving(), &new)?;
+        if let Some(d) = &self.drift {
+            let state = StreamDrift::new(&new, self.config.drift.to_config());
+            d.due_ms.store(state.close_due_ms(), Ordering::Relaxed);
+            *d.state.lock().expect("drift lock") = state;
+        }
+        describe_model(&self.metrics, &new, 1);
+        let old = self.models.swap(new, guarded)?;
+        describe_model(&self.metrics, &old, 0);
+        let new = self.models.serving();
+        ModelSwapped { from: &old.artifact().model.version, to: &new.artifact().model.version }.emit(&self.metrics);
+        Ok(())
+    }
+
+    /// A member's handler: its own view of the models and its own buffers.
+    pub fn member(&self) -> Member<'_> {
+        let pipeline = self.models.serving();
+        Member {
+            engine: self,
+            tx: pipeline.new_transaction(),
+            generation: self.models.generation(),
+            pipeline,
+            shadow: None,
+            shadow_generation: u64::MAX,
+            shadow_tx: Transaction::default(),
+            alert_buf: Vec::with_capacity(1024),
+            summary: RunSummary::default(),
+            threshold: self.config.model.threshold,
+        }
+    }
+
+    /// Acts on the guard's verdict for a closed window: a rollback is written to the registry
+    /// and its stage changes are returned for `model-events`.
+    fn guard_window(&self, w: &ClosedWindow, serving: &str) -> Vec<ModelEvent> {
+        let (version, reason) = match self.models.judge_window(serving, &w.report) {
+            GuardVerdict::RollBack { version, reason } => (version, reason),
+            GuardVerdict::Passed => {
+                tracing::info!(message = "Guard passed the new model.", version = %serving);
+                return Vec::new();
+            }
+            GuardVerdict::Ignored | GuardVerdict::Watching { .. } => return Vec::new(),
+        };
+        let c = &self.config.model;
+        let registry = Registry::open(std::path::Path::new(&c.registry));
+        let name = (!c.registry_name.is_empty()).then_some(c.registry_name.as_str());
+        match registry.rollback(name, "guard", &format!("{version}: {reason}")) {
+            Ok(events) => {
+                ModelRolledBack { version: &version, reason: &reason }.emit(&self.metrics);
+                events
+            }
+            Err(error) => {
+                tracing::error!(message = "Guard could not roll back.", %version, %reason, %error);
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Sets the model-info gauge (1 serving, 0 retired) and the trained rates of a serving model.
+fn describe_model(metrics: &Metrics, pipeline: &Pipeline, value: i64) {
+    let a = pipeline.artifact();
+    metrics.model_info.get_or_create(&ModelLabels { name: a.model.name.clone(), version: a.model.version.clone() }).set(value);
+    if value == 1 {
+        metrics.model_trained_outlier_rate.set(a.reference.outlier_rate);
+        metrics.model_trained_alert_rate.set(a.reference.alert_rate);
+    }
+}
+
+/// One member's message handler: its view of the serving pipeline and candidate, and reusable
+/// buffers (decoding and scoring allocate nothing per event).
+pub struct Member<'a> {
+    engine: &'a Engine,
+    /// This member's view of the serving pipeline and its generation.
+    pipeline: Arc<Pipeline>,
+    generation: u64,
+    /// This member's view of the shadow candidate, its generation and decode buffer.
+    shadow: Option<Arc<Pipeline>>,
+    shadow_generation: u64,
+    shadow_tx: Transaction,
+    /// The decoded event, reused.
+    tx: Transaction,
+    /// An alert's JSON, reused.
+    alert_buf: Vec<u8>,
+    summary: RunSummary,
+    /// `model.threshold`, overriding the artifact's when set.
+    threshold: Option<f64>,
+}
+
+impl Member<'_> {
+    /// What this member did so far.
+    pub fn summary(&self) -> RunSummary {
+        self.summary
+    }
+
+    /// Handles one message: emits its records and marks it handled.
+    pub fn handle<O: Outputs>(&mut self, message: &Incoming<'_>, out: &mut O) -> Result<(), O::Error> {
+        let e = self.engine;
+        let generation = e.models.generation();
+        if generation != self.generation {
+            // Between two messages: this one and all later ones use the new version.
+            self.pipeline = e.models.serving();
+            self.tx = self.pipeline.new_transaction();
+            self.generation = generation;
+        }
+        let m = &e.metrics;
+        m.events_consumed.inc();
+        self.summary.consumed += 1;
+        let payload = message.payload.unwrap_or(&[]);
+        let telemetry = e.telemetry.as_ref();
+        let trace = telemetry.and_then(|t| t.start_event(message));
+        match self.score(payload, trace.as_ref()) {
+            Ok(score) => {
+                m.events_scored.inc();
+                self.summary.scored += 1;
+                if score.is_outlier {
+                    m.outliers.inc();
+                }
+                if score.is_fraud {
+                    m.fraud_alerts.inc();
+                }
+                if score.is_fraud || (score.is_outlier && e.config.model.alert_on_outlier) {
+                    self.emit_alert(message, &score, trace.as_ref(), out)?;
+                }
+                self.observe_drift(&score, out)?;
+                self.shadow_score(message, payload, &score, out)?;
+            }
+            Err((reason, text)) => self.dead_letter(message, payload, reason, &text, out)?,
+        }
+        out.handled(message.partition, message.offset);
+        if let Some(cx) = trace {
+            cx.span().end();
+        }
+        Ok(())
+    }
+
+    /// Decodes and scores, or says why the event cannot be scored.
+    fn score(&mut self, payload: &[u8], trace: Option<&opentelemetry::Context>) -> Result<Score, (InvalidReason, String)> {
+        let e = self.engine;
+        let max = e.config.engine.max_event_bytes;
+        if payload.len() > max {
+            return Err((InvalidReason::Oversized, format!("event of {} bytes exceeds engine.max_event_bytes = {max}", payload.len())));
+        }
+        let telemetry = e.telemetry.as_ref();
+        // Timing every event costs two clock reads (~6 % of the loop): time one in 16.
+        let started = (self.summary.consumed % LATENCY_SAMPLE_EVERY == 1).then(Instant::now);
+        let decode_span = trace.zip(telemetry).map(|(cx, t)| t.child(cx, "decode"));
+        let decoded = self.pipeline.decode_into(payload, &mut self.tx);
+        if let Some(mut span) = decode_span {
+            if let Err(err) = &decoded {
+                span.set_status(opentelemetry::trace::Status::error(err.reason().as_str()));
+            }
+            span.end();
+        }
+        if let Err(err) = decoded {
+            return Err((err.reason(), err.to_string()));
+        }
+        let score_span = trace.zip(telemetry).map(|(cx, t)| t.child(cx, "score"));
+        let mut score = self.pipeline.score(&self.tx);
+        if let Some(started) = started {
+            let elapsed = started.elapsed();
+            e.metrics.score_latency.observe(elapsed.as_secs_f64());
+            e.models.record_latency_us(elapsed.as_micros() as u64);
+        }
+        if let Some(t) = self.threshold {
+            score.is_fraud = score.probability >= t;
+        }
+        if let Some(mut span) = score_span {
+            span.set_attribute(opentelemetry::KeyValue::new("driftwatch.score", score.probability));
+            span.set_attribute(opentelemetry::KeyValue::new("driftwatch.is_fraud", score.is_fraud));
+            span.set_attribute(opentelemetry::KeyValue::new("driftwatch.is_outlier", score.is_outlier));
+            span.end();
+        }
+        Ok(score)
+    }
+
+    /// The event's own bytes and headers (trace context among them), then ours.
+    fn dead_letter<O: Outputs>(&mut self, message: &Incoming<'_>, payload: &[u8], reason: InvalidReason, text: &str, out: &mut O) -> Result<(), O::Error> {
+        let e = self.engine;
+        EventInvalid { reason }.emit(&e.metrics);
+        self.summary.dead_letters += 1;
+        let own = message.headers.map_or(0, |h| h.count());
+        let mut headers = Vec::with_capacity(own + 5);
+        if let Some(h) = message.headers {
+            headers.extend((0..own).map(|i| {
+                let (k, v) = h.header(i);
+                (Cow::Borrowed(k), v.map(Cow::Borrowed))
+            }));
+        }
+        for (k, v) in [
+            (dlq::REASON, reason.as_str().as_bytes().to_vec()),
+            (dlq::ERROR, text.as_bytes().to_vec()),
+            (dlq::TOPIC, message.topic.as_bytes().to_vec()),
+            (dlq::PARTITION, message.partition.to_string().into_bytes()),
+            (dlq::OFFSET, message.offset.to_string().into_bytes()),
+        ] {
+            headers.push((Cow::Borrowed(k), Some(Cow::Owned(v))));
+        }
+        out.emit(Outgoing { kind: OutputKind::DeadLetter, topic: &e.config.kafka.dead_letter_topic, key: message.key, payload, headers, event_time_ms: None })
+    }
+
+    fn emit_alert<O: Outputs>(&mut self, message: &Incoming<'_>, score: &Score, trace: Option<&opentelemetry::Context>, out: &mut O) -> Result<(), O::Error> {
+        let e = self.engine;
+        let pipeline = &self.pipeline;
+        let model = &pipeline.artifact().model;
+        let mut triggers = Vec::with_capacity(2);
+        if score.is_fraud {
+            triggers.push("fraud_score");
+        }
+        if score.is_outlier {
+            triggers.push("outlier");
+        }
+        let key = if self.tx.key.is_empty() { &self.tx.id } else { &self.tx.key };
+        let alert = FraudAlert {
+            transaction_id: &self.tx.id,
+            account_id: &self.tx.key,
+            score: score.probability,
+            threshold: self.threshold.unwrap_or(pipeline.artifact().decision.threshold),
+            is_fraud: score.is_fraud,
+            outlier_score: score.outlier_score,
+            is_outlier: score.is_outlier,
+            triggers,
+            reasons: reasons_json(pipeline, &self.tx, score),
+            model: &model.name,
+            model_version: &model.version,
+            event_time: self.tx.event_time_ms.map(format_rfc3339_ms),
+            processed_at: format_rfc3339_ms((e.clock)()),
+            source: SourcePosition { topic: message.topic, partition: message.partition, offset: message.offset },
+        };
+        self.alert_buf.clear();
+        serde_json::to_writer(&mut self.alert_buf, &alert).expect("alert serialises");
+        self.summary.alerts += 1;
+        let topic = &e.config.kafka.alerts_topic;
+        // A traced event's alert carries the trace on (W3C traceparent), from a producer span.
+        let publish = trace.zip(e.telemetry.as_ref()).map(|(cx, t)| t.publish(cx, topic, key));
+        let headers = publish.as_ref().map_or_else(Vec::new, |(_, h)| h.0.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), Some(Cow::Borrowed(v.as_bytes())))).collect());
+        let sent = out.emit(Outgoing {
+            kind: OutputKind::Alert,
+            topic,
+            key: Some(key.as_bytes()),
+            payload: &self.alert_buf,
+            headers,
+            event_time_ms: self.tx.event_time_ms,
+        });
+        if let Some((mut span, _)) = publish {
+            span.end();
+        }
+        sent
+    }
+
+    /// Scores a share of events with the candidate too and publishes both decisions.
+    fn shadow_score<O: Outputs>(&mut self, message: &Incoming<'_>, payload: &[u8], score: &Score, out: &mut O) -> Result<(), O::Error> {
+        let e = self.engine;
+        let fraction = e.config.model.shadow_fraction;
+        if fraction <= 0.0 {
+            return Ok(());
+        }
+        let generation = e.models.shadow_generation();
+        if generation != self.shadow_generation {
+            self.shadow = e.models.shadow();
+            self.shadow_tx = self.shadow.as_ref().map(|p| p.new_transaction()).unwrap_or_default();
+            self.shadow_generation = generation;
+        }
+        let Some(candidate) = self.shadow.clone() else { return Ok(()) };
+        if !in_sample(&self.tx, fraction) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let Ok(()) = candidate.decode_into(payload, &mut self.shadow_tx) else { return Ok(()) };
+        let shadow = candidate.score(&self.shadow_tx);
+        let elapsed = started.elapsed();
+        let m = &e.metrics;
+        let alert = |s: &Score| s.is_fraud || (s.is_outlier && e.config.model.alert_on_outlier);
+        let (production_alert, candidate_alert) = (alert(score), alert(&shadow));
+        m.shadow_scored.inc();
+        m.shadow_score_latency.observe(elapsed.as_secs_f64());
+        m.shadow_alerts.inc_by(u64::from(candidate_alert));
+        m.shadow_agreement.get_or_create(&AgreeLabel { agree: (production_alert == candidate_alert).to_string() }).inc();
+        let record = ShadowScore {
+            transaction_id: &self.tx.id,
+            production_version: &self.pipeline.artifact().model.version,
+            candidate_version: &candidate.artifact().model.version,
+            production_score: score.probability,
+            candidate_score: shadow.probability,
+            production_alert,
+            candidate_alert,
+            agree: production_alert == candidate_alert,
+            candidate_latency_us: elapsed.as_secs_f64() * 1e6,
+            source: SourcePosition { topic: message.topic, partition: message.partition, offset: message.offset },
+        };
+        let payload = serde_json::to_vec(&record).expect("shadow score serialises");
+        out.emit(Outgoing {
+            kind: OutputKind::ShadowScore,
+            topic: &e.config.kafka.shadow_scores_topic,
+            key: Some(self.tx.id.as_bytes()),
+            payload: &payload,
+            headers: Vec::new(),
+            event_time_ms: None,
+        })
+    }
+
+    /// Feeds the drift windows; publishes the windows this event's time closes.
+    fn observe_drift<O: Outputs>(&mut self, score: &Score, out: &mut O) -> Result<(), O::Error> {
+        let Some(drift) = &self.engine.drift else { return Ok(()) };
+        let due = self.tx.event_time_ms.is_none_or(|t| t >= drift.due_ms.load(Ordering::Relaxed));
+        if !due && !in_sample(&self.tx, drift.sample_fraction) {
+            return Ok(());
+        }
+        let closed = {
+            let mut state = drift.state.lock().expect("drift lock");
+            let late_before = state.late_events();
+            let closed = state.observe(&self.tx, score);
+            self.engine.metrics.drift_late_events.inc_by(state.late_events() - late_before);
+            drift.due_ms.store(state.close_due_ms(), Ordering::Relaxed);
+            closed
+        };
+        for window in closed {
+            self.publish_window(&window, out)?;
+        }
+        Ok(())
+    }
+
+    /// Produces a closed window's report, the guard's stage changes, status changes and retrain
+    /// request, and updates the gauges.
+    fn publish_window<O: Outputs>(&mut self, w: &ClosedWindow, out: &mut O) -> Result<(), O::Error> {
+        let e = self.engine;
+        let (m, k) = (&e.metrics, &e.config.kafka);
+        let pipeline = self.pipeline.clone();
+        let model = &pipeline.artifact().model;
+        m.drift_windows_closed.inc();
+        if let Some(t) = &e.telemetry {
+            t.window_span(&w.report.window_end, w.report.drift.features.len(), status_name(w.report.drift.status));
+        }
+        m.drift_window_samples.set(w.report.drift.current.rows as i64);
+        m.drift_outlier_rate.set(w.report.model_drift.outlier_rate.observed);
+        m.drift_alert_rate.set(w.report.model_drift.alert_rate.observed);
+        {
+            let state = e.drift.as_ref().expect("a window closed, so drift is on").state.lock().expect("drift lock");
+            for f in w.report.drift.features.iter().chain(std::iter::once(&w.report.model_drift.score)) {
+                let label = FeatureLabel { feature: f.bins.name.clone() };
+                let shown = match state.monitor().shown(&f.bins.name) {
+                    Status::Red => 2.0,
+                    Status::Amber => 1.0,
+                    _ => 0.0,
+                };
+                m.feature_drift_status.get_or_create(&label).set(shown);
+                m.feature_drift_psi.get_or_create(&label).set(f.psi);
+                m.feature_drift_kl.get_or_create(&label).set(f.kl);
+                m.feature_drift_js.get_or_create(&label).set(f.js);
+                if let Some(c) = f.chi2 {
+                    m.feature_drift_chi2_p_value.get_or_create(&label).set(c.p_value_adjusted);
+                }
+                if let Some(ks) = f.ks {
+                    m.feature_drift_ks.get_or_create(&label).set(ks.statistic);
+                }
+                if let Some(wd) = f.wasserstein {
+                    m.feature_drift_wasserstein.get_or_create(&label).set(wd.normalized);
+                }
+            }
+        }
+        let mut records: Vec<(OutputKind, &str, String, Vec<u8>)> =
+            vec![(OutputKind::DriftReport, &k.drift_reports_topic, model.name.clone(), serde_json::to_vec(&w.report).expect("report serialises"))];
+        for event in e.guard_window(w, &model.version) {
+            records.push((OutputKind::ModelEvent, &k.model_events_topic, event.model.clone(), serde_json::to_vec(&event).expect("event serialises")));
+        }
+        for a in &w.alerts {
+            DriftStatusChanged { feature: &a.feature, from: status_name(a.from), to: status_name(a.to), window_end: &a.window_end }.emit(m);
+            records.push((OutputKind::DriftAlert, &k.drift_alerts_topic, a.feature.clone(), serde_json::to_vec(a).expect("alert serialises")));
+        }
+        if let Some(r) = &w.retrain {
+            RetrainRequested { reason: &r.reason }.emit(m);
+            records.push((OutputKind::RetrainRequest, &k.retrain_requests_topic, model.name.clone(), serde_json::to_vec(r).expect("request serialises")));
+        }
+        for (kind, topic, key, payload) in &records {
+            out.emit(Outgoing { kind: *kind, topic, key: Some(key.as_bytes()), payload, headers: Vec::new(), event_time_ms: None })?;
+        }
+        Ok(())
+    }
+}

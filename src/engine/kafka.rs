@@ -1,0 +1,326 @@
+//! The Kafka side of the engine: librdkafka client contexts (delivery callbacks, statistics,
+//! rebalance), topic administration, offset storing, and the producer sink the core emits into.
+//! No decisions about events live here: routing is in [`super::core`].
+//!
+//! Threads: a member's [`BaseConsumer`] runs its rebalance callbacks inside `poll`, on the
+//! member's thread; the [`ThreadedProducer`]'s delivery callbacks run on librdkafka's polling
+//! thread and only touch atomics, metrics and a retry channel. Offsets are stored with
+//! `enable.auto.offset.store=false` and committed by librdkafka's auto-commit, on revoke (after
+//! flushing the producer) and on shutdown.
+//! See <https://github.com/confluentinc/librdkafka/blob/master/INTRODUCTION.md#at-least-once-processing>.
+
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use super::core::{HeaderList, Incoming, Outgoing, Outputs};
+use super::tracker::{OffsetTracker, PendingOutput};
+use super::EngineError;
+use crate::config::Config;
+use crate::observe::events::{DeliveryFailed, InternalEvent, KafkaClientError, OffsetsStored, OutputDelivered};
+use crate::observe::metrics::{Metrics, PartitionLabels};
+
+fn kafka(context: &str) -> impl FnOnce(KafkaError) -> EngineError + '_ {
+    move |source| EngineError::Kafka { context: context.to_string(), source }
+}
+
+/// Creates the engine's topics when absent (if allowed), or names the missing ones.
+pub async fn ensure_topics(config: &Config) -> Result<(), EngineError> {
+    let k = &config.kafka;
+    let admin: AdminClient<DefaultClientContext> = config.client_config().create().map_err(kafka("creating the admin client"))?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|e| EngineError::Kafka { context: format!("fetching metadata from {}", k.brokers), source: e })?;
+    let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+    let missing: Vec<&String> = config.topics().into_iter().filter(|t| !existing.contains(&t.as_str())).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !k.create_topics {
+        return Err(EngineError::MissingTopics(missing.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")));
+    }
+    let new: Vec<NewTopic> = missing.iter().map(|t| NewTopic::new(t, k.partitions, TopicReplication::Fixed(k.replication_factor))).collect();
+    let results = admin
+        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .await
+        .map_err(kafka("creating topics"))?;
+    for r in results {
+        match r {
+            Ok(topic) => info!(message = "Created topic.", topic = %topic, partitions = k.partitions),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(EngineError::Kafka { context: format!("creating topic `{topic}`"), source: KafkaError::AdminOp(code) }),
+        }
+    }
+    Ok(())
+}
+
+impl HeaderList for BorrowedHeaders {
+    fn count(&self) -> usize {
+        Headers::count(self)
+    }
+    fn header(&self, i: usize) -> (&str, Option<&[u8]>) {
+        let h = self.get(i);
+        (h.key, h.value)
+    }
+}
+
+/// A consumed message as the core sees it.
+pub fn incoming<'a>(message: &'a BorrowedMessage<'a>) -> Incoming<'a> {
+    Incoming {
+        payload: message.payload(),
+        key: message.key(),
+        headers: message.headers().map(|h| h as &dyn HeaderList),
+        topic: message.topic(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
+    }
+}
+
+/// What a delivery callback needs to know about one produced message.
+pub struct Delivery {
+    pending: PendingOutput,
+    /// Event time of the transaction, for alerts' end-to-end latency.
+    alert_event_time_ms: Option<i64>,
+}
+
+/// A message whose delivery failed, to be produced again by the member's loop.
+pub struct Retry {
+    message: OwnedMessage,
+    delivery: Box<Delivery>,
+}
+
+/// The producer's context: acknowledgements release offsets, failures are queued for retry.
+pub struct DeliveryContext {
+    /// Where delivery outcomes are counted.
+    pub metrics: Arc<Metrics>,
+    /// Failed deliveries go back to the member's loop.
+    pub retries: Mutex<Sender<Retry>>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        KafkaClientError { client: "producer", error: &error, reason }.emit(&self.metrics);
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Delivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
+        match result {
+            Ok(message) => {
+                OutputDelivered { topic: message.topic() }.emit(&self.metrics);
+                if let Some(t) = delivery.alert_event_time_ms {
+                    self.metrics.end_to_end_latency.observe((crate::time::now_ms() - t).max(0) as f64 / 1000.0);
+                }
+                delivery.pending.done();
+            }
+            Err((error, message)) => {
+                DeliveryFailed { error, topic: message.topic() }.emit(&self.metrics);
+                let retry = Retry { message: message.detach(), delivery };
+                if self.retries.lock().map(|tx| tx.send(retry).is_err()).unwrap_or(true) {
+                    error!(message = "Engine stopped before a failed delivery could be retried; its offset stays uncommitted.");
+                }
+            }
+        }
+    }
+}
+
+/// A member's producer.
+pub type OutputProducer = ThreadedProducer<DeliveryContext>;
+
+/// The consumer's context: lag and readiness from statistics, commit on revoke.
+pub struct ConsumerCtx {
+    /// Lag, readiness and errors.
+    pub metrics: Arc<Metrics>,
+    /// Flushed before partitions are given up.
+    pub producer: Arc<OutputProducer>,
+    /// Offsets released at revoke.
+    pub tracker: Arc<Mutex<OffsetTracker>>,
+    /// The transactions topic.
+    pub topic: String,
+}
+
+impl ClientContext for ConsumerCtx {
+    fn stats_raw(&self, statistics: &[u8]) {
+        match serde_json::from_slice::<Statistics>(statistics) {
+            Ok(stats) => self.stats(stats),
+            Err(error) => warn!(message = "Could not parse librdkafka statistics; lag metrics are stale.", %error),
+        }
+    }
+
+    fn stats(&self, stats: Statistics) {
+        if let Some(topic) = stats.topics.get(&self.topic) {
+            for (p, part) in &topic.partitions {
+                // librdkafka's own `consumer_lag` stays -1 in cases where the lag is known (seen
+                // with librdkafka 2.12 when the committed offset is one past its high watermark),
+                // so compute it from the same statistics: high watermark − group position.
+                let position = part.committed_offset.max(part.app_offset);
+                if *p >= 0 && part.hi_offset >= 0 && position >= 0 {
+                    let labels = PartitionLabels { topic: self.topic.clone(), partition: p.to_string() };
+                    self.metrics.consumer_lag.get_or_create(&labels).set((part.hi_offset - position).max(0));
+                }
+            }
+        }
+        let any_up = stats.brokers.values().any(|b| b.state == "UP");
+        self.metrics.ready.set(i64::from(any_up));
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.metrics.ready.set(0);
+        }
+        KafkaClientError { client: "consumer", error: &error, reason }.emit(&self.metrics);
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            // Finish what we have so the next owner starts where we stopped.
+            if let Err(error) = self.producer.flush(Duration::from_secs(10)) {
+                warn!(message = "Outputs still in flight at revoke; those events will be processed again by the next owner.", %error);
+            }
+            let done = self.tracker.lock().map(|mut t| {
+                t.seal();
+                t.take_done()
+            });
+            if let Ok(Some(done)) = done {
+                store(consumer, &self.topic, &done.offsets, &self.metrics, done.events);
+            }
+            commit(consumer, "revoke");
+            info!(message = "Partitions revoked.", count = partitions.count());
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            self.metrics.ready.set(1);
+            let list: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
+            info!(message = "Partitions assigned.", partitions = ?list);
+        }
+    }
+}
+
+/// Stores the next offsets to consume for commit.
+pub fn store<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, offsets: &[(i32, i64)], metrics: &Metrics, events: u64) {
+    // `rd_kafka_offsets_store` stores exactly the offsets given (the next offset to read);
+    // the legacy per-partition `store_offset` would add one more and skip an event.
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+    for &(partition, next) in offsets {
+        if let Err(error) = tpl.add_partition_offset(topic, partition, Offset::Offset(next)) {
+            warn!(message = "Invalid offset.", %error, partition, offset = next);
+        }
+    }
+    match consumer.store_offsets(&tpl) {
+        Ok(()) => {}
+        // Not assigned any more: the new owner re-reads these events (duplicates, never loss).
+        Err(error) => debug!(message = "Could not store offsets.", %error),
+    }
+    OffsetsStored { events }.emit(metrics);
+}
+
+/// Commits the stored offsets synchronously (`when`: for the log line).
+pub fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, when: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => warn!(message = "Failed to commit offsets.", %error, when),
+    }
+}
+
+/// Produces, waiting while librdkafka's queue is full (backpressure instead of loss); any
+/// other error is returned, never retried forever.
+pub fn send_with_backpressure<'a, C, D>(producer: &ThreadedProducer<C>, mut record: BaseRecord<'a, [u8], [u8], D>) -> Result<(), (KafkaError, String)>
+where
+    C: ProducerContext<DeliveryOpaque = D>,
+    D: rdkafka::util::IntoOpaque,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((error, r)) => return Err((error, r.topic.to_string())),
+        }
+    }
+}
+
+fn send(producer: &OutputProducer, record: BaseRecord<'_, [u8], [u8], Box<Delivery>>) -> Result<(), EngineError> {
+    send_with_backpressure(producer, record).map_err(|(source, topic)| EngineError::Kafka { context: format!("producing to `{topic}`"), source })
+}
+
+/// The core's outputs in a member: each record is produced with a share of its batch's
+/// pending count, released by the delivery callback; handled offsets go to the tracker.
+pub struct KafkaOutputs<'a> {
+    /// The member's producer.
+    pub producer: &'a OutputProducer,
+    /// The member's offset tracker, locked for the message being handled.
+    pub tracker: &'a mut OffsetTracker,
+}
+
+impl Outputs for KafkaOutputs<'_> {
+    type Error = EngineError;
+
+    fn emit(&mut self, record: Outgoing<'_>) -> Result<(), EngineError> {
+        let delivery = Box::new(Delivery { pending: self.tracker.add_output(), alert_event_time_ms: record.event_time_ms });
+        let mut base = BaseRecord::with_opaque_to(record.topic, delivery).payload(record.payload);
+        if let Some(key) = record.key {
+            base = base.key(key);
+        }
+        if !record.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header { key: key.as_ref(), value: value.as_deref() });
+            }
+            base = base.headers(headers);
+        }
+        send(self.producer, base)
+    }
+
+    fn handled(&mut self, partition: i32, offset: i64) {
+        self.tracker.record(partition, offset);
+    }
+}
+
+/// Produces the failed deliveries again (their batch's pending count is still held).
+pub fn resend_failed(producer: &OutputProducer, retries: &std::sync::mpsc::Receiver<Retry>) -> Result<(), EngineError> {
+    while let Ok(Retry { message, delivery }) = retries.try_recv() {
+        let mut record = BaseRecord::with_opaque_to(message.topic(), delivery);
+        if let Some(p) = message.payload() {
+            record = record.payload(p);
+        }
+        if let Some(k) = message.key() {
+            record = record.key(k);
+        }
+        if let Some(h) = message.headers() {
+            record = record.headers(h.clone());
+        }
+        send(producer, record)?;
+    }
+    Ok(())
+}
+
+/// Produces a few keyed records to `topic` with an idempotent producer and waits for their
+/// acknowledgement (15 s): for one-off publishers such as `driftwatch model`.
+pub fn publish(brokers: &str, topic: &str, records: &[(String, Vec<u8>)]) -> Result<(), KafkaError> {
+    use rdkafka::producer::BaseProducer;
+    let producer: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).set("enable.idempotence", "true").create()?;
+    for (key, payload) in records {
+        producer.send(BaseRecord::to(topic).payload(payload).key(key)).map_err(|(err, _)| err)?;
+    }
+    producer.flush(Duration::from_secs(15))
+}

@@ -1,0 +1,43 @@
+//! The streaming engine: consume `transactions`, decode and score each event, produce alerts
+//! and dead letters, profile a sample into drift windows and publish their verdicts, and commit
+//! offsets only once every output of the events before them is acknowledged (at-least-once).
+//!
+//! - [`core`]: the functional core. A consumed message as a plain [`core::Incoming`] value in,
+//!   [`core::Outgoing`] records and offset bookkeeping out; every route is unit-tested without
+//!   a broker. Imports no rdkafka, tokio or clock.
+//! - [`tracker`]: which consumed offsets may be committed (plain data and atomics).
+//! - [`kafka`]: librdkafka contexts, topic administration, offset storing, the producer sink.
+//! - [`workers`]: member threads, the registry watcher, shutdown.
+
+pub mod core;
+pub mod kafka;
+pub mod tracker;
+pub mod workers;
+
+#[cfg(test)]
+mod tests;
+
+use rdkafka::error::KafkaError;
+use thiserror::Error;
+
+pub use self::core::{Engine, Incoming, Member, Outgoing, OutputKind, Outputs, RunSummary, LATENCY_SAMPLE_EVERY};
+pub use kafka::{ensure_topics, send_with_backpressure};
+
+/// Errors that stop the engine. Each says whose problem it is.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// Kafka is unreachable or refused a request (external; retrying later may help).
+    #[error("Kafka error while {context}: {source}")]
+    Kafka {
+        /// What the engine was doing.
+        context: String,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+    /// A topic the engine needs does not exist and creating topics is off (configuration).
+    #[error("topic(s) {0} do not exist; create them or set kafka.create_topics = true")]
+    MissingTopics(String),
+    /// Outputs were still unacknowledged when shutdown gave up; their events will be re-read.
+    #[error("{0} events' outputs were not acknowledged before the shutdown timeout; their offsets were not committed and they will be processed again")]
+    Unacknowledged(u64),
+}

@@ -1,0 +1,415 @@
+//! The engine core without a broker: every route (dead letters, alerts, shadow scores, drift
+//! windows, the guard's rollbacks) from plain messages to recorded outputs.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::core::{Engine, Incoming, Outgoing, OutputKind, Outputs};
+use crate::config::Config;
+use crate::generate::{GeneratedTransaction, Generator, GeneratorConfig};
+use crate::model::guard::tests::RULES;
+use crate::model::lifecycle::{RegistryChange, RegistryWatch};
+use crate::model::registry::Registry;
+use crate::observe::metrics::Metrics;
+use crate::pipeline::{Artifact, Pipeline};
+
+const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/demo.json");
+/// 2026-01-05T00:00:00.000Z, the generator's default start.
+const FIXED_NOW: i64 = 1_767_571_200_000;
+
+/// One emitted record, owned.
+#[derive(Debug, Clone)]
+struct Recorded {
+    kind: OutputKind,
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    event_time_ms: Option<i64>,
+}
+
+impl Recorded {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.payload).expect("outputs are JSON")
+    }
+    fn header(&self, key: &str) -> Option<String> {
+        self.headers.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.as_ref()).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Records every output and every handled offset.
+#[derive(Default)]
+struct Collect {
+    records: Vec<Recorded>,
+    handled: Vec<(i32, i64)>,
+}
+
+impl Outputs for Collect {
+    type Error = std::convert::Infallible;
+    fn emit(&mut self, r: Outgoing<'_>) -> Result<(), Self::Error> {
+        self.records.push(Recorded {
+            kind: r.kind,
+            topic: r.topic.to_string(),
+            key: r.key.map(<[u8]>::to_vec),
+            payload: r.payload.to_vec(),
+            headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.as_ref().map(|v| v.to_vec()))).collect(),
+            event_time_ms: r.event_time_ms,
+        });
+        Ok(())
+    }
+    fn handled(&mut self, partition: i32, offset: i64) {
+        self.handled.push((partition, offset));
+    }
+}
+
+impl Collect {
+    fn of(&self, kind: OutputKind) -> Vec<&Recorded> {
+        self.records.iter().filter(|r| r.kind == kind).collect()
+    }
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.drift.enabled = false;
+    c
+}
+
+fn engine(config: Config) -> Engine {
+    Engine::new(config, Pipeline::load(std::path::Path::new(DEMO)).unwrap(), Arc::new(Metrics::new())).with_clock(|| FIXED_NOW)
+}
+
+/// `n` events continuing seed 1 after the demo model's 50,000 training rows.
+fn events(n: usize, rate_per_sec: f64) -> Vec<GeneratedTransaction> {
+    Generator::new(GeneratorConfig { seed: 1, rows: 50_000 + n as u64, rate_per_sec, ..Default::default() }).skip(50_000).take(n).collect()
+}
+
+fn message<'a>(payload: &'a [u8], key: Option<&'a [u8]>, partition: i32, offset: i64, headers: Option<&'a Vec<(String, Option<Vec<u8>>)>>) -> Incoming<'a> {
+    Incoming {
+        payload: Some(payload),
+        key,
+        headers: headers.map(|h| h as &dyn super::core::HeaderList),
+        topic: "transactions",
+        partition,
+        offset,
+        timestamp_ms: Some(FIXED_NOW),
+    }
+}
+
+/// Handles `payloads` on partition 0 from offset 0 with one member.
+fn run(engine: &Engine, payloads: &[Vec<u8>]) -> Collect {
+    let mut out = Collect::default();
+    let mut member = engine.member();
+    for (i, p) in payloads.iter().enumerate() {
+        member.handle(&message(p, Some(b"acct"), 0, i as i64, None), &mut out).unwrap();
+    }
+    out
+}
+
+fn json(tx: &GeneratedTransaction) -> Vec<u8> {
+    serde_json::to_vec(tx).unwrap()
+}
+
+fn metric_line(engine: &Engine, line: &str) -> bool {
+    engine.metrics.encode().lines().any(|l| l == line)
+}
+
+#[test]
+fn every_dead_letter_reason_keeps_the_event_its_headers_and_says_why() {
+    let mut c = config();
+    c.engine.max_event_bytes = 2_000;
+    let e = engine(c);
+    let tx = &events(1, 100.0)[0];
+    let mut wrong_type: Value = serde_json::to_value(tx).unwrap();
+    wrong_type["amount"] = Value::from("a lot");
+    let mut bad_time = serde_json::to_value(tx).unwrap();
+    bad_time["event_time"] = Value::from("yesterday");
+    let mut huge = serde_json::to_value(tx).unwrap();
+    huge["note"] = Value::from("x".repeat(3_000));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("not_json", b"{\"transaction_id\": truncated".to_vec()),
+        ("not_json", vec![0xff, 0xfe, b'{']),
+        ("not_object", b"[1, 2, 3]".to_vec()),
+        ("wrong_type", serde_json::to_vec(&wrong_type).unwrap()),
+        ("missing_field", br#"{"amount": 5}"#.to_vec()),
+        ("bad_timestamp", serde_json::to_vec(&bad_time).unwrap()),
+        ("oversized", serde_json::to_vec(&huge).unwrap()),
+    ];
+    let own_headers = vec![("traceparent".to_string(), Some(b"00-abc-def-01".to_vec())), ("empty".to_string(), None)];
+    let mut out = Collect::default();
+    let mut member = e.member();
+    for (i, (_, payload)) in cases.iter().enumerate() {
+        member.handle(&message(payload, Some(b"k-1"), 3, 100 + i as i64, Some(&own_headers)), &mut out).unwrap();
+    }
+    assert_eq!(out.records.len(), cases.len(), "one dead letter each, nothing else: {:?}", out.records);
+    for (i, ((reason, payload), r)) in cases.iter().zip(&out.records).enumerate() {
+        assert_eq!(r.kind, OutputKind::DeadLetter);
+        assert_eq!(r.topic, "transactions.dlq");
+        assert_eq!(&r.payload, payload, "the event's own bytes");
+        assert_eq!(r.key.as_deref(), Some(&b"k-1"[..]), "the event's own key");
+        assert_eq!(r.header("dlq.reason").as_deref(), Some(*reason), "case {i}");
+        assert!(r.header("dlq.error").is_some_and(|t| !t.is_empty()));
+        assert_eq!(r.header("dlq.source.topic").as_deref(), Some("transactions"));
+        assert_eq!(r.header("dlq.source.partition").as_deref(), Some("3"));
+        assert_eq!(r.header("dlq.source.offset"), Some((100 + i).to_string()));
+        assert_eq!(&r.headers[..2], &own_headers[..], "the event's headers first, unchanged");
+    }
+    assert_eq!(out.handled, (0..cases.len()).map(|i| (3, 100 + i as i64)).collect::<Vec<_>>(), "every message handled once, in order");
+    assert_eq!(member.summary().dead_letters, cases.len() as u64);
+    assert_eq!(member.summary().scored, 0);
+    for (reason, n) in [("not_json", 2), ("not_object", 1), ("wrong_type", 1), ("missing_field", 1), ("bad_timestamp", 1), ("oversized", 1)] {
+        assert!(metric_line(&e, &format!("driftwatch_events_invalid_total{{reason=\"{reason}\"}} {n}")), "{reason}: {}", e.metrics.encode());
+    }
+}
+
+#[test]
+fn a_tombstone_is_dead_lettered_as_not_json() {
+    let e = engine(config());
+    let mut out = Collect::default();
+    let m = Incoming { payload: None, key: None, headers: None, topic: "transactions", partition: 0, offset: 9, timestamp_ms: None };
+    e.member().handle(&m, &mut out).unwrap();
+    assert_eq!(out.records.len(), 1);
+    assert_eq!(out.records[0].header("dlq.reason").as_deref(), Some("not_json"));
+    assert_eq!(out.handled, vec![(0, 9)]);
+}
+
+/// A transaction far from every training cluster (the outlier detector flags it) whose account
+/// is very old (the fraud model scores it near 0).
+fn outlier(tx: &GeneratedTransaction) -> Vec<u8> {
+    let mut v = serde_json::to_value(tx).unwrap();
+    v["account_age_days"] = Value::from(200_000);
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn alerts_name_their_triggers() {
+    let txs = events(2, 100.0);
+    let pipeline = Pipeline::load(std::path::Path::new(DEMO)).unwrap();
+    let mut decoded = pipeline.new_transaction();
+    pipeline.decode_into(&outlier(&txs[1]), &mut decoded).unwrap();
+    let crafted = pipeline.score(&decoded);
+    assert!(crafted.is_outlier && crafted.probability < 0.5, "precondition: the crafted event is an outlier, not fraud: {crafted:?}");
+    pipeline.decode_into(&json(&txs[0]), &mut decoded).unwrap();
+    assert!(!pipeline.score(&decoded).is_outlier, "precondition: the plain event is not");
+
+    let triggers = |threshold: f64, alert_on_outlier: bool| -> Vec<Vec<String>> {
+        let mut c = config();
+        c.model.threshold = Some(threshold);
+        c.model.alert_on_outlier = alert_on_outlier;
+        let out = run(&engine(c), &[json(&txs[0]), outlier(&txs[1])]);
+        assert_eq!(out.handled.len(), 2);
+        out.of(OutputKind::Alert).iter().map(|a| a.json()["triggers"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()).collect()
+    };
+    // Threshold 0: every score is at the threshold.
+    assert_eq!(triggers(0.0, true), vec![vec!["fraud_score".to_string()], vec!["fraud_score".into(), "outlier".into()]]);
+    // Threshold 0.999: neither scores that high; only the outlier alerts, and only if allowed.
+    assert_eq!(triggers(0.999, true), vec![vec!["outlier".to_string()]]);
+    assert!(triggers(0.999, false).is_empty(), "outliers alert only with model.alert_on_outlier");
+}
+
+#[test]
+fn an_alert_carries_the_decision_the_reasons_and_where_it_came_from() {
+    let mut c = config();
+    c.model.threshold = Some(0.0);
+    let e = engine(c);
+    let txs = events(20, 100.0);
+    let payloads: Vec<Vec<u8>> = txs.iter().map(json).collect();
+    let out = run(&e, &payloads);
+    let alerts = out.of(OutputKind::Alert);
+    assert_eq!(alerts.len(), txs.len(), "threshold 0: every event alerts");
+    let pipeline = Pipeline::load(std::path::Path::new(DEMO)).unwrap();
+    let mut decoded = pipeline.new_transaction();
+    for (i, (a, tx)) in alerts.iter().zip(&txs).enumerate() {
+        let j = a.json();
+        pipeline.decode_into(&payloads[i], &mut decoded).unwrap();
+        let score = pipeline.score(&decoded);
+        assert_eq!(a.topic, "fraud-alerts");
+        assert_eq!(a.key.as_deref(), Some(tx.account_id.as_bytes()), "keyed by account");
+        assert_eq!(j["transaction_id"], tx.transaction_id.as_str());
+        assert_eq!(j["account_id"], tx.account_id.as_str());
+        assert_eq!(j["score"].as_f64(), Some(score.probability), "the offline scorer's probability");
+        assert_eq!(j["threshold"].as_f64(), Some(0.0));
+        assert_eq!(j["event_time"], tx.event_time.as_str());
+        assert_eq!(j["processed_at"], "2026-01-05T00:00:00.000Z", "stamped by the engine's clock");
+        assert_eq!(j["source"], serde_json::json!({"topic": "transactions", "partition": 0, "offset": i}));
+        assert_eq!(j["model_version"], pipeline.artifact().model.version.as_str());
+        assert!(!j["reasons"].as_array().unwrap().is_empty() && j["reasons"].as_array().unwrap().len() <= 3);
+        assert_eq!(a.event_time_ms, crate::time::parse_rfc3339_ms(&tx.event_time), "for the end-to-end latency");
+        assert!(a.headers.is_empty(), "untraced: no headers");
+    }
+    assert!(metric_line(&e, &format!("driftwatch_fraud_alerts_total {}", txs.len())));
+    assert!(metric_line(&e, &format!("driftwatch_events_scored_total {}", txs.len())));
+}
+
+#[test]
+fn shadow_scoring_follows_the_fraction_and_never_touches_production() {
+    let txs = events(2_000, 100.0);
+    let payloads: Vec<Vec<u8>> = txs.iter().map(json).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut candidate = Artifact::load(std::path::Path::new(DEMO)).unwrap();
+    candidate.model.version = "candidate-1".into();
+    candidate.decision.threshold = 0.0;
+    let path = dir.path().join("candidate.json");
+    candidate.save(&path).unwrap();
+    let shadowed = |fraction: f64| {
+        let mut c = config();
+        c.model.shadow_fraction = fraction;
+        let e = engine(c);
+        e.models().set_shadow(Some(Arc::new(Pipeline::load(&path).unwrap())));
+        run(&e, &payloads)
+    };
+    let production = run(&engine(config()), &payloads);
+    let all = shadowed(1.0);
+    assert_eq!(all.of(OutputKind::ShadowScore).len(), txs.len(), "fraction 1: every event");
+    let some = shadowed(0.3);
+    let n = some.of(OutputKind::ShadowScore).len();
+    // Binomial(2000, 0.3): mean 600, sd ≈ 20.5; ±5 sd.
+    assert!((497..=703).contains(&n), "fraction 0.3 shadow-scored {n} of 2000");
+    assert_eq!(
+        some.of(OutputKind::ShadowScore).iter().map(|r| r.json()["transaction_id"].clone()).collect::<Vec<_>>(),
+        shadowed(0.3).of(OutputKind::ShadowScore).iter().map(|r| r.json()["transaction_id"].clone()).collect::<Vec<_>>(),
+        "the same events every time (a hash of the id decides)"
+    );
+    assert!(shadowed(0.0).of(OutputKind::ShadowScore).is_empty(), "fraction 0: none");
+    for run in [&all, &some] {
+        assert_eq!(run.of(OutputKind::Alert).len(), production.of(OutputKind::Alert).len(), "production's alerts are unchanged by shadowing");
+    }
+    for r in all.of(OutputKind::ShadowScore) {
+        let j = r.json();
+        assert_eq!(r.topic, "shadow-scores");
+        assert_eq!(j["candidate_version"], "candidate-1");
+        assert_eq!(j["candidate_alert"], true, "the candidate's threshold 0 alerts on everything");
+        assert_eq!(j["agree"], j["production_alert"], "agree ⇔ production alerted too");
+    }
+}
+
+/// Small windows, everything sampled, drift on.
+fn drift_config() -> Config {
+    let mut c = Config::default();
+    c.drift.sample_fraction = 1.0;
+    c.drift.window_seconds = 20;
+    c.drift.slide_seconds = 10;
+    c.drift.lateness_seconds = 0;
+    c.drift.min_samples = 50;
+    c
+}
+
+#[test]
+fn a_closing_window_publishes_its_report_and_gauges() {
+    let e = engine(drift_config());
+    // 100 tx/s of event time for ~65 s, every event sampled.
+    let txs = events(6_500, 100.0);
+    let times: Vec<i64> = txs.iter().map(|t| crate::time::parse_rfc3339_ms(&t.event_time).unwrap()).collect();
+    let payloads: Vec<Vec<u8>> = txs.iter().map(json).collect();
+    let out = run(&e, &payloads);
+    let reports: Vec<Value> = out.of(OutputKind::DriftReport).iter().map(|r| r.json()).collect();
+    // Oracle from the raw event times: a window ends on every 10 s boundary after the first event
+    // up to the last event's time (lateness 0), and holds exactly the events in [end − 20 s, end).
+    let (first, last) = (times[0], *times.last().unwrap());
+    let expected_ends: Vec<i64> = (first / 10_000 + 1..=last / 10_000).map(|k| k * 10_000).collect();
+    let ends: Vec<i64> = reports.iter().map(|r| crate::time::parse_rfc3339_ms(r["window_end"].as_str().unwrap()).unwrap()).collect();
+    assert_eq!(ends, expected_ends);
+    for (r, end) in reports.iter().zip(&ends) {
+        let inside = times.iter().filter(|&&t| t >= end - 20_000 && t < *end).count() as u64;
+        assert_eq!(r["current"]["rows"].as_u64(), Some(inside), "window ending {}", r["window_end"]);
+        assert!(r["features"].as_array().unwrap().len() >= 10);
+    }
+    for r in out.of(OutputKind::DriftReport) {
+        assert_eq!(r.topic, "drift-reports");
+        assert_eq!(r.key.as_deref(), Some(&b"card-fraud"[..]), "keyed by model name");
+    }
+    assert!(metric_line(&e, &format!("driftwatch_drift_windows_closed_total {}", reports.len())), "{}", e.metrics.encode());
+    assert!(e.metrics.encode().contains("driftwatch_feature_drift_psi{feature=\"amount\"}"));
+    assert_eq!(out.handled.len(), payloads.len());
+}
+
+/// A registry with v1 in production and v2 registered, and an engine serving v1 from it.
+fn registry_engine(dir: &std::path::Path, threshold: Option<f64>) -> (Engine, Registry, std::path::PathBuf) {
+    let reg_dir = dir.join("registry");
+    let reg = Registry::open(&reg_dir);
+    let mut paths = Vec::new();
+    for v in ["v1", "v2"] {
+        let mut a = Artifact::load(std::path::Path::new(DEMO)).unwrap();
+        a.model.version = v.into();
+        let p = dir.join(format!("{v}.json"));
+        a.save(&p).unwrap();
+        reg.register(&p, "test").unwrap();
+        paths.push(p);
+    }
+    reg.promote(None, "v1", "test", "first").unwrap();
+    let mut c = drift_config();
+    c.model.registry = reg_dir.display().to_string();
+    c.model.threshold = threshold;
+    c.model.guard_windows = RULES.windows;
+    c.model.guard_p99_latency_ms = 10_000.0; // latency is judged in model::guard's tests, not under a busy test runner
+    let e = Engine::new(c, Pipeline::load(&paths[0]).unwrap(), Arc::new(Metrics::new())).with_clock(|| FIXED_NOW);
+    (e, reg, paths[1].clone())
+}
+
+#[test]
+fn the_guard_rolls_back_a_misbehaving_promotion_once_and_publishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Threshold 0 makes every event alert: the alert rate (1.0) is far outside 3× the trained rate.
+    let (e, reg, v2) = registry_engine(dir.path(), Some(0.0));
+    reg.promote(None, "v2", "test", "better").unwrap();
+    e.swap_pipeline(Pipeline::load(&v2).unwrap(), true).unwrap();
+    let payloads: Vec<Vec<u8>> = events(6_500, 100.0).iter().map(json).collect();
+    let out = run(&e, &payloads);
+    let events: Vec<Value> = out.of(OutputKind::ModelEvent).iter().map(|r| r.json()).collect();
+    assert_eq!(events.len(), 2, "one rollback: v2 archived, v1 restored: {events:?}");
+    assert_eq!((events[0]["version"].as_str(), events[0]["to"].as_str(), events[0]["by"].as_str()), (Some("v2"), Some("archived"), Some("guard")));
+    assert!(events[0]["reason"].as_str().unwrap().starts_with("v2: fraud-alert rate 1.0000 outside"), "{}", events[0]["reason"]);
+    assert_eq!((events[1]["version"].as_str(), events[1]["to"].as_str()), (Some("v1"), Some("production")));
+    assert_eq!(reg.production(None).unwrap().unwrap().0.version, "v1", "the registry says v1 again");
+    assert!(metric_line(&e, "driftwatch_model_rollbacks_total 1"));
+
+    // The watcher then serves v1 again, unguarded: the same misbehaviour does not cascade.
+    let watch = RegistryWatch::default();
+    let changes = watch.poll(&reg, None, "v2", None);
+    let [RegistryChange::Promote { version, path, guarded }] = &changes[..] else { panic!("{changes:?}") };
+    assert_eq!((version.as_str(), *guarded), ("v1", false));
+    e.swap_pipeline(Pipeline::load(path).unwrap(), *guarded).unwrap();
+    let more: Vec<Vec<u8>> = events_after(6_500, 6_500).iter().map(json).collect();
+    let out = run(&e, &more);
+    assert!(!out.of(OutputKind::DriftReport).is_empty(), "windows still close");
+    assert!(out.of(OutputKind::ModelEvent).is_empty(), "no second rollback");
+    assert!(metric_line(&e, "driftwatch_model_rollbacks_total 1"));
+}
+
+/// `n` events after the first `skip` of [`events`].
+fn events_after(skip: usize, n: usize) -> Vec<GeneratedTransaction> {
+    Generator::new(GeneratorConfig { seed: 1, rows: (50_000 + skip + n) as u64, rate_per_sec: 100.0, ..Default::default() }).skip(50_000 + skip).take(n).collect()
+}
+
+#[test]
+fn a_healthy_promotion_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, reg, v2) = registry_engine(dir.path(), None);
+    reg.promote(None, "v2", "test", "better").unwrap();
+    e.swap_pipeline(Pipeline::load(&v2).unwrap(), true).unwrap();
+    assert_eq!(e.models().guarded_version().as_deref(), Some("v2"));
+    let payloads: Vec<Vec<u8>> = events(6_500, 100.0).iter().map(json).collect();
+    let out = run(&e, &payloads);
+    assert!(out.of(OutputKind::DriftReport).len() >= RULES.windows as usize, "enough windows to judge");
+    assert!(out.of(OutputKind::ModelEvent).is_empty(), "kept: {:?}", out.of(OutputKind::ModelEvent));
+    assert_eq!(e.models().guarded_version(), None, "passed after its windows");
+    assert_eq!(reg.production(None).unwrap().unwrap().0.version, "v2");
+}
+
+#[test]
+fn a_member_switches_models_between_two_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _reg, v2) = registry_engine(dir.path(), Some(0.0));
+    let payloads: Vec<Vec<u8>> = events(10, 100.0).iter().map(json).collect();
+    let mut out = Collect::default();
+    let mut member = e.member();
+    for (i, p) in payloads.iter().enumerate() {
+        if i == 4 {
+            e.swap_pipeline(Pipeline::load(&v2).unwrap(), false).unwrap();
+        }
+        member.handle(&message(p, None, 0, i as i64, None), &mut out).unwrap();
+    }
+    let versions: Vec<String> = out.of(OutputKind::Alert).iter().map(|a| a.json()["model_version"].as_str().unwrap().to_string()).collect();
+    assert_eq!(versions, [["v1"; 4].as_slice(), ["v2"; 6].as_slice()].concat());
+}
+

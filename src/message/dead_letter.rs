@@ -1,0 +1,60 @@
+//! Dead letters: the event's own bytes and headers, plus headers saying why and where from.
+//! [`InvalidReason`] is the one list of reasons an event is refused (header value and the
+//! `reason` label of `driftwatch_events_invalid_total`).
+
+/// Dead-letter header names: the reason code, the human message, and where the event came from.
+pub mod headers {
+    /// Short reason code (`not_json`, `wrong_type`, `oversized`, …).
+    pub const REASON: &str = "dlq.reason";
+    /// Human-readable error.
+    pub const ERROR: &str = "dlq.error";
+    /// Source topic.
+    pub const TOPIC: &str = "dlq.source.topic";
+    /// Source partition (decimal).
+    pub const PARTITION: &str = "dlq.source.partition";
+    /// Source offset (decimal).
+    pub const OFFSET: &str = "dlq.source.offset";
+}
+
+
+/// Why an event was dead-lettered. The string form is the `dlq.reason` header, the `reason`
+/// label of `driftwatch_events_invalid_total` and the `reason` of `driftwatch score`'s error lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InvalidReason {
+    /// Not parseable JSON (or not UTF-8).
+    NotJson,
+    /// JSON, but not an object.
+    NotObject,
+    /// A known field has a value of the wrong type.
+    WrongType,
+    /// A required field (id, key, event time) is absent or null.
+    MissingField,
+    /// The event-time field is not a timestamp.
+    BadTimestamp,
+    /// Larger than `engine.max_event_bytes`.
+    Oversized,
+}
+
+impl InvalidReason {
+    /// Every reason, in documentation order (metrics start each at 0).
+    pub const ALL: [InvalidReason; 6] =
+        [InvalidReason::NotJson, InvalidReason::NotObject, InvalidReason::WrongType, InvalidReason::MissingField, InvalidReason::BadTimestamp, InvalidReason::Oversized];
+
+    /// The reason code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidReason::NotJson => "not_json",
+            InvalidReason::NotObject => "not_object",
+            InvalidReason::WrongType => "wrong_type",
+            InvalidReason::MissingField => "missing_field",
+            InvalidReason::BadTimestamp => "bad_timestamp",
+            InvalidReason::Oversized => "oversized",
+        }
+    }
+}
+
+impl std::fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
