@@ -10,6 +10,10 @@
 //! (b) the `driftwatch run` engine (fresh consumer group, same topic) until every event's
 //! offset is stored for commit, i.e. scored, alerts/dead letters acknowledged. Prints events/s
 //! per run, the medians, the ratio b/a of the medians, and each child's peak RSS (VmHWM).
+//!
+//! `BENCH_COMPARE_BIN=/path/to/other/driftwatch` also runs that binary (1 worker, drift on) in
+//! every round, alternating which goes first, and prints both medians and their ratio: a
+//! before/after comparison in one sitting on the same loaded topic.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -70,7 +74,9 @@ fn scrape(port: u16, name: &str) -> Option<f64> {
 }
 
 /// Role (b): run the engine until all `n` events are committable; (seconds, peak RSS KiB).
-fn engine_run(topic: &str, n: usize, run: usize, workers: usize, drift: bool) -> (f64, u64) {
+fn engine_run(bin: &Path, topic: &str, n: usize, run: usize, workers: usize, drift: bool) -> (f64, u64) {
+    let tag = bin.to_string_lossy().bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let run = format!("{run}-{tag:x}");
     let dir = std::env::temp_dir().join(format!("dw-bench-{}-{run}-{workers}-{drift}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -80,8 +86,7 @@ fn engine_run(topic: &str, n: usize, run: usize, workers: usize, drift: bool) ->
         brokers(), std::process::id(), model.display()
     );
     std::fs::write(dir.join("bench.toml"), config).unwrap();
-    let target = std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let mut child = Command::new(target.join("release/driftwatch"))
+    let mut child = Command::new(bin)
         .args(["run", "--config"])
         .arg(dir.join("bench.toml"))
         .env("RUST_LOG", "warn")
@@ -153,6 +158,10 @@ fn main() {
     eprintln!("loaded {n} events ({:.0} MB) into {topic} in {:.1} s", bytes as f64 / 1e6, loading.elapsed().as_secs_f64());
 
     let me = std::env::current_exe().unwrap();
+    let target = std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let this_bin = target.join("release/driftwatch");
+    let compare_bin = std::env::var("BENCH_COMPARE_BIN").ok().map(std::path::PathBuf::from);
+    let mut compared = Vec::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (mut bare, mut engine, mut multi, mut no_drift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut bare_rss, mut engine_rss, mut multi_rss) = (0u64, 0u64, 0u64);
@@ -163,12 +172,22 @@ fn main() {
         let f: Vec<f64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
         bare.push(n as f64 / f[0]);
         bare_rss = bare_rss.max(f[2] as u64);
-        let (secs, rss) = engine_run(&topic, n, run, 1, true);
+        let compare_first = run % 2 == 1;
+        if let (Some(other), true) = (&compare_bin, compare_first) {
+            compared.push(n as f64 / engine_run(other, &topic, n, run, 1, true).0);
+        }
+        let (secs, rss) = engine_run(&this_bin, &topic, n, run, 1, true);
         engine.push(n as f64 / secs);
         engine_rss = engine_rss.max(rss);
-        let (secs, _) = engine_run(&topic, n, run, 1, false);
+        if let (Some(other), false) = (&compare_bin, compare_first) {
+            compared.push(n as f64 / engine_run(other, &topic, n, run, 1, true).0);
+        }
+        if let Some(c) = compared.last() {
+            eprintln!("run {}: compared binary, 1 worker {c:>9.0} ev/s", run + 1);
+        }
+        let (secs, _) = engine_run(&this_bin, &topic, n, run, 1, false);
         no_drift.push(n as f64 / secs);
-        let (secs, rss) = engine_run(&topic, n, run, cores, true);
+        let (secs, rss) = engine_run(&this_bin, &topic, n, run, cores, true);
         multi.push(n as f64 / secs);
         multi_rss = multi_rss.max(rss);
         eprintln!(
@@ -187,4 +206,8 @@ fn main() {
     println!("driftwatch engine, {cores} workers:   median {mm:>9.0} events/s, peak RSS {:.0} MiB", multi_rss as f64 / 1024.0);
     println!("driftwatch engine, 1 worker, drift off: median {mn:>9.0} events/s");
     println!("ratio engine/bare: {:.2} (1 worker), {:.2} ({cores} workers); drift profiling costs {:.1} % of 1-worker throughput", me_ / mb, mm / mb, 100.0 * (1.0 - me_ / mn));
+    if let Some(other) = &compare_bin {
+        let mc = median(&mut compared);
+        println!("compared binary {}, 1 worker: median {mc:>9.0} events/s; this/compared {:.3}", other.display(), me_ / mc);
+    }
 }

@@ -265,6 +265,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_documents_every_metric_under_its_code_name() {
+        let readme = include_str!("../../README.md");
+        let m = Metrics::new();
+        let text = m.encode();
+        for (name, unit, help) in Metrics::TABLE {
+            let exported = match unit {
+                Some(u) => format!("driftwatch_{name}_{u}"),
+                None => format!("driftwatch_{name}"),
+            };
+            let documented = readme.match_indices(&exported).any(|(i, _)| {
+                let rest = &readme[i + exported.len()..];
+                ["`", "{", "_total`", "_total{"].iter().any(|end| rest.starts_with(end))
+            });
+            assert!(documented, "README does not document {exported} ({help})");
+            // Label families print nothing until their first series exists.
+            if text.contains(&format!("# TYPE {exported} ")) {
+                assert!(text.contains(&format!("# HELP {exported} {help}")), "{exported} is not exported as declared:\n{text}");
+            }
+        }
+    }
+
+    #[test]
     fn exposition_has_every_family_with_the_prefix() {
         let m = Metrics::new();
         m.events_invalid.get_or_create(&ReasonLabel { reason: "not_json".into() }).inc();
