@@ -9,10 +9,14 @@
 //! count is the Good–Turing estimate of unseen mass (levels seen once), not 0. The report carries every bin's
 //! label and raw counts on both sides, so anyone can recompute every statistic; [`stats`] holds
 //! the statistics themselves.
+//!
+//! Core: imports the pipeline's artifact types, [`crate::profile`] and [`crate::bins`]; the
+//! report types themselves are wire messages, defined in [`crate::message::drift`]. No Kafka,
+//! tokio or clock.
 
 pub mod monitor;
-pub mod stats;
 pub mod online;
+pub mod stats;
 pub mod window;
 
 use std::collections::HashSet;

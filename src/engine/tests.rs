@@ -413,3 +413,38 @@ fn a_member_switches_models_between_two_messages() {
     assert_eq!(versions, [["v1"; 4].as_slice(), ["v2"; 6].as_slice()].concat());
 }
 
+
+#[test]
+fn sustained_drift_publishes_status_changes_and_one_retrain_request() {
+    let e = engine(drift_config());
+    // New countries from the first event on: `country` (and `currency`) drift in every window.
+    let txs: Vec<GeneratedTransaction> =
+        Generator::new(GeneratorConfig { seed: 1, rows: 60_000, rate_per_sec: 100.0, scenario: crate::generate::Scenario::NewCountry, onset: 50_000.0 / 60_000.0, ..Default::default() })
+            .skip(50_000)
+            .take(10_000)
+            .collect();
+    let out = run(&e, &txs.iter().map(json).collect::<Vec<_>>());
+    let reports = out.of(OutputKind::DriftReport).len();
+    let h = e.config().drift.hysteresis;
+    assert!(reports > (h.red_after + h.retrain_after) as usize, "enough windows: {reports}");
+    let changes: Vec<Value> = out.of(OutputKind::DriftAlert).iter().map(|r| r.json()).collect();
+    let country: Vec<&Value> = changes.iter().filter(|c| c["feature"] == "country").collect();
+    assert_eq!(country.len(), 1, "one change for country, to red: {changes:?}");
+    assert_eq!((country[0]["from"].as_str(), country[0]["to"].as_str()), (Some("green"), Some("red")));
+    assert_eq!(country[0]["consecutive_windows"].as_u64(), Some(u64::from(h.red_after)));
+    for r in out.of(OutputKind::DriftAlert) {
+        assert_eq!(r.topic, "drift-alerts");
+        assert_eq!(r.key.as_deref(), Some(r.json()["feature"].as_str().unwrap().as_bytes()), "keyed by feature");
+    }
+    let retrain = out.of(OutputKind::RetrainRequest);
+    assert_eq!(retrain.len(), 1, "one request, then the cool-down");
+    let request = retrain[0].json();
+    assert_eq!(retrain[0].topic, "retrain-requests");
+    assert!(request["features"].as_array().unwrap().iter().any(|f| f["feature"] == "country"), "{request}");
+    // Records of one window come in order: report first, then its changes and request.
+    let kinds: Vec<OutputKind> = out.records.iter().map(|r| r.kind).collect();
+    let first_change = kinds.iter().position(|k| *k == OutputKind::DriftAlert).unwrap();
+    assert_eq!(kinds[first_change - 1], OutputKind::DriftReport);
+    assert!(metric_line(&e, "driftwatch_retrain_requests_total 1"));
+    assert!(metric_line(&e, "driftwatch_feature_drift_status{feature=\"country\"} 2.0"), "{}", e.metrics.encode());
+}

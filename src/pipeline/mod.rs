@@ -4,7 +4,9 @@
 //! split in two steps so the engine can reuse buffers: [`Pipeline::decode_into`] parses one
 //! JSON event into a reusable [`Transaction`] (no allocation once its buffers are warm), and
 //! [`Pipeline::score`] turns a transaction into a [`Score`] without allocating. Training lives
-//! in [`train`], the artifact format in [`artifact`].
+//! in [`train`], the artifact format in [`artifact`], the streaming JSON decoder in `decode`.
+//!
+//! Core: plain data and arithmetic; imports no Kafka, tokio or clock.
 
 pub mod artifact;
 mod decode;

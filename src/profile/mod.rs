@@ -8,6 +8,9 @@
 //! the outlier score and the outlier and alert counts. Profiles merge (per partition, per
 //! worker, across instances) and serialise to bytes. Memory per profile is fixed by the
 //! sketch parameters, whatever the traffic: see [`WindowProfile::memory_bytes`].
+//!
+//! Core: imports the pipeline's types and [`crate::bins`], never Kafka, tokio or the clock;
+//! event time comes in with each transaction.
 
 pub mod window;
 
