@@ -58,6 +58,29 @@ impl HeaderList for Vec<(String, Option<Vec<u8>>)> {
     }
 }
 
+/// Where an incoming message's headers come from, read only when a route needs them (a dead
+/// letter, a traced event): librdkafka parses (and allocates) headers on first access, which
+/// costs ~5 % of the loop if done for every event.
+pub trait HeaderSource {
+    /// The headers, if the message has any.
+    fn headers(&self) -> Option<&dyn HeaderList>;
+}
+
+/// A message without headers.
+pub struct NoHeaders;
+
+impl HeaderSource for NoHeaders {
+    fn headers(&self) -> Option<&dyn HeaderList> {
+        None
+    }
+}
+
+impl HeaderSource for Vec<(String, Option<Vec<u8>>)> {
+    fn headers(&self) -> Option<&dyn HeaderList> {
+        Some(self)
+    }
+}
+
 /// One consumed message, as plain values borrowed from wherever it came from.
 #[derive(Clone, Copy)]
 pub struct Incoming<'a> {
@@ -65,8 +88,8 @@ pub struct Incoming<'a> {
     pub payload: Option<&'a [u8]>,
     /// The message key.
     pub key: Option<&'a [u8]>,
-    /// The message headers, when it has any.
-    pub headers: Option<&'a dyn HeaderList>,
+    /// The message headers (read on demand).
+    pub headers: &'a dyn HeaderSource,
     /// Source topic.
     pub topic: &'a str,
     /// Source partition.
@@ -400,9 +423,10 @@ impl Member<'_> {
         let e = self.engine;
         EventInvalid { reason }.emit(&e.metrics);
         self.summary.dead_letters += 1;
-        let own = message.headers.map_or(0, |h| h.count());
+        let own_headers = message.headers.headers();
+        let own = own_headers.map_or(0, |h| h.count());
         let mut headers = Vec::with_capacity(own + 5);
-        if let Some(h) = message.headers {
+        if let Some(h) = own_headers {
             headers.extend((0..own).map(|i| {
                 let (k, v) = h.header(i);
                 (Cow::Borrowed(k), v.map(Cow::Borrowed))

@@ -23,7 +23,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use super::core::{HeaderList, Incoming, Outgoing, Outputs};
+use super::core::{HeaderList, HeaderSource, Incoming, Outgoing, Outputs};
 use super::tracker::{OffsetTracker, PendingOutput};
 use super::EngineError;
 use crate::config::Config;
@@ -75,12 +75,18 @@ impl HeaderList for BorrowedHeaders {
     }
 }
 
+impl HeaderSource for BorrowedMessage<'_> {
+    fn headers(&self) -> Option<&dyn HeaderList> {
+        Message::headers(self).map(|h| h as &dyn HeaderList)
+    }
+}
+
 /// A consumed message as the core sees it.
 pub fn incoming<'a>(message: &'a BorrowedMessage<'a>) -> Incoming<'a> {
     Incoming {
         payload: message.payload(),
         key: message.key(),
-        headers: message.headers().map(|h| h as &dyn HeaderList),
+        headers: message,
         topic: message.topic(),
         partition: message.partition(),
         offset: message.offset(),

@@ -88,7 +88,10 @@ fn message<'a>(payload: &'a [u8], key: Option<&'a [u8]>, partition: i32, offset:
     Incoming {
         payload: Some(payload),
         key,
-        headers: headers.map(|h| h as &dyn super::core::HeaderList),
+        headers: match headers {
+            Some(h) => h as &dyn super::core::HeaderSource,
+            None => &super::core::NoHeaders,
+        },
         topic: "transactions",
         partition,
         offset,
@@ -166,7 +169,7 @@ fn every_dead_letter_reason_keeps_the_event_its_headers_and_says_why() {
 fn a_tombstone_is_dead_lettered_as_not_json() {
     let e = engine(config());
     let mut out = Collect::default();
-    let m = Incoming { payload: None, key: None, headers: None, topic: "transactions", partition: 0, offset: 9, timestamp_ms: None };
+    let m = Incoming { payload: None, key: None, headers: &super::core::NoHeaders, topic: "transactions", partition: 0, offset: 9, timestamp_ms: None };
     e.member().handle(&m, &mut out).unwrap();
     assert_eq!(out.records.len(), 1);
     assert_eq!(out.records[0].header("dlq.reason").as_deref(), Some("not_json"));

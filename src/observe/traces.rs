@@ -102,7 +102,7 @@ impl Telemetry {
 
     /// Starts the consumer span of an event if it is traced; the returned context holds it.
     pub fn start_event(&self, message: &Incoming<'_>) -> Option<Context> {
-        let parent = match message.headers {
+        let parent = match message.headers.headers() {
             Some(headers) => self.propagator.extract(&IncomingHeaders(headers)),
             None => Context::new(),
         };
