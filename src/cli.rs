@@ -270,9 +270,41 @@ pub struct ColumnArgs {
     /// Event-time column [default: first of event_time, timestamp, ts, time, or an all-RFC 3339 column].
     #[arg(long)]
     pub timestamp: Option<String>,
+    /// Unit of numeric event times (and numeric strings); `auto` decides by magnitude: below
+    /// 10^11 seconds, below 10^14 milliseconds, below 10^17 microseconds, else nanoseconds.
+    #[arg(long, value_enum, default_value_t = TimestampUnitArg::Auto)]
+    pub timestamp_unit: TimestampUnitArg,
     /// Columns to leave out when features are inferred (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub ignore: Vec<String>,
+}
+
+/// Unit of numeric event times.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TimestampUnitArg {
+    /// By magnitude.
+    Auto,
+    /// Unix seconds.
+    S,
+    /// Unix milliseconds.
+    Ms,
+    /// Unix microseconds.
+    Us,
+    /// Unix nanoseconds.
+    Ns,
+}
+
+impl From<TimestampUnitArg> for crate::time::TimestampUnit {
+    fn from(u: TimestampUnitArg) -> Self {
+        use crate::time::TimestampUnit as T;
+        match u {
+            TimestampUnitArg::Auto => T::Auto,
+            TimestampUnitArg::S => T::Seconds,
+            TimestampUnitArg::Ms => T::Milliseconds,
+            TimestampUnitArg::Us => T::Microseconds,
+            TimestampUnitArg::Ns => T::Nanoseconds,
+        }
+    }
 }
 
 /// `driftwatch run`.

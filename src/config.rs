@@ -229,6 +229,9 @@ pub struct EngineSettings {
     /// Consumer-group members in this process, each a thread with its own consumer, producer
     /// and offsets (Kafka spreads partitions over them); 0 = one per available core.
     pub workers: usize,
+    /// When the model has no timestamp column, use the Kafka message timestamp as the event
+    /// time (drift windows, alerts' `event_time`); false: such events are scored but not windowed.
+    pub event_time_from_kafka: bool,
 }
 
 impl EngineSettings {
@@ -250,6 +253,7 @@ impl Default for EngineSettings {
             shutdown_timeout_ms: 30_000,
             statistics_interval_ms: 5000,
             workers: 0,
+            event_time_from_kafka: true,
         }
     }
 }

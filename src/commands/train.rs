@@ -47,6 +47,7 @@ impl ColumnArgs {
         opts.id = self.id.clone();
         opts.key = self.key.clone();
         opts.timestamp = self.timestamp.clone();
+        opts.timestamp_unit = self.timestamp_unit.into();
         opts.ignore = self.ignore.clone();
     }
 }

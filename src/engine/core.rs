@@ -355,6 +355,10 @@ impl Member<'_> {
         let trace = telemetry.and_then(|t| t.start_event(message));
         match self.score(payload, trace.as_ref()) {
             Ok(score) => {
+                // Only a model without a timestamp column leaves the event time unset.
+                if self.tx.event_time_ms.is_none() && e.config.engine.event_time_from_kafka {
+                    self.tx.event_time_ms = message.timestamp_ms.filter(|t| t.abs() <= crate::time::MAX_EPOCH_MS);
+                }
                 m.events_scored.inc();
                 self.summary.scored += 1;
                 if score.is_outlier {

@@ -451,3 +451,30 @@ fn sustained_drift_publishes_status_changes_and_one_retrain_request() {
     assert!(metric_line(&e, "driftwatch_retrain_requests_total 1"));
     assert!(metric_line(&e, "driftwatch_feature_drift_status{feature=\"country\"} 2.0"), "{}", e.metrics.encode());
 }
+
+#[test]
+fn a_model_without_a_timestamp_column_windows_by_the_kafka_timestamp() {
+    let mut a = Artifact::load(std::path::Path::new(DEMO)).unwrap();
+    a.columns.timestamp = None;
+    let without_time = |from_kafka: bool| {
+        let mut c = drift_config();
+        c.engine.event_time_from_kafka = from_kafka;
+        let e = Engine::new(c, Pipeline::new(a.clone()), Arc::new(Metrics::new())).with_clock(|| FIXED_NOW);
+        let txs = events(3_000, 100.0);
+        let mut out = Collect::default();
+        let mut member = e.member();
+        for (i, tx) in txs.iter().enumerate() {
+            let mut v = serde_json::to_value(tx).unwrap();
+            v.as_object_mut().unwrap().remove("event_time");
+            let payload = serde_json::to_vec(&v).unwrap();
+            // The broker's timestamps: 100 per second from FIXED_NOW.
+            let m = Incoming { timestamp_ms: Some(FIXED_NOW + i as i64 * 10), ..message(&payload, None, 0, i as i64, None) };
+            member.handle(&m, &mut out).unwrap();
+        }
+        out
+    };
+    let by_kafka = without_time(true);
+    let ends: Vec<String> = by_kafka.of(OutputKind::DriftReport).iter().map(|r| r.json()["window_end"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ends, ["2026-01-05T00:00:10.000Z", "2026-01-05T00:00:20.000Z"], "windows follow the broker's clock");
+    assert!(without_time(false).of(OutputKind::DriftReport).is_empty(), "without a clock, events are scored but not windowed");
+}

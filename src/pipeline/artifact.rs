@@ -64,8 +64,11 @@ pub struct ColumnRoles {
     pub id: Option<String>,
     /// Entity key (account/card); alerts are keyed by it.
     pub key: Option<String>,
-    /// Event-time column: RFC 3339 string or epoch milliseconds.
+    /// Event-time column: RFC 3339, or an epoch number (or numeric string) in `timestamp_unit`.
     pub timestamp: Option<String>,
+    /// Unit of numeric event times (absent: `auto`, by magnitude).
+    #[serde(default, skip_serializing_if = "crate::time::TimestampUnit::is_auto")]
+    pub timestamp_unit: crate::time::TimestampUnit,
     /// Ground-truth label column used in training.
     pub label: String,
 }

@@ -32,7 +32,7 @@ pub enum DecodeError {
     /// A required field is absent or null.
     #[error("missing required field `{0}`")]
     MissingField(String),
-    /// The event-time field is not RFC 3339 or epoch milliseconds.
+    /// The event-time field is not RFC 3339 or an epoch number, or lies beyond year 9999.
     #[error("field `{field}`: invalid timestamp `{value}`")]
     BadTimestamp {
         /// Field name.
@@ -239,11 +239,12 @@ impl DecodeState<'_, '_> {
             self.seen_key = true;
         }
         if roles.timestamp && !null {
+            let unit = self.pipeline.artifact.columns.timestamp_unit;
+            let bad = |value: String| DecodeError::BadTimestamp { field: name.to_string(), value };
             tx.event_time_ms = Some(match value {
-                Scalar::Num(v) if v.is_finite() => v as i64,
-                Scalar::Str => crate::time::parse_rfc3339_ms(&tx.scratch)
-                    .ok_or_else(|| DecodeError::BadTimestamp { field: name.to_string(), value: tx.scratch.clone() })?,
-                _ => return Err(wrong("an RFC 3339 string or epoch milliseconds")),
+                Scalar::Num(v) => crate::time::epoch_to_ms(v, unit).ok_or_else(|| bad(v.to_string()))?,
+                Scalar::Str => crate::time::parse_event_time(&tx.scratch, unit).ok_or_else(|| bad(tx.scratch.clone()))?,
+                _ => return Err(wrong("an RFC 3339 string or an epoch number")),
             });
         }
         if let Some(i) = roles.numeric {

@@ -366,9 +366,10 @@ impl Pipeline {
         if let Some(v) = columns.key.and_then(|c| table.columns[c].cells[row].as_category()) {
             tx.key.push_str(&v);
         }
+        let unit = self.artifact.columns.timestamp_unit;
         tx.event_time_ms = columns.timestamp.and_then(|c| match &table.columns[c].cells[row] {
-            crate::dataset::Cell::Num(v) => Some(*v as i64),
-            other => other.as_category().and_then(|s| crate::time::parse_rfc3339_ms(&s)),
+            crate::dataset::Cell::Num(v) => crate::time::epoch_to_ms(*v, unit),
+            other => other.as_category().and_then(|s| crate::time::parse_event_time(&s, unit)),
         });
     }
 

@@ -234,3 +234,35 @@ fn precision_policy_picks_the_lowest_threshold_reaching_the_target() {
     assert_eq!(train::choose_threshold(&p, &y, ThresholdPolicy::AlertRate { rate: 0.4 }).unwrap(), 0.8);
     assert!(train::choose_threshold(&p, &[false; 5], ThresholdPolicy::Precision { precision: 0.5 }).is_err());
 }
+
+#[test]
+fn event_times_in_every_common_unit_decode_and_train_reads_them_the_same_way() {
+    let p = Pipeline::new(trained(2000, 3));
+    let mut tx = p.new_transaction();
+    let want = Some(1_780_000_000_000);
+    for t in ["1780000000", "1780000000000", "1780000000000000", "1780000000000000000", "\"1780000000\"", "\"2026-05-28T22:26:40+02:00\""] {
+        let line = format!(r#"{{"transaction_id":"t","account_id":"a","event_time":{t}}}"#);
+        p.decode_into(line.as_bytes(), &mut tx).unwrap_or_else(|e| panic!("{t}: {e}"));
+        assert_eq!(tx.event_time_ms, want, "{t}");
+    }
+    for t in ["1e30", "\"9999999999999999999999\"", "\"10000-01-01T00:00:00Z\"", "-1e25"] {
+        let line = format!(r#"{{"transaction_id":"t","account_id":"a","event_time":{t}}}"#);
+        let err = p.decode_into(line.as_bytes(), &mut tx).unwrap_err();
+        assert_eq!(err.reason().as_str(), "bad_timestamp", "{t}: {err}");
+    }
+    // An explicit unit wins over magnitude.
+    let mut a = p.artifact().clone();
+    a.columns.timestamp_unit = crate::time::TimestampUnit::Milliseconds;
+    let ms = Pipeline::new(a);
+    let mut tx = ms.new_transaction();
+    ms.decode_into(br#"{"transaction_id":"t","account_id":"a","event_time":1780000000}"#, &mut tx).unwrap();
+    assert_eq!(tx.event_time_ms, Some(1_780_000_000));
+    // Rows of a file (train, drift) are read with the same rule.
+    let table = crate::dataset::Table::parse(b"transaction_id,account_id,event_time\nt,a,1780000000\nu,b,2026-05-28T20:26:40Z\n", crate::dataset::Format::Csv, "t.csv").unwrap();
+    let cols = p.row_columns(&table);
+    let mut tx = p.new_transaction();
+    for row in 0..2 {
+        p.fill_from_row(&table, &cols, row, &mut tx);
+        assert_eq!(tx.event_time_ms, want, "row {row}");
+    }
+}

@@ -55,6 +55,8 @@ pub struct TrainOptions {
     pub key: Option<String>,
     /// Timestamp column; recognised by name when not given.
     pub timestamp: Option<String>,
+    /// Unit of numeric timestamps (`auto`: by magnitude).
+    pub timestamp_unit: crate::time::TimestampUnit,
     /// Columns never to use.
     pub ignore: Vec<String>,
     /// Model name.
@@ -97,6 +99,7 @@ impl TrainOptions {
             id: None,
             key: None,
             timestamp: None,
+            timestamp_unit: crate::time::TimestampUnit::Auto,
             ignore: vec![],
             name: "card-fraud".into(),
             version: None,
@@ -224,6 +227,7 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
         id: roles.id.map(name_of),
         key: roles.key.map(name_of),
         timestamp: roles.timestamp.map(name_of),
+        timestamp_unit: opts.timestamp_unit,
         label: opts.label.clone(),
     };
     let data_sha256 = hex(&Sha256::digest(data));
