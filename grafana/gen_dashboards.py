@@ -1,12 +1,35 @@
 """Writes grafana/dashboards/*.json: the Drift, Fraud and model, and System dashboards.
 
-Run `python3 grafana/gen_dashboards.py` after editing. Every query names the provisioned
-datasource (uid below); tests/python/test_monitoring.py checks the structure and evaluates every
-expression in a real Prometheus scraping a running engine."""
+Run `python3 grafana/gen_dashboards.py` after editing. The dashboards import into any Grafana:
+the datasource is a `$datasource` variable (any Prometheus; the provisioned one by default),
+`$model` picks a model and `$instance` the engines serving it, and every driftwatch and process
+query is filtered by `instance=~"$instance"`. tests/python/test_monitoring.py checks the
+structure and evaluates every expression (variables substituted) in a real Prometheus scraping a
+running engine."""
 import json
 import pathlib
+import re
 
-DS = {"type": "prometheus", "uid": "driftwatch-prometheus"}
+DS = {"type": "prometheus", "uid": "${datasource}"}
+TEMPLATING = [
+    {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "hide": 0, "current": {}},
+    {"name": "model", "label": "Model", "type": "query", "datasource": DS, "hide": 0, "refresh": 2, "includeAll": True, "multi": True,
+     "definition": "label_values(driftwatch_model_info, name)", "query": {"query": "label_values(driftwatch_model_info, name)", "refId": "model"},
+     "current": {"text": "All", "value": "$__all"}, "sort": 1},
+    {"name": "instance", "label": "Engine", "type": "query", "datasource": DS, "hide": 0, "refresh": 2, "includeAll": True, "multi": True,
+     "definition": 'label_values(driftwatch_model_info{name=~"$model"}, instance)',
+     "query": {"query": 'label_values(driftwatch_model_info{name=~"$model"}, instance)', "refId": "instance"},
+     "current": {"text": "All", "value": "$__all"}, "sort": 1},
+]
+ENGINE_METRIC = re.compile(r'\b((?:driftwatch|process)_[a-z0-9_]+|up(?=\{))(\{[^}]*\})?')
+
+
+def scoped(expr):
+    """Adds instance=~"$instance" to every driftwatch_*, process_* and up selector."""
+    def add(m):
+        inner = m.group(2)[1:-1] if m.group(2) else ""
+        return m.group(1) + "{" + (inner + "," if inner else "") + 'instance=~"$instance"}'
+    return ENGINE_METRIC.sub(add, expr)
 OUT = pathlib.Path(__file__).parent / "dashboards"
 STATUS_MAPPINGS = [{"type": "value", "options": {
     "0": {"text": "green", "color": "green", "index": 0},
@@ -15,7 +38,7 @@ STATUS_MAPPINGS = [{"type": "value", "options": {
 
 
 def target(expr, legend="", ref="A"):
-    return {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": ref}
+    return {"datasource": DS, "expr": scoped(expr), "legendFormat": legend, "refId": ref}
 
 
 class Board:
@@ -36,7 +59,7 @@ class Board:
     def write(self):
         doc = {"uid": self.uid, "title": self.title, "description": self.description, "tags": ["driftwatch"],
                "schemaVersion": 39, "version": 1, "editable": True, "refresh": "10s", "time": {"from": "now-3h", "to": "now"},
-               "timezone": "utc", "panels": self.panels, "templating": {"list": []}, "annotations": {"list": []}}
+               "timezone": "utc", "panels": self.panels, "templating": {"list": TEMPLATING}, "annotations": {"list": []}}
         (OUT / f"{self.uid}.json").write_text(json.dumps(doc, indent=2) + "\n")
 
 
@@ -95,6 +118,6 @@ s.panel("timeseries", "Host CPU busy", [('1 - avg(rate(node_cpu_seconds_total{mo
 s.panel("timeseries", "Host memory available", [("min(node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)", "available")], w=8, fieldConfig={"defaults": {"unit": "percentunit"}, "overrides": []})
 s.panel("timeseries", "Disk used", [('max by (mountpoint) (1 - node_filesystem_avail_bytes{fstype!~"tmpfs|overlay|squashfs"} / node_filesystem_size_bytes{fstype!~"tmpfs|overlay|squashfs"})', "{{mountpoint}}")],
         w=8, fieldConfig={"defaults": {"unit": "percentunit"}, "overrides": []})
-s.panel("timeseries", "Engine CPU", [("sum(rate(driftwatch_process_cpu_seconds_total[1m]))", "cores")], w=8)
-s.panel("timeseries", "Engine memory and descriptors", [("sum(driftwatch_process_resident_memory_bytes)", "resident bytes"), ("sum(driftwatch_process_open_fds)", "open fds"), ("sum(driftwatch_process_threads)", "threads")], w=8)
+s.panel("timeseries", "Engine CPU", [("sum(rate(process_cpu_seconds_total[1m]))", "cores")], w=8)
+s.panel("timeseries", "Engine memory and descriptors", [("sum(process_resident_memory_bytes)", "resident bytes"), ("sum(process_open_fds)", "open fds"), ("sum(process_max_fds)", "max fds"), ("sum(process_threads)", "threads")], w=8)
 s.write()

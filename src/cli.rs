@@ -125,7 +125,7 @@ pub enum ModelCommand {
 #[derive(clap::Args)]
 pub struct ProduceArgs {
     /// Bootstrap servers.
-    #[arg(long)]
+    #[arg(long, env = "DRIFTWATCH_KAFKA__BROKERS")]
     pub brokers: String,
     /// Topic to write to.
     #[arg(long, default_value = "transactions")]
@@ -322,7 +322,7 @@ pub struct RunArgs {
 #[derive(clap::Args)]
 pub struct DemoArgs {
     /// Use this Kafka cluster instead of the embedded mock broker.
-    #[arg(long)]
+    #[arg(long, env = "DRIFTWATCH_KAFKA__BROKERS")]
     pub brokers: Option<String>,
     /// Pipeline artifact.
     #[arg(long, default_value = "models/demo.json")]
@@ -468,6 +468,9 @@ pub struct ScoreArgs {
     /// JSONL input (stdin when absent).
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// Exit with status 4 when any line could not be scored (without it: only when none could).
+    #[arg(long)]
+    pub fail_on_error: bool,
 }
 
 #[cfg(test)]

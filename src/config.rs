@@ -401,7 +401,7 @@ impl Config {
         if h.red_after == 0 || h.amber_after == 0 || h.green_after == 0 || h.retrain_after == 0 {
             return invalid("drift.hysteresis", "window counts must be ≥ 1");
         }
-        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+        if self.telemetry.sample_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
             return invalid("telemetry.sample_ratio", "must be within [0, 1]");
         }
         if !self.telemetry.otlp_endpoint.is_empty() && !self.telemetry.otlp_endpoint.starts_with("http") {

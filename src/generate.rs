@@ -384,8 +384,19 @@ pub enum OutputFormat {
 
 /// Writes `cfg.rows` transactions to `out`.
 pub fn write(cfg: &GeneratorConfig, format: OutputFormat, out: impl Write) -> std::io::Result<()> {
+    write_with_progress(cfg, format, out, &mut |_| {})
+}
+
+/// [`write`], calling `on_row` with the number of rows written so far every 4,096 rows.
+pub fn write_with_progress(cfg: &GeneratorConfig, format: OutputFormat, out: impl Write, on_row: &mut dyn FnMut(u64)) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(out);
-    let rows = Generator::new(cfg.clone()).take(cfg.rows as usize);
+    let mut written = 0u64;
+    let rows = Generator::new(cfg.clone()).take(cfg.rows as usize).inspect(|_| {
+        written += 1;
+        if written % 4096 == 0 {
+            on_row(written);
+        }
+    });
     match format {
         OutputFormat::JsonLines => {
             for tx in rows {

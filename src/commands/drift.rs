@@ -40,6 +40,14 @@ pub fn run(reference: &Path, current: &Path, columns: &TrainOptions, settings: &
     let (cur_table, _) = Table::read_file(current)?;
     let roles = resolve_roles(&ref_table, columns)?;
     let names = |cols: &[usize]| cols.iter().map(|&c| ref_table.columns[c].name.clone()).collect::<Vec<_>>();
+    eprintln!("{}", describe_columns(&names(&roles.numeric), &names(&roles.categorical), &columns.label));
+    if columns.label.is_empty() {
+        for name in names(&roles.numeric).iter().chain(&names(&roles.categorical)) {
+            if LABEL_NAMES.contains(&name.as_str()) {
+                eprintln!("note: `{name}` looks like a label and is compared as a feature (shows prior drift); pass --label {name} to leave it out");
+            }
+        }
+    }
     let file_name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
     compare_tables(
         &ref_table,
@@ -50,6 +58,18 @@ pub fn run(reference: &Path, current: &Path, columns: &TrainOptions, settings: &
         settings,
     )
     .map_err(DriftCommandError::Mismatch)
+}
+
+/// Column names that usually hold a label.
+const LABEL_NAMES: [&str; 7] = ["is_fraud", "label", "target", "class", "y", "fraud", "is_anomaly"];
+
+/// The line `drift` prints on stderr: which columns it compares, and what it leaves out.
+fn describe_columns(numeric: &[String], categorical: &[String], label: &str) -> String {
+    let mut line = format!("comparing {} numeric ({}) and {} categorical ({}) columns", numeric.len(), numeric.join(", "), categorical.len(), categorical.join(", "));
+    if !label.is_empty() {
+        line.push_str(&format!("; label `{label}` left out"));
+    }
+    line
 }
 
 /// What `drift --model` produces.
@@ -72,6 +92,15 @@ pub fn run_with_model(
     let pipeline = Pipeline::load(model)?;
     let (table, _) = Table::read_file(current)?;
     let cols = pipeline.row_columns(&table);
+    let features = &pipeline.artifact().features;
+    let numeric: Vec<String> = features.numeric.iter().map(|f| f.name.clone()).collect();
+    let categorical: Vec<String> = features.categorical.iter().map(|f| f.name.clone()).collect();
+    eprintln!("{} against the training reference of {}", describe_columns(&numeric, &categorical, ""), model.display());
+    for name in numeric.iter().chain(&categorical) {
+        if table.column(name).is_none() {
+            eprintln!("warning: feature `{name}` is not in {}; every row counts as missing", current.display());
+        }
+    }
     let mut tx = pipeline.new_transaction();
     let a = pipeline.artifact();
     match replay {

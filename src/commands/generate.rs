@@ -30,16 +30,20 @@ pub fn execute(a: GenerateArgs) -> Result<Outcome, GenerateError> {
         DataFormat::Jsonl => OutputFormat::JsonLines,
         DataFormat::Csv => OutputFormat::Csv,
     };
+    let bar = super::progress(Some(a.rows), "{spinner} generating {pos}/{len} rows {wide_bar} {eta}");
+    let mut on_row = |n: u64| bar.set_position(n);
     match a.output {
         Some(path) => {
             let write = |source| GenerateError::Write { path: path.display().to_string(), source };
             let file = std::fs::File::create(&path).map_err(write)?;
-            crate::generate::write(&cfg, format, file).map_err(write)?;
+            crate::generate::write_with_progress(&cfg, format, file, &mut on_row).map_err(write)?;
         }
-        None => match crate::generate::write(&cfg, format, std::io::stdout().lock()) {
+        None => match crate::generate::write_with_progress(&cfg, format, std::io::stdout().lock(), &mut on_row) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
             other => other.map_err(|source| GenerateError::Write { path: "stdout".into(), source })?,
         },
     }
+    bar.finish_and_clear();
+    tracing::info!(message = "Generated.", rows = a.rows, seed = a.seed, scenario = a.scenario.name());
     Ok(Outcome::Success)
 }

@@ -25,6 +25,8 @@ pub enum Outcome {
     Success,
     /// `drift --fail-on LEVEL` and the report reached LEVEL: exit 3.
     DriftFound,
+    /// `score`: no line could be scored, or some could not with `--fail-on-error`: exit 4.
+    LinesFailed,
 }
 
 impl Outcome {
@@ -33,8 +35,24 @@ impl Outcome {
         match self {
             Outcome::Success => 0,
             Outcome::DriftFound => 3,
+            Outcome::LinesFailed => 4,
         }
     }
+}
+
+/// A progress bar on stderr for a long-running command: drawn only when stderr is a terminal,
+/// so pipes and logs stay clean. `len`: the total, when known (else a spinner).
+pub(crate) fn progress(len: Option<u64>, template: &str) -> indicatif::ProgressBar {
+    let target = if std::io::IsTerminal::is_terminal(&std::io::stderr()) { indicatif::ProgressDrawTarget::stderr() } else { indicatif::ProgressDrawTarget::hidden() };
+    let bar = match len {
+        Some(n) => indicatif::ProgressBar::with_draw_target(Some(n), target),
+        None => indicatif::ProgressBar::with_draw_target(None, target),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
 }
 
 /// Why a command failed (exit 1). Each variant is the command's own error.
@@ -63,8 +81,12 @@ pub enum CommandError {
     Model(#[from] model::ModelCommandError),
 }
 
-/// Runs the parsed command.
+/// Runs the parsed command. Offline commands log through `tracing` on stderr (warnings by
+/// default, `RUST_LOG` to change); `run` and `demo` set up logging from their configuration.
 pub fn execute(command: Command) -> Result<Outcome, CommandError> {
+    if !matches!(command, Command::Run(_) | Command::Demo(_)) {
+        crate::observe::logs::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
+    }
     Ok(match command {
         Command::Generate(a) => generate::execute(a)?,
         Command::Train(a) => train::execute(a)?,

@@ -55,9 +55,6 @@ pub fn run(config: Config, metrics: Arc<Metrics>, shutdown: Arc<AtomicBool>) -> 
     // Before the async runtime: the OTLP exporter's blocking HTTP client must live outside it.
     let telemetry = crate::observe::traces::Telemetry::new(&config.telemetry, &config.kafka.group_id)
         .map_err(|e| RunError::Io { context: "setting up tracing".into(), source: std::io::Error::other(e.to_string()) })?;
-    if telemetry.is_some() {
-        info!(message = "Exporting traces over OTLP/HTTP.", endpoint = %config.telemetry.otlp_endpoint);
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

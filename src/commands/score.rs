@@ -96,7 +96,8 @@ pub enum ScoreCommandError {
     },
 }
 
-/// Runs `score` from its command-line arguments; the summary goes to stderr.
+/// Runs `score` from its command-line arguments; the summary goes to stderr. Exit status 4
+/// when no line could be scored (or, with `--fail-on-error`, when any could not).
 pub fn execute(a: ScoreArgs) -> Result<Outcome, ScoreCommandError> {
     let pipeline = Pipeline::load(&a.model)?;
     let out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -104,11 +105,19 @@ pub fn execute(a: ScoreArgs) -> Result<Outcome, ScoreCommandError> {
     let summary = match &a.input {
         Some(path) => {
             let file = std::fs::File::open(path).map_err(io(format!("cannot open {}", path.display())))?;
-            score_lines(&pipeline, std::io::BufReader::new(file), out)
+            let len = file.metadata().map(|m| m.len()).ok();
+            let bar = super::progress(len, "{spinner} scoring {binary_bytes}/{binary_total_bytes} {wide_bar} {eta}");
+            let summary = score_lines(&pipeline, std::io::BufReader::new(bar.wrap_read(file)), out);
+            bar.finish_and_clear();
+            summary
         }
         None => score_lines(&pipeline, std::io::stdin().lock(), out),
     }
     .map_err(io("scoring".into()))?;
     eprintln!("scored {} lines ({} fraud, {} outliers), {} lines could not be scored", summary.scored, summary.fraud, summary.outliers, summary.errors);
-    Ok(Outcome::Success)
+    let failed = summary.errors > 0 && (summary.scored == 0 || a.fail_on_error);
+    if failed {
+        eprintln!("error: {} of {} lines could not be scored (reasons in the output lines)", summary.errors, summary.errors + summary.scored);
+    }
+    Ok(if failed { Outcome::LinesFailed } else { Outcome::Success })
 }

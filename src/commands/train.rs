@@ -32,9 +32,22 @@ pub enum TrainCommandError {
 
 /// Reads `data`, trains, and writes the artifact to `out`. Returns the artifact.
 pub fn run(data: &Path, out: &Path, opts: &TrainOptions) -> Result<Artifact, TrainCommandError> {
+    let bar = super::progress(None, "{spinner} {msg} {elapsed}");
+    bar.set_message(format!("reading {}", data.display()));
     let (table, bytes) = Table::read_file(data)?;
+    tracing::info!(message = "Read the training data.", file = %data.display(), rows = table.rows, columns = table.columns.len());
+    bar.set_message(format!("training on {} rows (logistic regression, k-means, reference)", table.rows));
     let file_name = data.file_name().map_or_else(|| data.display().to_string(), |n| n.to_string_lossy().into_owned());
     let artifact = train(&table, &bytes, &file_name, opts)?;
+    bar.finish_and_clear();
+    let solver = &artifact.training.solver;
+    if !solver.converged {
+        tracing::warn!(
+            message = "The logistic-regression solver did not converge; the model may be poor. Raise max_iterations, lower --c, or check for separable or badly scaled columns.",
+            iterations = solver.iterations,
+            gradient_norm = solver.gradient_norm
+        );
+    }
     artifact.save(out).map_err(|source| TrainCommandError::Write { path: out.display().to_string(), source })?;
     Ok(artifact)
 }

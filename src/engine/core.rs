@@ -429,19 +429,28 @@ impl Member<'_> {
         self.summary.dead_letters += 1;
         let own_headers = message.headers.headers();
         let own = own_headers.map_or(0, |h| h.count());
-        let mut headers = Vec::with_capacity(own + 5);
+        let mut headers = Vec::with_capacity(own + 13);
         if let Some(h) = own_headers {
             headers.extend((0..own).map(|i| {
                 let (k, v) = h.header(i);
                 (Cow::Borrowed(k), v.map(Cow::Borrowed))
             }));
         }
+        let (partition, offset) = (message.partition.to_string(), message.offset.to_string());
         for (k, v) in [
             (dlq::REASON, reason.as_str().as_bytes().to_vec()),
             (dlq::ERROR, text.as_bytes().to_vec()),
             (dlq::TOPIC, message.topic.as_bytes().to_vec()),
-            (dlq::PARTITION, message.partition.to_string().into_bytes()),
-            (dlq::OFFSET, message.offset.to_string().into_bytes()),
+            (dlq::PARTITION, partition.clone().into_bytes()),
+            (dlq::OFFSET, offset.clone().into_bytes()),
+            (dlq::connect::TOPIC, message.topic.as_bytes().to_vec()),
+            (dlq::connect::PARTITION, partition.into_bytes()),
+            (dlq::connect::OFFSET, offset.into_bytes()),
+            (dlq::connect::CONNECTOR_NAME, b"driftwatch".to_vec()),
+            (dlq::connect::STAGE, b"VALUE_CONVERTER".to_vec()),
+            (dlq::connect::CLASS_NAME, b"driftwatch::pipeline::decode".to_vec()),
+            (dlq::connect::EXCEPTION_CLASS_NAME, format!("driftwatch.InvalidEvent.{}", reason.as_str()).into_bytes()),
+            (dlq::connect::EXCEPTION_MESSAGE, text.as_bytes().to_vec()),
         ] {
             headers.push((Cow::Borrowed(k), Some(Cow::Owned(v))));
         }

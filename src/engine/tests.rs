@@ -156,6 +156,13 @@ fn every_dead_letter_reason_keeps_the_event_its_headers_and_says_why() {
         assert_eq!(r.header("dlq.source.partition").as_deref(), Some("3"));
         assert_eq!(r.header("dlq.source.offset"), Some((100 + i).to_string()));
         assert_eq!(&r.headers[..2], &own_headers[..], "the event's headers first, unchanged");
+        // Kafka Connect's DLQ headers too, for tooling built for Connect.
+        assert_eq!(r.header("__connect.errors.topic").as_deref(), Some("transactions"));
+        assert_eq!(r.header("__connect.errors.partition").as_deref(), Some("3"));
+        assert_eq!(r.header("__connect.errors.offset"), Some((100 + i).to_string()));
+        assert_eq!(r.header("__connect.errors.stage").as_deref(), Some("VALUE_CONVERTER"));
+        assert_eq!(r.header("__connect.errors.exception.class.name"), Some(format!("driftwatch.InvalidEvent.{reason}")));
+        assert_eq!(r.header("__connect.errors.exception.message"), r.header("dlq.error"));
     }
     assert_eq!(out.handled, (0..cases.len()).map(|i| (3, 100 + i as i64)).collect::<Vec<_>>(), "every message handled once, in order");
     assert_eq!(member.summary().dead_letters, cases.len() as u64);

@@ -14,6 +14,26 @@ pub mod headers {
     pub const PARTITION: &str = "dlq.source.partition";
     /// Source offset (decimal).
     pub const OFFSET: &str = "dlq.source.offset";
+    /// The Kafka Connect dead-letter headers (`errors.deadletterqueue.context.headers.enable`),
+    /// written next to ours so tooling built for Connect's DLQs reads driftwatch's too.
+    pub mod connect {
+        /// Source topic.
+        pub const TOPIC: &str = "__connect.errors.topic";
+        /// Source partition (decimal).
+        pub const PARTITION: &str = "__connect.errors.partition";
+        /// Source offset (decimal).
+        pub const OFFSET: &str = "__connect.errors.offset";
+        /// Who refused it (Connect: the connector name); ours is `driftwatch`.
+        pub const CONNECTOR_NAME: &str = "__connect.errors.connector.name";
+        /// The stage that failed; decoding is Connect's `VALUE_CONVERTER`.
+        pub const STAGE: &str = "__connect.errors.stage";
+        /// The component that failed.
+        pub const CLASS_NAME: &str = "__connect.errors.class.name";
+        /// The error's kind: `driftwatch.InvalidEvent.<reason>`.
+        pub const EXCEPTION_CLASS_NAME: &str = "__connect.errors.exception.class.name";
+        /// The error message.
+        pub const EXCEPTION_MESSAGE: &str = "__connect.errors.exception.message";
+    }
 }
 
 

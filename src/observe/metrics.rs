@@ -90,13 +90,16 @@ macro_rules! metrics_table {
 
             /// Creates and registers every metric.
             pub fn new() -> Metrics {
-                let mut registry = Registry::with_prefix("driftwatch");
+                // The engine's own metrics under `driftwatch_`; the process metrics under their
+                // standard, unprefixed names.
+                let mut registry = Registry::default();
+                let own = registry.sub_registry_with_prefix("driftwatch");
                 $(
                     let $name: $ty = $init;
                     match $unit {
-                        Some("seconds") => registry.register_with_unit(stringify!($name), $help, Unit::Seconds, $name.clone()),
-                        Some("bytes") => registry.register_with_unit(stringify!($name), $help, Unit::Bytes, $name.clone()),
-                        _ => registry.register(stringify!($name), $help, $name.clone()),
+                        Some("seconds") => own.register_with_unit(stringify!($name), $help, Unit::Seconds, $name.clone()),
+                        Some("bytes") => own.register_with_unit(stringify!($name), $help, Unit::Bytes, $name.clone()),
+                        _ => own.register(stringify!($name), $help, $name.clone()),
                     }
                 )*
                 registry.register_collector(Box::new(ProcessCollector));
@@ -302,8 +305,10 @@ mod tests {
         }
         assert!(text.ends_with("# EOF\n"));
         if cfg!(target_os = "linux") {
-            assert!(text.contains("driftwatch_process_cpu_seconds_total "), "{text}");
-            assert!(text.contains("driftwatch_process_resident_memory_bytes "));
+            for name in ["process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds ", "process_max_fds ", "process_start_time_seconds "] {
+                assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{text}");
+            }
+            assert!(!text.contains("driftwatch_process_"), "process metrics carry their standard names");
         }
     }
 }

@@ -22,21 +22,58 @@ use opentelemetry_sdk::Resource;
 use crate::engine::core::{HeaderList, Incoming};
 use serde::{Deserialize, Serialize};
 
-/// Tracing settings (`[telemetry]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Tracing settings (`[telemetry]`). Each unset field falls back to the standard OpenTelemetry
+/// environment variable (config wins when set): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER` and
+/// `OTEL_TRACES_SAMPLER_ARG`; `OTEL_SDK_DISABLED=true` turns tracing off.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
-    /// OTLP/HTTP endpoint, e.g. `http://jaeger:4318`; empty disables tracing.
+    /// OTLP/HTTP base URL, e.g. `http://jaeger:4318`; empty: from the environment, else off.
     pub otlp_endpoint: String,
     /// Fraction of events without a sampled `traceparent` that start a trace (0 = only continue).
-    pub sample_ratio: f64,
-    /// `service.name` of the spans.
-    pub service_name: String,
+    pub sample_ratio: Option<f64>,
+    /// `service.name` of the spans [default: `OTEL_SERVICE_NAME`, else `driftwatch`].
+    pub service_name: Option<String>,
 }
 
-impl Default for TelemetryConfig {
-    fn default() -> Self {
-        TelemetryConfig { otlp_endpoint: String::new(), sample_ratio: 0.0, service_name: "driftwatch".into() }
+/// The tracing settings in force once the environment is consulted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    /// Full OTLP/HTTP traces URL (ends in `/v1/traces` unless given whole by
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
+    pub traces_url: String,
+    /// `service.name`.
+    pub service_name: String,
+    /// Ratio of untraced events that start a trace.
+    pub sample_ratio: f64,
+}
+
+impl TelemetryConfig {
+    /// The settings in force, reading the environment through `env`; `None`: tracing is off.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<TracingSettings> {
+        let env = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return None;
+        }
+        let base = |u: &str| format!("{}/v1/traces", u.trim_end_matches('/'));
+        let traces_url = if !self.otlp_endpoint.is_empty() {
+            base(&self.otlp_endpoint)
+        } else if let Some(full) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            full
+        } else {
+            base(&env("OTEL_EXPORTER_OTLP_ENDPOINT")?)
+        };
+        let service_name = self.service_name.clone().or_else(|| env("OTEL_SERVICE_NAME")).unwrap_or_else(|| "driftwatch".into());
+        let sample_ratio = self.sample_ratio.unwrap_or_else(|| {
+            let arg = env("OTEL_TRACES_SAMPLER_ARG").and_then(|a| a.trim().parse::<f64>().ok()).filter(|r| (0.0..=1.0).contains(r));
+            match env("OTEL_TRACES_SAMPLER").as_deref().map(str::trim) {
+                Some("always_on" | "parentbased_always_on") => 1.0,
+                Some("always_off" | "parentbased_always_off") => 0.0,
+                _ => arg.unwrap_or(0.0),
+            }
+        });
+        Some(TracingSettings { traces_url, service_name, sample_ratio })
     }
 }
 
@@ -80,24 +117,23 @@ impl Injector for OutgoingHeaders {
 }
 
 impl Telemetry {
-    /// A tracer exporting to `config.otlp_endpoint`; `None` when tracing is off.
+    /// A tracer exporting to the configured (or `OTEL_*`) endpoint; `None` when tracing is off.
     pub fn new(config: &TelemetryConfig, group: &str) -> Result<Option<Telemetry>, TelemetryError> {
-        if config.otlp_endpoint.is_empty() {
-            return Ok(None);
-        }
-        let endpoint = format!("{}/v1/traces", config.otlp_endpoint.trim_end_matches('/'));
+        let Some(settings) = config.resolve(&|k| std::env::var(k).ok()) else { return Ok(None) };
+        let endpoint = settings.traces_url.clone();
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(endpoint.clone())
             .with_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| TelemetryError { endpoint, reason: e.to_string() })?;
+            .map_err(|e| TelemetryError { endpoint: endpoint.clone(), reason: e.to_string() })?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_resource(Resource::builder().with_service_name(config.service_name.clone()).build())
+            .with_resource(Resource::builder().with_service_name(settings.service_name.clone()).build())
             .build();
         let tracer = provider.tracer("driftwatch");
-        Ok(Some(Telemetry { provider, tracer, propagator: TraceContextPropagator::new(), ratio: config.sample_ratio, group: group.to_string() }))
+        tracing::info!(message = "Exporting traces over OTLP/HTTP.", %endpoint, service = %settings.service_name, sample_ratio = settings.sample_ratio);
+        Ok(Some(Telemetry { provider, tracer, propagator: TraceContextPropagator::new(), ratio: settings.sample_ratio, group: group.to_string() }))
     }
 
     /// Starts the consumer span of an event if it is traced; the returned context holds it.
@@ -171,5 +207,35 @@ impl Telemetry {
         if let Err(error) = self.provider.shutdown() {
             tracing::warn!(message = "Failed to flush traces.", %error);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn the_standard_environment_variables_are_honoured_and_config_wins() {
+        let none = TelemetryConfig::default();
+        assert_eq!(none.resolve(&env(&[])), None, "nothing set: off");
+        let vars = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"), ("OTEL_SERVICE_NAME", "fraud-engine"), ("OTEL_TRACES_SAMPLER_ARG", "0.25")];
+        assert_eq!(
+            none.resolve(&env(&vars)),
+            Some(TracingSettings { traces_url: "http://collector:4318/v1/traces".into(), service_name: "fraud-engine".into(), sample_ratio: 0.25 })
+        );
+        let set = TelemetryConfig { otlp_endpoint: "http://jaeger:4318".into(), sample_ratio: Some(0.0), service_name: Some("mine".into()) };
+        assert_eq!(
+            set.resolve(&env(&vars)),
+            Some(TracingSettings { traces_url: "http://jaeger:4318/v1/traces".into(), service_name: "mine".into(), sample_ratio: 0.0 }),
+            "config wins when set"
+        );
+        let whole = [("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://otel.example/traces"), ("OTEL_TRACES_SAMPLER", "always_on")];
+        let r = none.resolve(&env(&whole)).unwrap();
+        assert_eq!((r.traces_url.as_str(), r.sample_ratio, r.service_name.as_str()), ("https://otel.example/traces", 1.0, "driftwatch"));
+        assert_eq!(set.resolve(&env(&[("OTEL_SDK_DISABLED", "true")])), None);
     }
 }

@@ -8,6 +8,7 @@ Needs the broker `scripts/test` starts (DRIFTWATCH_TEST_BROKERS), Debian's `prom
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -38,19 +39,26 @@ def exprs():
 
 def test_dashboards_are_well_formed():
     assert {p.name for p in DASHBOARDS} == {"driftwatch-drift.json", "driftwatch-fraud.json", "driftwatch-system.json"}
-    uid = provisioned_uid()
     uids = set()
     for path in DASHBOARDS:
-        d = json.loads(path.read_text())
+        text = path.read_text()
+        assert provisioned_uid() not in text, f"{path.name}: a hard-coded datasource uid does not import into another Grafana"
+        d = json.loads(text)
         assert d["uid"] not in uids
         uids.add(d["uid"])
+        variables = {v["name"]: v for v in d["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus", f"{path.name}: no $datasource"
+        assert "driftwatch_model_info" in variables["model"]["query"]["query"]
+        assert '$model' in variables["instance"]["query"]["query"], "engines are narrowed by model"
         ids = [p["id"] for p in d["panels"]]
         assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
         for p in d["panels"]:
-            assert p["datasource"]["uid"] == uid, f"{path.name}/{p['title']}: unknown datasource"
+            assert p["datasource"]["uid"] == "${datasource}", f"{path.name}/{p['title']}: not on $datasource"
             assert p["targets"], f"{path.name}/{p['title']}: no query"
             for t in p["targets"]:
-                assert t["datasource"]["uid"] == uid and t["expr"].strip()
+                assert t["datasource"]["uid"] == "${datasource}" and t["expr"].strip()
+                for metric in re.findall(r"\b(?:driftwatch|process)_[a-z0-9_]+(?:\{[^}]*\})?", t["expr"]):
+                    assert 'instance=~"$instance"' in metric, f"{path.name}/{p['title']}: {metric} ignores $instance"
     drift = json.loads((ROOT / "grafana/dashboards/driftwatch-drift.json").read_text())
     status = next(p for p in drift["panels"] if p["type"] == "stat")
     mapping = status["fieldConfig"]["defaults"]["mappings"][0]["options"]
@@ -118,6 +126,8 @@ def test_every_dashboard_query_returns_series_and_the_drift_alert_fires(driftwat
         assert len(loaded) == 7 and "DriftwatchConsumerLagGrowing" in loaded, loaded
         failures = []
         for board, title, expr in exprs():
+            # What Grafana sends with every engine and model selected.
+            expr = expr.replace("$instance", ".*").replace("$model", ".*")
             r = query(prom_port, expr)
             if r["status"] != "success":
                 failures.append(f"{board} / {title}: {r.get('error')}: {expr}")
