@@ -176,6 +176,11 @@ def test_docker_compose_refers_only_to_what_the_repository_has(driftwatch):
                 assert (ROOT / source).exists(), f"{name}: mounts {source}, which is not in the repository"
         for dep in svc.get("depends_on", []):
             assert dep in services, f"{name}: depends on unknown {dep}"
+        assert svc.get("healthcheck", {}).get("test"), f"{name}: no healthcheck"
+    # The broker image is the Kafka version the tests run (scripts/kafka).
+    tested = re.search(r"<kafka.version>([0-9.]+)</kafka.version>", (ROOT / "scripts/kafka-deps/pom.xml").read_text()).group(1)
+    assert services["kafka"]["image"] == f"apache/kafka:{tested}", services["kafka"]["image"]
+    assert "all-in-one" not in services["jaeger"]["image"], "Jaeger v1 is end of life; v2 is jaegertracing/jaeger"
     # Every COPY source of the Dockerfile exists.
     for line in (ROOT / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY ") and "--from" not in line:
@@ -206,3 +211,21 @@ def test_docker_compose_refers_only_to_what_the_repository_has(driftwatch):
                                capture_output=True, text=True).stdout
     for flag in (a for a in producer if a.startswith("--")):
         assert flag in help_text, f"producer uses unknown flag {flag}"
+
+
+def test_compilers_cover_what_the_lock_file_needs():
+    """Cargo.toml's rust-version and the Dockerfile's compiler are at least the highest
+    rust_version of every locked crate (else `docker build` fails before compiling a line)."""
+    def version(v):
+        return tuple(int(x) for x in (v.split(".") + ["0", "0"])[:3])
+    meta = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--locked"], cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    needed = max(((version(p["rust_version"]), p["name"]) for p in meta["packages"] if p.get("rust_version") and p["name"] != "driftwatch"))
+    declared = re.search(r'^rust-version = "([0-9.]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
+    image = re.search(r"^FROM rust:([0-9.]+)-", (ROOT / "Dockerfile").read_text(), re.M).group(1)
+    assert version(declared) >= needed[0], f"Cargo.toml rust-version {declared} < {needed[1]}'s {needed[0]}"
+    assert version(image) >= needed[0], f"Dockerfile compiler {image} < {needed[1]}'s {needed[0]}"
+    assert version(image) >= version(declared), f"Dockerfile compiler {image} < rust-version {declared}"
+    # The dependency-cache layer stubs every bench target Cargo.toml declares.
+    benches = re.findall(r'\[\[bench\]\]\nname = "([a-z_]+)"', (ROOT / "Cargo.toml").read_text())
+    docker = (ROOT / "Dockerfile").read_text()
+    assert benches and all(b in docker for b in benches), f"Dockerfile stubs {benches}?"
