@@ -66,8 +66,8 @@ pub struct ModelArgs {
     /// The registry operation.
     #[command(subcommand)]
     pub command: ModelCommand,
-    /// Registry directory.
-    #[arg(long, global = true, env = "DRIFTWATCH_REGISTRY", default_value = "registry")]
+    /// Registry directory (the same variable as the engine's `model.registry`).
+    #[arg(long, global = true, env = "DRIFTWATCH_MODEL__REGISTRY", default_value = "registry")]
     pub registry: PathBuf,
     /// Model name (needed when the registry holds several).
     #[arg(long, global = true)]
