@@ -36,8 +36,13 @@ pub enum DriftCommandError {
 /// Reads both files, resolves features on the reference (as `train` does), and compares.
 /// `columns.label` may be empty (no label column).
 pub fn run(reference: &Path, current: &Path, columns: &TrainOptions, settings: &DriftSettings) -> Result<DriftReport, DriftCommandError> {
+    let bar = super::progress(None, "{spinner} {msg} {elapsed}");
+    bar.set_message(format!("reading {}", reference.display()));
     let (ref_table, _) = Table::read_file(reference)?;
+    bar.set_message(format!("reading {}", current.display()));
     let (cur_table, _) = Table::read_file(current)?;
+    bar.finish_and_clear();
+    tracing::info!(message = "Read both files.", reference_rows = ref_table.rows, current_rows = cur_table.rows);
     let roles = resolve_roles(&ref_table, columns)?;
     let names = |cols: &[usize]| cols.iter().map(|&c| ref_table.columns[c].name.clone()).collect::<Vec<_>>();
     eprintln!("{}", describe_columns(&names(&roles.numeric), &names(&roles.categorical), &columns.label));
@@ -90,7 +95,11 @@ pub fn run_with_model(
 ) -> Result<ModelDriftOutput, DriftCommandError> {
     use crate::pipeline::Pipeline;
     let pipeline = Pipeline::load(model)?;
+    let bar = super::progress(None, "{spinner} {msg} {elapsed}");
+    bar.set_message(format!("reading {}", current.display()));
     let (table, _) = Table::read_file(current)?;
+    bar.finish_and_clear();
+    tracing::info!(message = "Read the current file.", rows = table.rows);
     let cols = pipeline.row_columns(&table);
     let features = &pipeline.artifact().features;
     let numeric: Vec<String> = features.numeric.iter().map(|f| f.name.clone()).collect();

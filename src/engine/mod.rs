@@ -5,12 +5,14 @@
 //! - [`core`]: the functional core. A consumed message as a plain [`core::Incoming`] value in,
 //!   [`core::Outgoing`] records and offset bookkeeping out; every route is unit-tested without
 //!   a broker. Imports no rdkafka, tokio or clock.
+//! - [`records`]: the core's inputs and outputs as plain values.
 //! - [`tracker`]: which consumed offsets may be committed (plain data and atomics).
 //! - [`kafka`]: librdkafka contexts, topic administration, offset storing, the producer sink.
 //! - [`workers`]: member threads, the registry watcher, shutdown.
 
 pub mod core;
 pub mod kafka;
+pub mod records;
 pub mod tracker;
 pub mod workers;
 
