@@ -62,6 +62,8 @@ pub struct DriftSection {
     pub features: std::collections::BTreeMap<String, crate::drift::StatusRule>,
     /// Hysteresis and retrain requests.
     pub hysteresis: crate::drift::monitor::Hysteresis,
+    /// The p-value levels amber and red also need.
+    pub significance: crate::drift::Significance,
 }
 
 impl Default for DriftSection {
@@ -78,6 +80,7 @@ impl Default for DriftSection {
             rule: d.settings.rule,
             features: Default::default(),
             hysteresis: d.hysteresis,
+            significance: d.settings.significance,
         }
     }
 }
@@ -97,6 +100,7 @@ impl DriftSection {
         c.settings.rule = self.rule;
         c.settings.feature_rules = self.features.clone();
         c.hysteresis = self.hysteresis;
+        c.settings.significance = self.significance;
         c
     }
 }
@@ -398,8 +402,12 @@ impl Config {
             }
         }
         let h = &d.hysteresis;
-        if h.red_after == 0 || h.amber_after == 0 || h.green_after == 0 || h.retrain_after == 0 {
-            return invalid("drift.hysteresis", "window counts must be ≥ 1");
+        if !(h.mean_days_between_false_alarms > 0.0) || !(h.allowance > 1.0) || !(h.retrain_after_windows >= 1.0) {
+            return invalid("drift.hysteresis", "needs mean_days_between_false_alarms > 0, allowance > 1 (the no-drift mean of the evidence is 1) and retrain_after_windows ≥ 1");
+        }
+        let sig = &d.significance;
+        if !(0.0 < sig.red && sig.red <= sig.amber && sig.amber < 1.0) {
+            return invalid("drift.significance", "needs 0 < red ≤ amber < 1");
         }
         if self.telemetry.sample_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
             return invalid("telemetry.sample_ratio", "must be within [0, 1]");

@@ -162,6 +162,7 @@ pub fn execute(a: DriftArgs) -> Result<Outcome, DriftCommandError> {
         min_samples: a.min_samples,
         rule: StatusRule { metric: a.metric.into(), amber: a.amber, red: a.red },
         feature_rules: Default::default(),
+        significance: Default::default(),
     };
     let worst = match &a.model {
         Some(model) => {

@@ -14,6 +14,7 @@
 //! report types themselves are wire messages, defined in [`crate::message::drift`]. No Kafka,
 //! tokio or clock.
 
+pub mod calibrate;
 pub mod monitor;
 pub mod online;
 pub mod stats;
@@ -25,7 +26,7 @@ use std::collections::HashSet;
 use crate::dataset::{Cell, Table};
 use crate::pipeline::reference::ranked_levels;
 pub use crate::message::drift::{
-    BinnedFeature, ChiSquareResult, DataSide, DriftReport, DriftSettings, FeatureDrift, FeatureKind, KsResult, Status, StatusMetric, StatusRule,
+    BinnedFeature, ChiSquareResult, DataSide, DriftReport, DriftSettings, FeatureDrift, FeatureKind, KsResult, Significance, Status, StatusMetric, StatusRule,
     WassersteinResult, REPORT_VERSION,
 };
 use crate::bins::{bin_of, mean_std, numeric_labels, reference_edges, MISSING, OTHER, UNSEEN};
@@ -66,12 +67,9 @@ pub fn bin_categorical(name: &str, reference: &[Option<String>], current: &[Opti
     let (other, unseen, missing) = (top.len(), top.len() + 1, top.len() + 2);
     let mut labels: Vec<String> = top.iter().map(|s| s.to_string()).collect();
     labels.extend([OTHER.to_string(), UNSEEN.to_string(), MISSING.to_string()]);
-    let mut reference_counts: Vec<u64> = ranked.iter().take(top_k).map(|(_, c)| *c).collect();
-    // A new sample of a high-cardinality feature always holds levels the reference never saw.
-    // The reference's unseen bin gets the Good–Turing estimate of that mass: the number of
-    // levels seen exactly once (so `merchant_id` is not red between two samples of one stream).
+    let top_counts: Vec<u64> = ranked.iter().take(top_k).map(|(_, c)| *c).collect();
     let singletons = ranked.iter().filter(|(_, c)| *c == 1).count() as u64;
-    reference_counts.extend([ranked.iter().skip(top_k).map(|(_, c)| c).sum(), singletons, ref_missing]);
+    let reference_counts = categorical_reference_counts(&top_counts, ranked.iter().skip(top_k).map(|(_, c)| c).sum(), singletons, ref_missing);
     let index: std::collections::HashMap<&str, usize> = top.iter().enumerate().map(|(i, l)| (*l, i)).collect();
     let mut current_counts = vec![0u64; labels.len()];
     for v in current {
@@ -82,6 +80,19 @@ pub fn bin_categorical(name: &str, reference: &[Option<String>], current: &[Opti
         current_counts[bin] += 1;
     }
     BinnedFeature { name: name.into(), kind: FeatureKind::Categorical, labels, edges: None, reference_counts, current_counts }
+}
+
+/// A categorical feature's reference counts over its bins (top-K levels, `__other__`,
+/// `__unseen__`, `__missing__`). A new sample of a high-cardinality feature always holds levels
+/// the reference never saw; the unseen bin gets the Good–Turing estimate of that mass, the
+/// number of levels seen exactly once (so `merchant_id` is not red between two samples of one
+/// stream). That mass is taken from where the sample overstates it, the levels seen once (in
+/// `__other__`, or a top level with count 1), so the counts total the reference rows.
+pub fn categorical_reference_counts(top: &[u64], other: u64, singletons: u64, missing: u64) -> Vec<u64> {
+    let top_singletons = top.iter().filter(|&&c| c == 1).count() as u64;
+    let mut counts: Vec<u64> = top.iter().map(|&c| if c == 1 { 0 } else { c }).collect();
+    counts.extend([other.saturating_sub(singletons.saturating_sub(top_singletons)), singletons, missing]);
+    counts
 }
 
 /// Raw numeric samples of both sides, for exact KS and Wasserstein.
@@ -109,6 +120,7 @@ pub fn measure_counts(bins: BinnedFeature, alpha: f64) -> FeatureDrift {
         status: Status::InsufficientData,
         rule: StatusRule::default(),
         status_value: f64::NAN,
+        status_p_value: None,
     }
 }
 
@@ -133,25 +145,44 @@ pub fn measure(bins: BinnedFeature, raw: Option<RawSamples<'_>>, alpha: f64) -> 
     f
 }
 
-/// Applies the feature's status rule (or the default) to its statistics.
+/// Applies the feature's status rule (or the default) to its statistics: red needs the rule's
+/// red effect and a no-drift p-value at or below the red significance level, amber likewise;
+/// fewer than `min_samples` samples is insufficient data. A KS or Wasserstein rule on a
+/// categorical feature is decided on PSI with PSI's own default thresholds (the rule's are in
+/// another unit).
 pub fn decide_status(f: &mut FeatureDrift, settings: &DriftSettings) {
-    let rule = settings.feature_rules.get(&f.bins.name).copied().unwrap_or(settings.rule);
-    let value = match rule.metric {
-        StatusMetric::Psi => f.psi,
-        StatusMetric::Kl => f.kl,
-        StatusMetric::Js => f.js,
+    let mut rule = settings.feature_rules.get(&f.bins.name).copied().unwrap_or(settings.rule);
+    let numeric_only = matches!(rule.metric, StatusMetric::Ks | StatusMetric::WassersteinNormalized);
+    if numeric_only && f.ks.is_none() {
+        rule = StatusRule::default();
+    }
+    let ks_p = f.ks.map_or(1.0, |k| k.p_value);
+    let (value, binned) = match rule.metric {
+        StatusMetric::Psi => (f.psi, true),
+        StatusMetric::Kl => (f.kl, true),
+        StatusMetric::Js => (f.js, true),
         // Never call drift on a D within the sketch's error.
-        StatusMetric::Ks => f.ks.map_or(f.psi, |k| (k.statistic - k.rank_error).max(0.0)),
-        StatusMetric::WassersteinNormalized => f.wasserstein.map_or(f.psi, |w| w.normalized),
+        StatusMetric::Ks => (f.ks.map_or(0.0, |k| (k.statistic - k.rank_error).max(0.0)), false),
+        StatusMetric::WassersteinNormalized => (f.wasserstein.map_or(0.0, |w| w.normalized), false),
     };
     let n_current: u64 = f.bins.current_counts.iter().sum();
     f.rule = rule;
     f.status_value = value;
-    f.status = if n_current < settings.min_samples {
-        Status::InsufficientData
-    } else if value >= rule.red {
+    if n_current < settings.min_samples {
+        f.status = Status::InsufficientData;
+        f.status_p_value = None;
+        return;
+    }
+    let p = if binned {
+        calibrate::binned_p_value(&f.bins.name, rule.metric, value, &f.bins.current_counts, &f.bins.reference_counts, settings.smoothing)
+    } else {
+        ks_p
+    };
+    f.status_p_value = Some(p);
+    let s = settings.significance;
+    f.status = if value >= rule.red && p <= s.red {
         Status::Red
-    } else if value >= rule.amber {
+    } else if value >= rule.amber && p <= s.amber {
         Status::Amber
     } else {
         Status::Green
@@ -269,8 +300,10 @@ mod tests {
         let c = s(&[Some("a"), Some("c"), Some("zzz"), None, None]);
         let b = bin_categorical("k", &r, &c, 2);
         assert_eq!(b.labels, vec!["a", "b", OTHER, UNSEEN, MISSING]);
-        // unseen: Good–Turing, the reference levels seen once (b and c)
-        assert_eq!(b.reference_counts, vec![2, 1, 1, 2, 1]);
+        // unseen: Good–Turing, the reference levels seen once (b and c), moved out of their own
+        // bins (b in the top-K, c in other): the reference still totals its 5 rows.
+        assert_eq!(b.reference_counts, vec![2, 0, 0, 2, 1]);
+        assert_eq!(b.reference_counts.iter().sum::<u64>(), 5);
         assert_eq!(b.current_counts, vec![1, 0, 1, 1, 2]);
     }
 

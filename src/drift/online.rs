@@ -12,7 +12,7 @@ use super::window::{evaluate_window, WindowReport};
 use super::DriftSettings;
 use crate::pipeline::artifact::ReferenceProfile;
 use crate::pipeline::{Pipeline, Score, Transaction};
-use crate::profile::window::{SlidingWindows, WindowSpec};
+use crate::profile::window::{ClosedProfile, SlidingWindows, WindowSpec};
 use crate::profile::ProfileLayout;
 use crate::sampling::in_sample;
 
@@ -35,6 +35,10 @@ impl Default for DriftConfig {
         DriftConfig { sample_fraction: 0.05, window: WindowSpec::default(), settings: DriftSettings::default(), hysteresis: Hysteresis::default() }
     }
 }
+
+/// Fewest samples in a pane for its evidence to count (its p-values are valid at any size; a
+/// handful of events says nothing either way).
+pub const PANE_MIN_SAMPLES: u64 = 20;
 
 /// A window that closed, with what it changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +71,7 @@ impl StreamDrift {
             layout: ProfileLayout::new(&a.reference),
             reference: a.reference.clone(),
             windows: SlidingWindows::new(config.window),
-            monitor: DriftMonitor::new(config.hysteresis),
+            monitor: DriftMonitor::new(config.hysteresis, config.window, a.reference.numeric.len() + a.reference.categorical.len() + 1),
             model: format!("{} {}", a.model.name, a.model.version),
             config,
             untimed_events: 0,
@@ -84,7 +88,7 @@ impl StreamDrift {
             self.windows.observe(&self.reference, &self.layout, t, tx, score);
         }
         let closed = self.windows.advance(t);
-        closed.into_iter().map(|p| self.close(&p)).collect()
+        closed.iter().map(|p| self.close(p)).collect()
     }
 
     /// Closes every open window (end of input).
@@ -109,9 +113,15 @@ impl StreamDrift {
         &self.monitor
     }
 
-    fn close(&mut self, profile: &crate::profile::WindowProfile) -> ClosedWindow {
-        let report = evaluate_window(profile, &self.reference, &self.model, &self.config.settings);
-        let out = self.monitor.observe(&report);
+    /// Evaluates a closed window, and its newest pane for the evidence the monitor counts.
+    fn close(&mut self, closed: &ClosedProfile) -> ClosedWindow {
+        let report = evaluate_window(&closed.window, &self.reference, &self.model, &self.config.settings);
+        // A pane is a slide of data: small, but its p-values are exact at any size, so it
+        // counts from a few samples on.
+        let mut pane_settings = self.config.settings.clone();
+        pane_settings.min_samples = pane_settings.min_samples.min(PANE_MIN_SAMPLES);
+        let pane = closed.newest_pane.as_ref().map(|p| evaluate_window(p, &self.reference, &self.model, &pane_settings));
+        let out = self.monitor.observe(&report, pane.as_ref());
         ClosedWindow { report, alerts: out.alerts, retrain: out.retrain }
     }
 }

@@ -108,8 +108,8 @@ pub fn evaluate_window(profile: &WindowProfile, reference: &ReferenceProfile, mo
         .map(|(r, p)| numeric_drift(&r.name, r, p, alpha))
         .collect();
     for (i, (r, p)) in reference.categorical.iter().zip(&profile.categorical).enumerate() {
-        let mut reference_counts: Vec<u64> = r.top.iter().map(|c| c.count).collect();
-        reference_counts.extend([r.other, r.singletons, r.missing]);
+        let top: Vec<u64> = r.top.iter().map(|c| c.count).collect();
+        let reference_counts = super::categorical_reference_counts(&top, r.other, r.singletons, r.missing);
         let bins = BinnedFeature {
             name: r.name.clone(),
             kind: FeatureKind::Categorical,

@@ -435,13 +435,12 @@ fn sustained_drift_publishes_status_changes_and_one_retrain_request() {
             .collect();
     let out = run(&e, &txs.iter().map(json).collect::<Vec<_>>());
     let reports = out.of(OutputKind::DriftReport).len();
-    let h = e.config().drift.hysteresis;
-    assert!(reports > (h.red_after + h.retrain_after) as usize, "enough windows: {reports}");
+    assert!(reports >= 8, "enough windows: {reports}");
     let changes: Vec<Value> = out.of(OutputKind::DriftAlert).iter().map(|r| r.json()).collect();
     let country: Vec<&Value> = changes.iter().filter(|c| c["feature"] == "country").collect();
     assert_eq!(country.len(), 1, "one change for country, to red: {changes:?}");
     assert_eq!((country[0]["from"].as_str(), country[0]["to"].as_str()), (Some("green"), Some("red")));
-    assert_eq!(country[0]["consecutive_windows"].as_u64(), Some(u64::from(h.red_after)));
+    assert_eq!(country[0]["consecutive_windows"].as_u64(), Some(1), "the first drifted window of the episode");
     for r in out.of(OutputKind::DriftAlert) {
         assert_eq!(r.topic, "drift-alerts");
         assert_eq!(r.key.as_deref(), Some(r.json()["feature"].as_str().unwrap().as_bytes()), "keyed by feature");

@@ -72,11 +72,40 @@ pub struct DriftSettings {
     pub rule: StatusRule,
     /// Per-feature rules overriding the default.
     pub feature_rules: std::collections::BTreeMap<String, StatusRule>,
+    /// The p-values a status also needs (the effect alone is not enough at small windows).
+    #[serde(default)]
+    pub significance: Significance,
+}
+
+/// Significance levels of the statuses: amber (red) needs the rule's effect *and* a no-drift
+/// p-value at or below `amber` (`red`), so a feature is falsely amber (red) in at most that
+/// share of windows, at any window size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Significance {
+    /// Level for amber.
+    pub amber: f64,
+    /// Level for red.
+    pub red: f64,
+}
+
+impl Default for Significance {
+    fn default() -> Self {
+        Significance { amber: 0.01, red: 0.001 }
+    }
 }
 
 impl Default for DriftSettings {
     fn default() -> Self {
-        DriftSettings { bins: 10, smoothing: 0.5, top_k: 50, min_samples: 100, rule: StatusRule::default(), feature_rules: Default::default() }
+        DriftSettings {
+            bins: 10,
+            smoothing: 0.5,
+            top_k: 50,
+            min_samples: 100,
+            rule: StatusRule::default(),
+            feature_rules: Default::default(),
+            significance: Significance::default(),
+        }
     }
 }
 
@@ -166,6 +195,9 @@ pub struct FeatureDrift {
     pub rule: StatusRule,
     /// The value compared with the rule's thresholds.
     pub status_value: f64,
+    /// The no-drift p-value of that value at this window's size (Monte Carlo for binned
+    /// statistics, the KS test's for KS and Wasserstein rules); `None` with too few samples.
+    pub status_p_value: Option<f64>,
 }
 
 /// Which data a side of the comparison is.

@@ -138,6 +138,7 @@ pub(crate) mod tests {
             status: Status::Green,
             rule: StatusRule::default(),
             status_value: 0.0,
+            status_p_value: None,
         };
         WindowReport {
             window_start: "2026-01-05T00:00:00.000Z".into(),

@@ -152,11 +152,13 @@ fn windows_close_at_the_watermark_and_late_events_are_counted() {
     w.observe(reference, &layout, 9_000, tx, s);
     closed.extend(w.advance(9_000)); // watermark 7 s: [-5 s, 5 s) closes
     closed.extend(w.advance(12_500)); // watermark 10.5 s: [0, 10 s) closes
-    assert_eq!(closed.iter().map(|p| (p.start_ms, p.samples)).collect::<Vec<_>>(), vec![(-5_000, 1), (0, 3)]);
+    assert_eq!(closed.iter().map(|p| (p.window.start_ms, p.window.samples)).collect::<Vec<_>>(), vec![(-5_000, 1), (0, 3)]);
+    // Each window's newest pane is its last slide: [0, 5 s) for [-5, 5), [5, 10 s) for [0, 10).
+    assert_eq!(closed.iter().map(|p| p.newest_pane.as_ref().map(|n| (n.start_ms, n.samples))).collect::<Vec<_>>(), vec![Some((0, 1)), Some((5_000, 2))]);
     w.observe(reference, &layout, 4_000, tx, s); // its windows [0,10) closed, [-5,5) closed
     assert_eq!(w.late_events, 1);
     w.observe(reference, &layout, 9_500, tx, s); // [0,10) closed, [5,15) still open
     assert_eq!(w.late_events, 2);
     let rest = w.close_all();
-    assert_eq!(rest.iter().map(|p| (p.start_ms, p.samples)).collect::<Vec<_>>(), vec![(5_000, 3)]);
+    assert_eq!(rest.iter().map(|p| (p.window.start_ms, p.window.samples)).collect::<Vec<_>>(), vec![(5_000, 3)]);
 }

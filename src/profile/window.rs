@@ -35,6 +35,16 @@ impl Default for WindowSpec {
     }
 }
 
+/// A window that closed, with its newest pane: the slide of data no earlier window held (each
+/// pane is the newest of exactly one window), which is what evidence over time counts.
+#[derive(Debug, Clone)]
+pub struct ClosedProfile {
+    /// The window's profile (its panes merged).
+    pub window: WindowProfile,
+    /// The profile of its last slide, if that held any sampled event.
+    pub newest_pane: Option<WindowProfile>,
+}
+
 /// The panes of one stream and which windows have been emitted.
 pub struct SlidingWindows {
     spec: WindowSpec,
@@ -90,13 +100,13 @@ impl SlidingWindows {
     }
 
     /// Moves the watermark for an event at `t_ms` (sampled or not); returns the windows it closes, oldest first.
-    pub fn advance(&mut self, t_ms: i64) -> Vec<WindowProfile> {
+    pub fn advance(&mut self, t_ms: i64) -> Vec<ClosedProfile> {
         self.watermark = self.watermark.max(t_ms.saturating_sub(self.spec.lateness_ms));
         self.emit_until(self.watermark)
     }
 
     /// Closes every window that holds data (end of input or shutdown), oldest first.
-    pub fn close_all(&mut self) -> Vec<WindowProfile> {
+    pub fn close_all(&mut self) -> Vec<ClosedProfile> {
         let last_pane = self.panes.last_key_value().map(|(&p, _)| p);
         let closed = match last_pane {
             Some(p) => self.emit_until(p + self.spec.size_ms),
@@ -107,7 +117,7 @@ impl SlidingWindows {
     }
 
     /// Emits every window ending at or before `limit`, then drops panes no open window needs.
-    fn emit_until(&mut self, limit: i64) -> Vec<WindowProfile> {
+    fn emit_until(&mut self, limit: i64) -> Vec<ClosedProfile> {
         let (size, slide) = (self.spec.size_ms, self.spec.slide_ms);
         let mut closed = Vec::new();
         while let Some(start) = self.next_start {
@@ -129,7 +139,8 @@ impl SlidingWindows {
             }
             if let Some(mut w) = window {
                 (w.start_ms, w.end_ms) = (start, start + size);
-                closed.push(w);
+                let newest_pane = self.panes.get(&(start + size - slide)).cloned();
+                closed.push(ClosedProfile { window: w, newest_pane });
             }
             self.next_start = Some(start + slide);
             // Panes before the next window's start are no longer needed.
