@@ -15,11 +15,11 @@ fn unit_interval(mut h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// 64-bit FNV-1a of a string.
+/// 64-bit FNV-1a of bytes.
 #[inline]
-fn fnv1a(s: &str) -> u64 {
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
+    for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -29,7 +29,7 @@ fn fnv1a(s: &str) -> u64 {
 /// Whether the event with this id is in a sample of `fraction` (in [0, 1]).
 #[inline]
 pub fn id_sampled(id: &str, fraction: f64) -> bool {
-    unit_interval(fnv1a(id)) < fraction
+    unit_interval(hash_bytes(id.as_bytes())) < fraction
 }
 
 /// Whether the message at this partition and offset is in a sample of `fraction`: for
@@ -39,13 +39,17 @@ pub fn position_sampled(partition: i32, offset: i64, fraction: f64) -> bool {
     unit_interval((offset as u64) ^ ((partition as u64) << 48) ^ 0x9e37_79b9_7f4a_7c15) < fraction
 }
 
-/// Whether a decoded transaction is in a sample of `fraction`: a hash of its id decides (of its
-/// key without an id column; without either, everything is). Drift profiling and shadow
-/// scoring both ask this.
+/// Whether a decoded transaction is in a sample of `fraction`: a hash of its id decides; without
+/// an id column, a hash of the event's bytes (or, for rows of a file, of the row number), never
+/// the account key: sampling by key would profile the same few accounts forever. Drift
+/// profiling and shadow scoring both ask this.
 #[inline]
 pub fn in_sample(tx: &Transaction, fraction: f64) -> bool {
-    let id = if tx.id.is_empty() { &tx.key } else { &tx.id };
-    id.is_empty() || id_sampled(id, fraction)
+    if tx.id.is_empty() {
+        unit_interval(tx.content_hash) < fraction
+    } else {
+        id_sampled(&tx.id, fraction)
+    }
 }
 
 #[cfg(test)]
@@ -61,5 +65,24 @@ mod tests {
         assert!(!id_sampled("tx-1", 0.0) && id_sampled("tx-1", 1.0));
         let by_position = (0..n).filter(|&o| position_sampled(3, o, 0.1)).count();
         assert!((9_000..11_000).contains(&by_position), "{by_position} of {n} at 10 %");
+    }
+
+    #[test]
+    fn without_an_id_every_account_is_sampled_at_the_fraction() {
+        // 200 accounts, 100 events each, no id: a key-based sample would take whole accounts.
+        let mut per_account = vec![0u32; 200];
+        let mut tx = Transaction::default();
+        for e in 0..20_000u64 {
+            let account = (e % 200) as usize;
+            tx.key = format!("acct-{account}");
+            tx.content_hash = hash_bytes(format!(r#"{{"account_id":"acct-{account}","amount":{e}}}"#).as_bytes());
+            if in_sample(&tx, 0.1) {
+                per_account[account] += 1;
+            }
+        }
+        let sampled_accounts = per_account.iter().filter(|&&c| c > 0).count();
+        assert!(sampled_accounts > 190, "{sampled_accounts} of 200 accounts sampled");
+        let total: u32 = per_account.iter().sum();
+        assert!((1_800..2_200).contains(&total), "{total} of 20,000 at 10 %");
     }
 }

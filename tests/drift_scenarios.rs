@@ -141,3 +141,69 @@ fn offline_and_streaming_reports_agree_on_the_same_file() {
     // Seed 3 is another account population, so its devices are genuinely new too.
     assert!(red.contains(&"country") && red.contains(&"currency") && red.contains(&"device_id"), "{red:?}");
 }
+
+/// Retrain requests and drift alerts of a one-hour stream at 50 tx/s, 10-minute windows sliding
+/// by 2, where `scenario` applies from minute 30 for `burst_minutes` (None: to the end).
+fn retrain_run(scenario: Scenario, burst_minutes: Option<i64>) -> (Vec<usize>, Vec<(String, Status, usize)>) {
+    let pipeline = Pipeline::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json")).unwrap();
+    let rows = 180_000u64;
+    let onset_row = TRAINING_ROWS + rows / 2;
+    let total = TRAINING_ROWS + rows;
+    let cfg = |scenario| GeneratorConfig { seed: 1, rows: total, rate_per_sec: RATE, scenario, onset: onset_row as f64 / total as f64, ..Default::default() };
+    let config = DriftConfig { window: WindowSpec { size_ms: 600_000, slide_ms: 120_000, lateness_ms: 30_000 }, ..Default::default() };
+    let mut drift = StreamDrift::new(&pipeline, config);
+    let mut tx = pipeline.new_transaction();
+    // The drifted generator until the burst ends, then the plain one (same seed: same accounts
+    // and clock), keeping event time in order.
+    let drifted = Generator::new(cfg(scenario)).take(total as usize).skip(TRAINING_ROWS as usize);
+    let plain = Generator::new(cfg(Scenario::None)).take(total as usize).skip(TRAINING_ROWS as usize);
+    let (mut onset_ms, mut burst_end_ms, mut last_ms) = (None::<i64>, None::<i64>, i64::MIN);
+    let (mut retrain, mut alerts) = (Vec::new(), Vec::new());
+    let mut windows = 0usize;
+    let mut feed = |event: &driftwatch::generate::GeneratedTransaction, drift: &mut StreamDrift, tx: &mut driftwatch::pipeline::Transaction| {
+        pipeline.decode_into(&serde_json::to_vec(event).unwrap(), tx).unwrap();
+        let score = pipeline.score(tx);
+        for closed in drift.observe(tx, &score) {
+            windows += 1;
+            if closed.retrain.is_some() {
+                retrain.push(windows);
+            }
+            alerts.extend(closed.alerts.iter().map(|a| (a.feature.clone(), a.to, windows)));
+        }
+    };
+    for (i, event) in drifted.enumerate() {
+        let t = driftwatch::time::parse_rfc3339_ms(&event.event_time).unwrap();
+        if i as u64 + TRAINING_ROWS == onset_row {
+            onset_ms = Some(t);
+            burst_end_ms = burst_minutes.map(|m| t + m * 60_000);
+        }
+        if burst_end_ms.is_some_and(|end| t >= end) {
+            break;
+        }
+        last_ms = t;
+        feed(&event, &mut drift, &mut tx);
+    }
+    if burst_end_ms.is_some() {
+        for event in plain {
+            if driftwatch::time::parse_rfc3339_ms(&event.event_time).unwrap() > last_ms {
+                feed(&event, &mut drift, &mut tx);
+            }
+        }
+    }
+    assert!(onset_ms.is_some());
+    (retrain, alerts)
+}
+
+#[test]
+fn a_two_minute_burst_requests_no_retrain_and_sustained_drift_does() {
+    let (retrain, alerts) = retrain_run(Scenario::DeviceBurst, Some(2));
+    println!("2-minute device burst: retrain requests at windows {retrain:?}; status changes {alerts:?}");
+    assert!(retrain.is_empty(), "a 2-minute burst must not request a retrain: {retrain:?}");
+    assert!(!alerts.iter().any(|(_, to, _)| *to == Status::Red), "nor page anyone red: {alerts:?}");
+    let (retrain, alerts) = retrain_run(Scenario::DeviceBurst, None);
+    println!("sustained device burst from window 15: retrain requests at windows {retrain:?}; status changes {alerts:?}");
+    let first_red = alerts.iter().filter(|(_, to, _)| *to == Status::Red).map(|(_, _, w)| *w).min().expect("sustained drift turns red");
+    assert_eq!(retrain.len(), 1, "one request (then the cool-down): {retrain:?}");
+    // Two window lengths (10 slides) of drift after the first red window.
+    assert!(retrain[0] >= first_red + 10 && retrain[0] <= first_red + 11, "red at {first_red}, retrain at {}", retrain[0]);
+}

@@ -139,7 +139,7 @@ pub fn measure(bins: BinnedFeature, raw: Option<RawSamples<'_>>, alpha: f64) -> 
             let w = stats::wasserstein_sorted(&c, &r);
             let (_, std) = mean_std(&r);
             f.ks = Some(KsResult { statistic: d, p_value: stats::ks_p_value(d, c.len(), r.len()), p_value_adjusted: f64::NAN, rank_error: 0.0 });
-            f.wasserstein = Some(WassersteinResult { distance: w, normalized: w / std.max(0.001) });
+            f.wasserstein = Some(WassersteinResult { distance: w, normalized: w / std.max(0.001), error_bound: 0.0 });
         }
     }
     f

@@ -12,8 +12,9 @@
 //!
 //! The shown status is the window's *effect* (its statistic against the rule's amber and red
 //! thresholds) once the feature has evidence (S ≥ h; the evidence holds until S falls below
-//! h/2), and green without it. A red feature stays red while its effect is at least amber, so a
-//! value hovering around the red threshold does not flap. Windows with insufficient data (and
+//! h/2), and green without it. A red feature stays red while its effect is at least amber, and
+//! a drifted feature turns green only after a whole window length of windows below amber, so a
+//! value hovering around a threshold does not flap. Windows with insufficient data (and
 //! panes under [`super::online::PANE_MIN_SAMPLES`]) neither count nor reset anything. Every
 //! change of a shown status is a [`DriftAlert`].
 //!
@@ -120,6 +121,8 @@ struct FeatureState {
     drifted_windows: u32,
     /// Whether the current episode was shown red at some point.
     red_in_episode: bool,
+    /// End of the first window, since the feature was last drifted, whose effect was below amber.
+    calm_since_ms: Option<i64>,
 }
 
 /// Per-feature evidence and shown status, across windows.
@@ -205,9 +208,19 @@ impl DriftMonitor {
                 continue;
             }
             let shown = state.shown.unwrap_or(Status::Green);
-            let target = match (state.evidence, shown, effect(f)) {
+            let e = effect(f);
+            if e >= Status::Amber {
+                state.calm_since_ms = None;
+            } else if shown >= Status::Amber {
+                state.calm_since_ms.get_or_insert(end_ms);
+            }
+            // A drifted feature returns to green once a whole window of data has shown no
+            // effect (or the evidence is gone), so a value hovering at a threshold does not flap.
+            let calm_for_a_window = state.calm_since_ms.is_some_and(|t| end_ms - t >= size);
+            let target = match (state.evidence, shown, e) {
                 (false, _, _) => Status::Green,
                 (true, Status::Red, Status::Amber) => Status::Red,
+                (true, s, Status::Green) if s >= Status::Amber && !calm_for_a_window => s,
                 (true, _, e) => e,
             };
             if target != shown {
@@ -429,6 +442,19 @@ mod tests {
         assert!(!changes.contains(&(R, A)));
         assert_eq!(retrain.len(), 1, "hovering is sustained drift");
         assert_eq!(*shown.last().unwrap(), R);
+    }
+
+    #[test]
+    fn hovering_at_the_amber_threshold_does_not_flap() {
+        let mut m = monitor();
+        let steps: Vec<Step> = (0..30).map(|i| drifted(if i % 3 == 0 { 0.05 } else { 0.15 })).collect();
+        let (shown, changes, _) = run(&mut m, &steps);
+        assert_eq!(changes, vec![(G, A)], "amber once, no flapping: {changes:?}");
+        assert_eq!(*shown.last().unwrap(), A);
+        // Calm for a whole window (10 slides) of data: green.
+        let (shown, changes, _) = run(&mut m, &(0..12).map(|_| drifted(0.05)).collect::<Vec<_>>());
+        assert_eq!(changes, vec![(A, G)]);
+        assert_eq!(shown.iter().position(|&s| s == G), Some(10));
     }
 
     #[test]

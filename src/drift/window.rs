@@ -28,57 +28,145 @@ fn rate(k: u64, n: u64, p0: f64) -> RateCheck {
     RateCheck { observed: if n == 0 { 0.0 } else { k as f64 / n as f64 }, expected: p0, samples: n, p_value }
 }
 
-/// Reference CDF at x from evenly spaced quantiles (piecewise linear; steps at repeated values).
-fn reference_cdf(q: &[f64], x: f64) -> f64 {
-    let m = q.len() - 1;
-    let i = q.partition_point(|&v| v <= x);
-    if i == 0 {
-        return 0.0;
-    }
-    if i > m {
-        return 1.0;
-    }
-    let (lo, hi) = (q[i - 1], q[i]);
-    let frac = if hi > lo { (x - lo) / (hi - lo) } else { 0.0 };
-    ((i - 1) as f64 + frac) / m as f64
+/// The reference distribution of a numeric quantity as a CDF with its left and right limits:
+/// exact from the stored support (every distinct value and its count) when there is one, else
+/// from the evenly spaced quantiles (linear between them, steps where quantiles repeat; within
+/// one grid step, 1/(M−1), of the training data's ECDF).
+enum ReferenceCdf<'r> {
+    /// Support values and cumulative counts, and the total.
+    Exact { values: &'r [f64], cumulative: Vec<u64>, total: f64 },
+    /// Quantiles at k/M, k = 0…M.
+    Grid(&'r [f64]),
 }
 
-/// Reference quantile at probability u, interpolating the stored grid.
-fn reference_quantile(q: &[f64], u: f64) -> f64 {
-    let pos = u.clamp(0.0, 1.0) * (q.len() - 1) as f64;
-    let i = (pos.floor() as usize).min(q.len() - 2);
-    q[i] + (q[i + 1] - q[i]) * (pos - i as f64)
+impl<'r> ReferenceCdf<'r> {
+    fn of(r: &'r NumericReference) -> Option<ReferenceCdf<'r>> {
+        if !r.support.is_empty() {
+            let cumulative: Vec<u64> = r.support_counts.iter().scan(0u64, |acc, &c| {
+                *acc += c;
+                Some(*acc)
+            }).collect();
+            let total = *cumulative.last().expect("non-empty") as f64;
+            Some(ReferenceCdf::Exact { values: &r.support, cumulative, total })
+        } else if r.quantiles.len() >= 2 {
+            Some(ReferenceCdf::Grid(&r.quantiles))
+        } else {
+            None
+        }
+    }
+
+    /// The points where the CDF bends or steps.
+    fn points(&self) -> &'r [f64] {
+        match self {
+            ReferenceCdf::Exact { values, .. } => values,
+            ReferenceCdf::Grid(q) => q,
+        }
+    }
+
+    /// Largest error of this CDF against the training data's ECDF.
+    fn error(&self) -> f64 {
+        match self {
+            ReferenceCdf::Exact { .. } => 0.0,
+            ReferenceCdf::Grid(q) => 1.0 / (q.len() - 1) as f64,
+        }
+    }
+
+    /// P(X ≤ x) (`left = false`) or P(X < x) (`left = true`).
+    fn at(&self, x: f64, left: bool) -> f64 {
+        match self {
+            ReferenceCdf::Exact { values, cumulative, total } => {
+                let i = if left { values.partition_point(|&v| v < x) } else { values.partition_point(|&v| v <= x) };
+                if i == 0 {
+                    0.0
+                } else {
+                    cumulative[i - 1] as f64 / total
+                }
+            }
+            ReferenceCdf::Grid(q) => {
+                let m = q.len() - 1;
+                let i = if left { q.partition_point(|&v| v < x) } else { q.partition_point(|&v| v <= x) };
+                if i == 0 {
+                    return 0.0;
+                }
+                if i > m {
+                    return 1.0;
+                }
+                let (lo, hi) = (q[i - 1], q[i]);
+                let frac = if hi > lo { ((x - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.0 };
+                ((i - 1) as f64 + frac) / m as f64
+            }
+        }
+    }
 }
 
-/// KS D and Wasserstein-1 of a window sketch against reference quantiles, and the rank-error bound.
+/// The distinct items a KLL sketch retains, ascending (its CDF steps exactly there).
+fn retained_items(view: &datasketches::kll::SortedView<KllFloat<f64>>) -> Vec<f64> {
+    let mut items = Vec::with_capacity(view.len());
+    let half_step = 0.5 / view.total_weight().max(1) as f64;
+    let mut x = match view.quantile(0.0, SearchCriteria::Inclusive) {
+        Ok(Some(v)) => v,
+        _ => return items,
+    };
+    loop {
+        items.push(*x);
+        let r = view.rank(&x, SearchCriteria::Inclusive).unwrap_or(1.0);
+        if r >= 1.0 || items.len() > view.len() {
+            break;
+        }
+        match view.quantile((r + half_step).min(1.0), SearchCriteria::Inclusive) {
+            Ok(Some(next)) if *next > *x => x = next,
+            _ => break,
+        }
+    }
+    items
+}
+
+/// KS D and Wasserstein-1 of a window sketch against the reference, with their error bounds.
+///
+/// Both CDFs are step or piecewise-linear functions whose bends are the sketch's retained items
+/// and the reference's points, so D is the largest gap at those points, comparing right limits
+/// with right limits and left limits with left limits (a discrete or binary feature is a step
+/// function: comparing the sketch's left limit with the reference's right limit there would
+/// report the size of a step as drift). W1 = ∫ |F_window − F_reference| is integrated exactly
+/// between the same points. Against the window's raw values and the training data, D is within
+/// `rank_error` (the sketch's double-sided rank error, plus the quantile grid's step when the
+/// reference has no exact support), and W1 within that times the range of the values.
 fn sketch_distances(p: &NumericProfile, r: &NumericReference) -> Option<(KsResult, WassersteinResult)> {
-    if p.sketch.is_empty() || r.quantiles.len() < 2 {
+    if p.sketch.is_empty() {
         return None;
     }
-    const GRID: usize = 400;
+    let reference = ReferenceCdf::of(r)?;
     let view = p.sketch.sorted_view();
-    let ranks: Vec<f64> = (0..GRID).map(|i| (i as f64 + 0.5) / GRID as f64).collect();
-    let window_quantiles: Vec<f64> =
-        view.quantiles(&ranks, SearchCriteria::Inclusive).ok().flatten().unwrap_or_default().into_iter().map(|v| *v).collect();
-    // D at the reference's quantiles and at the window's (the sketch's own items), both sides of each step.
-    let mut d = 0.0f64;
-    for &x in r.quantiles.iter().chain(&window_quantiles) {
+    let items = retained_items(&view);
+    let mut points: Vec<f64> = items.iter().chain(reference.points()).copied().filter(|v| v.is_finite()).collect();
+    points.sort_by(f64::total_cmp);
+    points.dedup();
+    let window_at = |x: f64, left: bool| {
         let key = KllFloat::<f64>::new(x).expect("finite");
-        let below = view.rank(&key, SearchCriteria::Exclusive).unwrap_or(0.0);
-        let at = view.rank(&key, SearchCriteria::Inclusive).unwrap_or(0.0);
-        let fr = reference_cdf(&r.quantiles, x);
-        d = d.max((at - fr).abs()).max((below - fr).abs());
+        view.rank(&key, if left { SearchCriteria::Exclusive } else { SearchCriteria::Inclusive }).unwrap_or(0.0)
+    };
+    let mut d = 0.0f64;
+    let mut w = 0.0f64;
+    for (i, &x) in points.iter().enumerate() {
+        let (fw, fr) = (window_at(x, false), reference.at(x, false));
+        d = d.max((fw - fr).abs()).max((window_at(x, true) - reference.at(x, true)).abs());
+        if let Some(&next) = points.get(i + 1) {
+            // On [x, next): the window's CDF is flat at fw; the reference's goes from fr to its
+            // left limit at `next` (flat for an exact support).
+            let (f0, f1) = (fw - fr, fw - reference.at(next, true));
+            let mean_abs = if f0 * f1 >= 0.0 { (f0 + f1).abs() / 2.0 } else { (f0 * f0 + f1 * f1) / (2.0 * (f0 - f1).abs()) };
+            w += mean_abs * (next - x);
+        }
     }
-    let sketch_error = if p.sketch.is_estimation_mode() { p.sketch.normalized_rank_error() } else { 0.0 };
-    let rank_error = sketch_error + 1.0 / (r.quantiles.len() - 1) as f64;
-    // W1 = ∫₀¹ |F⁻¹_window(u) − F⁻¹_reference(u)| du on the same rank grid.
-    let w: f64 = ranks.iter().zip(&window_quantiles).map(|(&u, &qw)| (qw - reference_quantile(&r.quantiles, u)).abs()).sum::<f64>() / GRID as f64;
+    let sketch_error = if p.sketch.is_estimation_mode() { p.sketch.normalized_pmf_error() } else { 0.0 };
+    let rank_error = sketch_error + reference.error();
+    let range = points.last().zip(points.first()).map_or(0.0, |(hi, lo)| hi - lo);
     let n = p.sketch.n() as usize;
     let m = (r.counts.iter().sum::<u64>()) as usize;
     let effective = (d - rank_error).max(0.0);
     Some((
         KsResult { statistic: d, p_value: super::stats::ks_p_value(effective, n, m.max(1)), p_value_adjusted: f64::NAN, rank_error },
-        WassersteinResult { distance: w, normalized: w / r.std.max(0.001) },
+        WassersteinResult { distance: w, normalized: w / r.std.max(0.001), error_bound: rank_error * range },
     ))
 }
 
@@ -154,12 +242,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reference_cdf_and_quantile_invert_each_other() {
+    fn grid_reference_cdf_has_left_and_right_limits_at_steps() {
         let q: Vec<f64> = (0..=100).map(|i| f64::from(i) * 2.0).collect();
-        assert_eq!(reference_cdf(&q, -1.0), 0.0);
-        assert_eq!(reference_cdf(&q, 1000.0), 1.0);
-        assert!((reference_cdf(&q, 101.0) - 0.505).abs() < 1e-12);
-        assert!((reference_quantile(&q, 0.505) - 101.0).abs() < 1e-9);
+        let g = ReferenceCdf::Grid(&q);
+        assert_eq!(g.at(-1.0, false), 0.0);
+        assert_eq!(g.at(1000.0, false), 1.0);
+        assert!((g.at(101.0, false) - 0.505).abs() < 1e-12);
+        // A 0/1 feature: 75 % zeros. The step at 0 is 0.75 high; left and right limits differ.
+        let binary: Vec<f64> = (0..=200).map(|i| if i < 150 { 0.0 } else { 1.0 }).collect();
+        let b = ReferenceCdf::Grid(&binary);
+        assert_eq!(b.at(0.0, true), 0.0);
+        assert!((b.at(0.0, false) - 0.745).abs() < 1e-12);
+        // Just below 1 the grid spreads one step (1/200) linearly; the true value is 0.75.
+        assert!((b.at(1.0, true) - 0.75).abs() <= b.error());
+        assert_eq!(b.at(1.0, false), 1.0);
+        // Exact support: the steps themselves.
+        let r = NumericReference {
+            name: "is_new_device".into(),
+            edges: vec![1.0],
+            counts: vec![150, 50],
+            missing: 0,
+            mean: 0.25,
+            std: 0.43,
+            min: 0.0,
+            max: 1.0,
+            quantiles: binary.clone(),
+            support: vec![0.0, 1.0],
+            support_counts: vec![150, 50],
+        };
+        let e = ReferenceCdf::of(&r).unwrap();
+        assert_eq!((e.at(0.0, true), e.at(0.0, false), e.at(1.0, true), e.at(1.0, false), e.error()), (0.0, 0.75, 0.75, 1.0, 0.0));
     }
 
     #[test]

@@ -169,6 +169,9 @@ pub struct WassersteinResult {
     pub distance: f64,
     /// W1 / max(reference population std, 0.001).
     pub normalized: f64,
+    /// Bound on `distance`'s error from sketches (0 when computed on raw values).
+    #[serde(default)]
+    pub error_bound: f64,
 }
 
 /// One feature's drift.

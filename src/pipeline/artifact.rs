@@ -202,7 +202,17 @@ pub struct NumericReference {
     pub max: f64,
     /// Quantiles at evenly spaced probabilities 0, 1/(n−1), …, 1 (for sketch-based KS and Wasserstein).
     pub quantiles: Vec<f64>,
+    /// For a feature with at most [`MAX_SUPPORT`] distinct values: every value, ascending, so
+    /// the reference CDF, steps and all, is exact for KS and Wasserstein (absent otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub support: Vec<f64>,
+    /// How often each `support` value occurs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub support_counts: Vec<u64>,
 }
+
+/// Most distinct values for which a numeric reference stores its exact distribution.
+pub const MAX_SUPPORT: usize = 1000;
 
 /// Reference distribution of one categorical feature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -472,6 +482,9 @@ impl Artifact {
         for r in self.reference.numeric.iter().chain([&self.reference.score, &self.reference.outlier_score]) {
             if r.counts.len() != r.edges.len() + 1 {
                 return Err(format!("reference `{}` has {} counts for {} edges", r.name, r.counts.len(), r.edges.len()));
+            }
+            if r.support.len() != r.support_counts.len() || r.support.windows(2).any(|w| !(w[0] < w[1])) || r.support_counts.contains(&0) {
+                return Err(format!("reference `{}` has a malformed support (values must ascend, each with a positive count)", r.name));
             }
         }
         let finite = self.logistic.coefficients.iter().chain(self.outlier.centroids.iter().flatten()).all(|v| v.is_finite())

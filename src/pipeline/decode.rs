@@ -64,6 +64,7 @@ impl Pipeline {
         tx.id.clear();
         tx.key.clear();
         tx.event_time_ms = None;
+        tx.content_hash = if self.artifact.columns.id.is_none() { crate::sampling::hash_bytes(bytes) } else { 0 };
         tx.numeric.resize(self.numeric.len(), f64::NAN);
         tx.numeric.fill(f64::NAN);
         tx.categorical.resize_with(self.categorical.len(), CategoryValue::default);

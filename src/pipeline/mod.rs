@@ -40,6 +40,9 @@ pub struct Transaction {
     pub numeric: Vec<f64>,
     /// One value per categorical feature.
     pub categorical: Vec<CategoryValue>,
+    /// What samples an event when the pipeline has no id column: a hash of the event's bytes
+    /// (decoded events) or of its row number (rows of a file); 0 with an id column.
+    pub content_hash: u64,
     /// Scratch for strings that arrive escaped, so decoding does not allocate.
     scratch: String,
 }
@@ -345,6 +348,7 @@ impl Pipeline {
 
     /// Fills `tx` from a table row (training and offline tools), with the same rules as decoding.
     pub fn fill_from_row(&self, table: &crate::dataset::Table, columns: &RowColumns, row: usize, tx: &mut Transaction) {
+        tx.content_hash = if self.artifact.columns.id.is_none() { crate::sampling::hash_bytes(&(row as u64).to_le_bytes()) } else { 0 };
         tx.numeric.resize(self.numeric.len(), f64::NAN);
         tx.categorical.resize_with(self.categorical.len(), CategoryValue::default);
         for (slot, col) in tx.numeric.iter_mut().zip(&columns.numeric) {

@@ -21,6 +21,8 @@ pub fn numeric_reference(name: &str, values: &[f64], bins: usize, n_quantiles: u
             min: 0.0,
             max: 0.0,
             quantiles: vec![],
+            support: vec![],
+            support_counts: vec![],
         };
     }
     let edges = reference_edges(&sorted, bins);
@@ -32,6 +34,18 @@ pub fn numeric_reference(name: &str, values: &[f64], bins: usize, n_quantiles: u
     let quantiles = (0..n_quantiles)
         .map(|i| quantile_sorted(&sorted, i as f64 / (n_quantiles.max(2) - 1) as f64))
         .collect();
+    let (mut support, mut support_counts) = (Vec::new(), Vec::new());
+    for &v in &sorted {
+        if support.last() == Some(&v) {
+            *support_counts.last_mut().expect("same length") += 1;
+        } else if support.len() == super::artifact::MAX_SUPPORT {
+            (support, support_counts) = (Vec::new(), Vec::new());
+            break;
+        } else {
+            support.push(v);
+            support_counts.push(1);
+        }
+    }
     NumericReference {
         name: name.to_string(),
         edges,
@@ -42,6 +56,8 @@ pub fn numeric_reference(name: &str, values: &[f64], bins: usize, n_quantiles: u
         min: sorted[0],
         max: sorted[sorted.len() - 1],
         quantiles,
+        support,
+        support_counts,
     }
 }
 

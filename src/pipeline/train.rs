@@ -11,7 +11,8 @@
 //! 5. Fit k-means (linfa-clustering) on the train split's design rows; the outlier threshold
 //!    is the (1 − fpr) quantile of train-split distances.
 //! 6. Choose the decision threshold on the held-out split; compute held-out metrics.
-//! 7. Profile all rows as the drift reference (features, score, outlier score).
+//! 7. Profile all rows as the drift reference of the features; the model's score and outlier
+//!    distributions, alert and outlier rates come from the held-out split.
 //!
 //! Scoring in steps 5–7 goes through the same [`Pipeline::score`] the engine uses.
 
@@ -328,7 +329,7 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
         positives: hold_y.iter().filter(|&&l| l).count() as u64,
     };
 
-    // 7. Reference profile over all rows.
+    // 7. Reference profile: features over all rows.
     let bins = h.reference_bins;
     let mut reference = empty_reference();
     reference.rows = table.rows as u64;
@@ -340,11 +341,14 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
         let texts: Vec<Option<String>> = table.columns[c].cells.iter().map(Cell::as_category).collect();
         reference.categorical.push(categorical_reference(&f.name, texts.iter().map(|t| t.as_deref()), h.reference_top_k));
     }
-    let probabilities: Vec<f64> = scores.iter().map(|s| s.probability).collect();
-    let distances: Vec<f64> = scores.iter().map(|s| s.outlier_score).collect();
+    // The model's own outputs on rows it was not fitted on: in-sample scores and distances are
+    // optimistic (the outlier threshold is the train split's own quantile), and a live window is
+    // compared with what the model does on data it has not seen.
+    let probabilities: Vec<f64> = holdout_rows.iter().map(|&r| scores[r].probability).collect();
+    let distances: Vec<f64> = holdout_rows.iter().map(|&r| scores[r].outlier_score).collect();
     reference.score = numeric_reference("model_score", &probabilities, bins, h.reference_quantiles);
     reference.outlier_score = numeric_reference("outlier_score", &distances, bins, h.reference_quantiles);
-    let n = table.rows as f64;
+    let n = holdout_rows.len() as f64;
     reference.outlier_rate = distances.iter().filter(|&&d| d >= artifact.outlier.threshold).count() as f64 / n;
     reference.alert_rate = probabilities.iter().filter(|&&p| p >= artifact.decision.threshold).count() as f64 / n;
     artifact.reference = reference;
@@ -536,6 +540,8 @@ fn empty_reference() -> ReferenceProfile {
         min: 0.0,
         max: 0.0,
         quantiles: vec![],
+        support: vec![],
+        support_counts: vec![],
     };
     ReferenceProfile {
         rows: 0,
