@@ -77,7 +77,7 @@ status_field = {"defaults": {"mappings": STATUS_MAPPINGS, "min": 0, "max": 2, "t
 
 d = Board("driftwatch-drift", "driftwatch — Drift", "Per-feature drift of live traffic against the model's training reference (shown status is after hysteresis).")
 d.panel("stat", "Drift status by feature", [("max by (feature) (driftwatch_feature_drift_status)", "{{feature}}")], w=24, h=6,
-        description="One tile per feature: green, amber or red after hysteresis (red after 2 red windows, green after 3 green).",
+        description="One tile per feature: green, amber or red as shown after evidence over non-overlapping panes (a CUSUM of their no-drift p-values) and the window's effect against the rule's thresholds.",
         fieldConfig=status_field, options={"colorMode": "background", "graphMode": "none", "textMode": "value_and_name", "reduceOptions": {"calcs": ["lastNotNull"]}})
 d.panel("state-timeline", "Drift status over time", [("max by (feature) (driftwatch_feature_drift_status)", "{{feature}}")], w=24, h=9,
         fieldConfig=status_field, options={"showValue": "never", "mergeValues": True})
