@@ -283,7 +283,7 @@ fn drift_reports_status_changes_and_retrain_requests_are_published() {
     produce(&t.transactions, &events);
     let engine = start_engine(
         &t,
-        "[drift]\nsample_fraction = 0.2\nwindow_seconds = 240\nslide_seconds = 120\nlateness_seconds = 120\n[drift.hysteresis]\nred_after = 2\nretrain_after = 2\nretrain_cooldown = 100",
+        "[drift]\nsample_fraction = 0.2\nwindow_seconds = 240\nslide_seconds = 120\nlateness_seconds = 120\n[drift.hysteresis]\nretrain_after_windows = 2\nretrain_cooldown = 100",
     );
     let m = engine.wait_for("drift windows closed", Duration::from_secs(90), |m| {
         metric(m, "driftwatch_events_consumed_total{}") >= events.len() as f64 && metric(m, "driftwatch_retrain_requests_total{}") >= 1.0
