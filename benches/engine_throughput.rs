@@ -13,7 +13,8 @@
 //!
 //! `BENCH_COMPARE_BIN=/path/to/other/driftwatch` also runs that binary (1 worker, drift on) in
 //! every round, alternating which goes first, and prints both medians and their ratio: a
-//! before/after comparison in one sitting on the same loaded topic.
+//! before/after comparison in one sitting on the same loaded topic (`BENCH_COMPARE_MODEL`: the
+//! artifact that binary reads, when the format moved on since).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -74,13 +75,12 @@ fn scrape(port: u16, name: &str) -> Option<f64> {
 }
 
 /// Role (b): run the engine until all `n` events are committable; (seconds, peak RSS KiB).
-fn engine_run(bin: &Path, topic: &str, n: usize, run: usize, workers: usize, drift: bool) -> (f64, u64) {
+fn engine_run(bin: &Path, model: &Path, topic: &str, n: usize, run: usize, workers: usize, drift: bool) -> (f64, u64) {
     let tag = bin.to_string_lossy().bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     let run = format!("{run}-{tag:x}");
     let dir = std::env::temp_dir().join(format!("dw-bench-{}-{run}-{workers}-{drift}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
     let config = format!(
         "[drift]\nenabled = {drift}\n[engine]\nworkers = {workers}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}-{workers}-{drift}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
         brokers(), std::process::id(), model.display()
@@ -161,6 +161,8 @@ fn main() {
     let target = std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     let this_bin = target.join("release/driftwatch");
     let compare_bin = std::env::var("BENCH_COMPARE_BIN").ok().map(std::path::PathBuf::from);
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let compare_model = std::env::var("BENCH_COMPARE_MODEL").map(std::path::PathBuf::from).unwrap_or_else(|_| model.clone());
     let mut compared = Vec::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (mut bare, mut engine, mut multi, mut no_drift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -174,20 +176,20 @@ fn main() {
         bare_rss = bare_rss.max(f[2] as u64);
         let compare_first = run % 2 == 1;
         if let (Some(other), true) = (&compare_bin, compare_first) {
-            compared.push(n as f64 / engine_run(other, &topic, n, run, 1, true).0);
+            compared.push(n as f64 / engine_run(other, &compare_model, &topic, n, run, 1, true).0);
         }
-        let (secs, rss) = engine_run(&this_bin, &topic, n, run, 1, true);
+        let (secs, rss) = engine_run(&this_bin, &model, &topic, n, run, 1, true);
         engine.push(n as f64 / secs);
         engine_rss = engine_rss.max(rss);
         if let (Some(other), false) = (&compare_bin, compare_first) {
-            compared.push(n as f64 / engine_run(other, &topic, n, run, 1, true).0);
+            compared.push(n as f64 / engine_run(other, &compare_model, &topic, n, run, 1, true).0);
         }
         if let Some(c) = compared.last() {
             eprintln!("run {}: compared binary, 1 worker {c:>9.0} ev/s", run + 1);
         }
-        let (secs, _) = engine_run(&this_bin, &topic, n, run, 1, false);
+        let (secs, _) = engine_run(&this_bin, &model, &topic, n, run, 1, false);
         no_drift.push(n as f64 / secs);
-        let (secs, rss) = engine_run(&this_bin, &topic, n, run, cores, true);
+        let (secs, rss) = engine_run(&this_bin, &model, &topic, n, run, cores, true);
         multi.push(n as f64 / secs);
         multi_rss = multi_rss.max(rss);
         eprintln!(
