@@ -2,7 +2,7 @@
 # The compiler is at least the highest `rust_version` of the crates in Cargo.lock (and equal to
 # Cargo.toml's rust-version); tests/python/test_monitoring.py fails when either falls behind.
 FROM rust:1.95-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends pkg-config zlib1g-dev && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends pkg-config zlib1g-dev libssl-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 # Dependency layer: compile every dependency against stub sources, so editing the code does not
@@ -18,7 +18,7 @@ COPY benches benches
 RUN cargo build --release --locked --bin driftwatch
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates zlib1g curl && rm -rf /var/lib/apt/lists/* \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates zlib1g libssl3 curl && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /app driftwatch
 COPY --from=build /src/target/release/driftwatch /usr/local/bin/driftwatch
 WORKDIR /app

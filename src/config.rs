@@ -306,6 +306,16 @@ pub enum ConfigError {
         /// What is wrong.
         problem: String,
     },
+    /// A librdkafka option names a file (CA, certificate, key, keystore) that cannot be read.
+    #[error("configuration error: `{key}` = `{path}` cannot be read: {source}")]
+    UnreadableFile {
+        /// The option, e.g. `kafka.options.ssl.ca.location`.
+        key: String,
+        /// The path given.
+        path: String,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
 }
 
 impl Config {
@@ -339,6 +349,17 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, problem: &str| Err(ConfigError::Invalid { key, problem: problem.to_string() });
         let k = &self.kafka;
+        // TLS files are checked here, where the error can name the option and the path;
+        // librdkafka would only say "ssl.ca.location failed: … system lib".
+        for (section, map) in [("options", &k.options), ("consumer_options", &k.consumer_options), ("producer_options", &k.producer_options)] {
+            for (key, path) in map {
+                if key.ends_with(".location") && path != "probe" {
+                    if let Err(source) = std::fs::metadata(path) {
+                        return Err(ConfigError::UnreadableFile { key: format!("kafka.{section}.{key}"), path: path.clone(), source });
+                    }
+                }
+            }
+        }
         if k.brokers.trim().is_empty() {
             return invalid("kafka.brokers", "must not be empty");
         }
@@ -424,6 +445,20 @@ impl Config {
         Ok(())
     }
 
+    /// A copy safe to print: every librdkafka option that holds a secret (passwords, keys,
+    /// JAAS configuration, OAuth client secrets, tokens) shows `***` instead of its value.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        for map in [&mut c.kafka.options, &mut c.kafka.consumer_options, &mut c.kafka.producer_options] {
+            for (key, value) in map.iter_mut() {
+                if is_secret(key) {
+                    *value = "***".into();
+                }
+            }
+        }
+        c
+    }
+
     /// The topics the engine reads and writes with this configuration.
     pub fn topics(&self) -> Vec<&String> {
         let k = &self.kafka;
@@ -481,6 +516,14 @@ impl Config {
         }
         c
     }
+}
+
+/// Whether a librdkafka property holds a secret: `sasl.password`, `ssl.key.password`,
+/// `ssl.keystore.password`, `ssl.key.pem`, `sasl.jaas.config`,
+/// `sasl.oauthbearer.client.secret`, `sasl.oauthbearer.config` and the like.
+pub fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "jaas", "token", ".key.pem", "oauthbearer.config"].iter().any(|s| k.contains(s))
 }
 
 /// One environment variable as a figment provider, so errors name the variable.

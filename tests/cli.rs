@@ -122,3 +122,63 @@ fn epoch_seconds_events_land_in_the_right_windows() {
     assert_eq!(windows[0], windows[1], "epoch seconds read as seconds");
     assert_eq!(windows[0], windows[2], "epoch milliseconds as a string");
 }
+
+#[test]
+fn run_check_never_prints_secrets() {
+    let out = driftwatch(
+        &["run", "--config", "config/default.toml", "--check"],
+        b"",
+        &[
+            ("DRIFTWATCH_KAFKA__OPTIONS__SECURITY_PROTOCOL", "SASL_SSL"),
+            ("DRIFTWATCH_KAFKA__OPTIONS__SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("DRIFTWATCH_KAFKA__OPTIONS__SASL_USERNAME", "fraud-engine"),
+            ("DRIFTWATCH_KAFKA__OPTIONS__SASL_PASSWORD", "hunter2-very-secret"),
+            ("DRIFTWATCH_KAFKA__PRODUCER_OPTIONS__SSL_KEY_PASSWORD", "another-secret"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("hunter2") && !text.contains("another-secret"), "a secret was printed:\n{text}");
+    assert!(text.contains(r#""sasl.password": "***""#) && text.contains(r#""ssl.key.password": "***""#), "{text}");
+    assert!(text.contains(r#""sasl.username": "fraud-engine""#) && text.contains(r#""security.protocol": "SASL_SSL""#), "non-secrets are shown: {text}");
+}
+
+#[test]
+fn tls_sasl_scram_and_every_codec_are_built_in() {
+    use rdkafka::producer::BaseProducer;
+    // Each of these is refused at client creation by a librdkafka built without it ("… not
+    // available at build time").
+    for (key, value) in [("compression.type", "gzip"), ("compression.type", "snappy"), ("compression.type", "lz4"), ("compression.type", "zstd")] {
+        let made = rdkafka::ClientConfig::new().set("bootstrap.servers", "127.0.0.1:1").set(key, value).create::<BaseProducer>();
+        assert!(made.is_ok(), "{key}={value}: {:?}", made.err());
+    }
+    let secured = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:1")
+        .set("security.protocol", "SASL_SSL")
+        .set("sasl.mechanism", "SCRAM-SHA-512")
+        .set("sasl.username", "u")
+        .set("sasl.password", "p")
+        .create::<BaseProducer>();
+    assert!(secured.is_ok(), "SASL_SSL with SCRAM: {:?}", secured.err());
+}
+
+#[test]
+fn a_missing_ca_file_is_a_clear_error() {
+    // The engine stops at once, naming the option and the file (librdkafka itself would only
+    // say "ssl.ca.location failed: … system lib").
+    let started = std::time::Instant::now();
+    let out = driftwatch(
+        &["run", "--config", "config/default.toml"],
+        b"",
+        &[
+            ("DRIFTWATCH_KAFKA__BROKERS", "127.0.0.1:1"),
+            ("DRIFTWATCH_KAFKA__OPTIONS__SECURITY_PROTOCOL", "SSL"),
+            ("DRIFTWATCH_KAFKA__OPTIONS__SSL_CA_LOCATION", "/nonexistent/driftwatch-ca.pem"),
+            ("DRIFTWATCH_METRICS__LISTEN", ""),
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("kafka.options.ssl.ca.location") && err.contains("/nonexistent/driftwatch-ca.pem") && err.contains("No such file"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "no endless retry");
+}

@@ -550,3 +550,23 @@ fn a_candidate_is_shadow_scored_without_touching_production_alerts() {
     let alerts = consume_all(&t.alerts, expected.len(), Duration::from_secs(30));
     assert_eq!(alerts.len(), expected.len());
 }
+
+#[test]
+fn input_in_every_compression_codec_is_scored() {
+    let t = Topics::new(2);
+    let cfg = GeneratorConfig { seed: 1, rows: 54_000, ..Default::default() };
+    let events: Vec<Vec<u8>> = Generator::new(cfg).take(54_000).skip(50_000).map(|e| serde_json::to_vec(&e).unwrap()).collect();
+    // A quarter of the events in each codec Kafka producers use.
+    for (codec, chunk) in ["gzip", "snappy", "lz4", "zstd"].iter().zip(events.chunks(1_000)) {
+        produce_compressed(&t.transactions, chunk, codec);
+    }
+    let (expected, _, _) = expected_from_score_cli(&events);
+    let engine = start_engine(&t, "[drift]\nenabled = false");
+    engine.wait_for("every event scored", Duration::from_secs(60), |m| metric(m, "driftwatch_events_scored_total{}") >= events.len() as f64);
+    let alerts = consume_all(&t.alerts, expected.len(), Duration::from_secs(30));
+    let got: BTreeSet<String> = alert_ids(&alerts).into_iter().collect();
+    assert_eq!(got, expected, "alerts equal the offline scorer's on input in four codecs");
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("Decompression") && !log.contains("codec"), "no codec errors: {log}");
+}

@@ -106,7 +106,8 @@ pub fn execute(a: RunArgs) -> Result<Outcome, RunError> {
     crate::observe::logs::init(&config.log);
     if a.check {
         Pipeline::load(&config.model.path)?;
-        println!("{}", serde_json::to_string_pretty(&config).expect("configuration serialises"));
+        // Secrets (passwords, keys, JAAS configuration) never reach the output.
+        println!("{}", serde_json::to_string_pretty(&config.redacted()).expect("configuration serialises"));
         eprintln!("configuration and model are valid");
         return Ok(Outcome::Success);
     }

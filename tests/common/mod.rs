@@ -65,7 +65,12 @@ pub fn create_topic(name: &str, partitions: i32) {
 }
 
 pub fn produce(topic: &str, events: &[Vec<u8>]) {
-    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
+    produce_compressed(topic, events, "none");
+}
+
+/// Produces `events` compressed with `codec` (`none`, `gzip`, `snappy`, `lz4`, `zstd`).
+pub fn produce_compressed(topic: &str, events: &[Vec<u8>], codec: &str) {
+    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").set("compression.type", codec).create().unwrap();
     for (i, e) in events.iter().enumerate() {
         let key = format!("k{}", i % 97);
         let mut record = BaseRecord::to(topic).payload(e).key(&key);
