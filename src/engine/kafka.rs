@@ -34,14 +34,74 @@ fn kafka(context: &str) -> impl FnOnce(KafkaError) -> EngineError + '_ {
     move |source| EngineError::Kafka { context: context.to_string(), source }
 }
 
+/// A client context that remembers the last error librdkafka reported, so that a request that
+/// then fails (a metadata fetch timing out) can name the cause: a failed SASL authentication,
+/// an untrusted certificate, a refused connection.
+#[derive(Default)]
+pub struct CauseContext {
+    last: Mutex<Option<(String, bool)>>,
+}
+
+impl CauseContext {
+    /// The last reported error, or a note that there was none.
+    pub fn cause(&self) -> String {
+        self.last.lock().ok().and_then(|l| l.as_ref().map(|(c, _)| c.clone())).unwrap_or_else(|| "no error was reported by the client".into())
+    }
+
+    /// Whether the last error is one retrying cannot fix (authentication, TLS).
+    fn fatal(&self) -> bool {
+        self.last.lock().ok().and_then(|l| l.as_ref().map(|(_, f)| *f)).unwrap_or(false)
+    }
+}
+
+impl ClientContext for CauseContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(message = "Kafka client error.", client = "probe", %error, reason);
+        let code = error.rdkafka_error_code();
+        let fatal = matches!(code, Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL))
+            || ["SASL authentication error", "SSL handshake failed", "certificate verify failed"].iter().any(|t| reason.contains(t));
+        if let Ok(mut last) = self.last.lock() {
+            // "All brokers down" follows the error that brought them down: keep the cause.
+            let summary_only = code == Some(RDKafkaErrorCode::AllBrokersDown) && last.is_some();
+            if !summary_only && !last.as_ref().is_some_and(|(_, f)| *f) {
+                *last = Some((reason.to_string(), fatal));
+            }
+        }
+    }
+}
+
+impl ProducerContext for CauseContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+/// Connects to the cluster and reads its metadata, or says why it cannot: librdkafka reports a
+/// failed SASL authentication or an untrusted certificate as an error event and keeps retrying,
+/// so the probe stops at the first such error (or after 10 s) and names it.
+pub fn probe_cluster(config: &Config) -> Result<rdkafka::metadata::Metadata, EngineError> {
+    let probe: rdkafka::producer::BaseProducer<CauseContext> =
+        config.client_config().create_with_context(CauseContext::default()).map_err(kafka("creating a Kafka client"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        probe.poll(Duration::from_millis(100));
+        let unreachable = |source| EngineError::Unreachable { brokers: config.kafka.brokers.clone(), cause: probe.context().cause(), source };
+        if probe.context().fatal() {
+            let tls = probe.context().cause().contains("SSL");
+            return Err(unreachable(KafkaError::MetadataFetch(if tls { RDKafkaErrorCode::SSL } else { RDKafkaErrorCode::Authentication })));
+        }
+        match probe.client().fetch_metadata(None, Duration::from_millis(500)) {
+            Ok(metadata) => return Ok(metadata),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(unreachable(e)),
+            Err(_) => {}
+        }
+    }
+}
+
 /// Creates the engine's topics when absent (if allowed), or names the missing ones.
 pub async fn ensure_topics(config: &Config) -> Result<(), EngineError> {
     let k = &config.kafka;
+    let metadata = probe_cluster(config)?;
     let admin: AdminClient<DefaultClientContext> = config.client_config().create().map_err(kafka("creating the admin client"))?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(10))
-        .map_err(|e| EngineError::Kafka { context: format!("fetching metadata from {}", k.brokers), source: e })?;
     let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
     let missing: Vec<&String> = config.topics().into_iter().filter(|t| !existing.contains(&t.as_str())).collect();
     if missing.is_empty() {

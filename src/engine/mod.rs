@@ -36,6 +36,17 @@ pub enum EngineError {
         /// librdkafka's error.
         source: KafkaError,
     },
+    /// The brokers could not be reached or refused us; `cause` is what librdkafka reported
+    /// meanwhile (a failed SASL authentication, an untrusted certificate, a refused connection).
+    #[error("cannot use Kafka at {brokers}: {cause} ({source})")]
+    Unreachable {
+        /// Bootstrap servers.
+        brokers: String,
+        /// The last error librdkafka reported.
+        cause: String,
+        /// The request that failed.
+        source: KafkaError,
+    },
     /// A topic the engine needs does not exist and creating topics is off (configuration).
     #[error("topic(s) {0} do not exist; create them or set kafka.create_topics = true")]
     MissingTopics(String),
