@@ -236,6 +236,24 @@ pub struct EngineSettings {
     /// When the model has no timestamp column, use the Kafka message timestamp as the event
     /// time (drift windows, alerts' `event_time`); false: such events are scored but not windowed.
     pub event_time_from_kafka: bool,
+    /// `at_least_once` (offsets committed after outputs are acknowledged) or `exactly_once`
+    /// (outputs and consumed offsets committed in one Kafka transaction).
+    pub delivery: Delivery,
+    /// With `exactly_once`: how often the open transaction is committed.
+    pub transaction_interval_ms: u64,
+}
+
+/// Delivery guarantee of the engine's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Offsets are committed only after every output of the events before them is
+    /// acknowledged: nothing is lost; a crash can repeat outputs.
+    #[default]
+    AtLeastOnce,
+    /// A transactional producer per member commits outputs and consumed offsets atomically;
+    /// consumers reading with `isolation.level = read_committed` see each output once.
+    ExactlyOnce,
 }
 
 impl EngineSettings {
@@ -258,6 +276,8 @@ impl Default for EngineSettings {
             statistics_interval_ms: 5000,
             workers: 0,
             event_time_from_kafka: true,
+            delivery: Delivery::AtLeastOnce,
+            transaction_interval_ms: 100,
         }
     }
 }
@@ -488,8 +508,10 @@ impl Config {
     /// The consumer's settings: manual offset store, auto-commit of stored offsets only.
     pub fn consumer_config(&self) -> ClientConfig {
         let mut c = self.client_config();
+        // Exactly-once: offsets go with each transaction, never by auto-commit.
+        let auto_commit = if self.engine.delivery == Delivery::ExactlyOnce { "false" } else { "true" };
         c.set("group.id", &self.kafka.group_id)
-            .set("enable.auto.commit", "true")
+            .set("enable.auto.commit", auto_commit)
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", &self.kafka.auto_offset_reset)

@@ -217,6 +217,52 @@ pub struct ConsumerCtx {
     pub tracker: Arc<Mutex<OffsetTracker>>,
     /// The transactions topic.
     pub topic: String,
+    /// Exactly-once: the open transaction's consumed positions, committed with it at revoke.
+    pub transaction: Option<Arc<Mutex<OpenTransaction>>>,
+}
+
+/// What the open transaction of an exactly-once member covers.
+#[derive(Debug, Default)]
+pub struct OpenTransaction {
+    /// Next offset to consume, per partition, of the events handled in it.
+    pub positions: std::collections::BTreeMap<i32, i64>,
+    /// Events handled in it.
+    pub events: u64,
+}
+
+/// Commits the open transaction with its consumed offsets (sent as the consumer group's, so a
+/// zombie member is fenced) and begins the next. On failure the transaction is aborted: its
+/// outputs are never visible to `read_committed` readers and its events are read again.
+pub fn commit_transaction<C: ConsumerContext>(consumer: &BaseConsumer<C>, producer: &OutputProducer, topic: &str, open: &mut OpenTransaction, metrics: &Metrics) -> Result<(), EngineError> {
+    let timeout = Duration::from_secs(30);
+    let failed = |context: &str| {
+        let context = context.to_string();
+        move |source| EngineError::Kafka { context, source }
+    };
+    let result = (|| {
+        if !open.positions.is_empty() {
+            let mut tpl = TopicPartitionList::with_capacity(open.positions.len());
+            for (&partition, &next) in &open.positions {
+                tpl.add_partition_offset(topic, partition, Offset::Offset(next))?;
+            }
+            let group = consumer.group_metadata().ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
+            producer.send_offsets_to_transaction(&tpl, &group, timeout)?;
+        }
+        producer.commit_transaction(timeout)
+    })();
+    match result {
+        Ok(()) => {
+            OffsetsStored { events: open.events }.emit(metrics);
+            *open = OpenTransaction::default();
+            producer.begin_transaction().map_err(failed("beginning a transaction"))
+        }
+        Err(source) => {
+            if let Err(error) = producer.abort_transaction(timeout) {
+                warn!(message = "Could not abort the transaction.", %error);
+            }
+            Err(EngineError::Kafka { context: "committing a transaction (aborted: its outputs are discarded and its events will be read again)".into(), source })
+        }
+    }
 }
 
 impl ClientContext for ConsumerCtx {
@@ -254,6 +300,20 @@ impl ClientContext for ConsumerCtx {
 
 impl ConsumerContext for ConsumerCtx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let (Rebalance::Revoke(partitions), Some(open)) = (rebalance, &self.transaction) {
+            // Exactly-once: what was handled so far commits with its offsets before the
+            // partitions move; a failure aborts it and the next owner reads those events again.
+            if let Ok(mut open) = open.lock() {
+                if open.events == 0 {
+                    return;
+                }
+                if let Err(error) = commit_transaction(consumer, &self.producer, &self.topic, &mut open, &self.metrics) {
+                    warn!(message = "Could not commit the transaction at revoke.", %error);
+                }
+            }
+            info!(message = "Partitions revoked.", count = partitions.count());
+            return;
+        }
         if let Rebalance::Revoke(partitions) = rebalance {
             // Finish what we have so the next owner starts where we stopped.
             if let Err(error) = self.producer.flush(Duration::from_secs(10)) {

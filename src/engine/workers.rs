@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
+use rdkafka::Message;
 use tracing::{info, warn};
 
 use super::core::{Engine, Member, RunSummary};
-use super::kafka::{commit, incoming, resend_failed, store, ConsumerCtx, DeliveryContext, KafkaOutputs, OutputProducer};
+use super::kafka::{commit, commit_transaction, incoming, resend_failed, store, ConsumerCtx, DeliveryContext, KafkaOutputs, OpenTransaction, OutputProducer};
 use super::tracker::OffsetTracker;
 use super::EngineError;
 use crate::model::lifecycle::{RegistryChange, RegistryWatch};
@@ -85,28 +86,52 @@ impl Engine {
         let topic = cfg.kafka.transactions_topic.clone();
         let (retry_tx, retry_rx) = channel();
         let client_id = cfg.kafka.options.get("client.id").cloned().unwrap_or_else(|| "driftwatch".into());
+        let exactly_once = cfg.engine.delivery == crate::config::Delivery::ExactlyOnce;
+        let mut producer_config = cfg.producer_config();
+        producer_config.set("client.id", format!("{client_id}-{member}"));
+        if exactly_once {
+            // Stable per member slot: a restarted member fences its predecessor's open transaction.
+            producer_config.set("transactional.id", format!("{}-{}-{member}", cfg.kafka.group_id, topic));
+        }
         let producer: Arc<OutputProducer> = Arc::new(
-            cfg.producer_config()
-                .set("client.id", format!("{client_id}-{member}"))
+            producer_config
                 .create_with_context(DeliveryContext { metrics: self.metrics.clone(), retries: Mutex::new(retry_tx) })
                 .map_err(|source| EngineError::Kafka { context: "creating the producer".into(), source })?,
         );
+        let transaction = exactly_once.then(|| Arc::new(Mutex::new(OpenTransaction::default())));
+        if exactly_once {
+            producer.init_transactions(Duration::from_secs(30)).map_err(|source| EngineError::Kafka { context: "initialising transactions".into(), source })?;
+            producer.begin_transaction().map_err(|source| EngineError::Kafka { context: "beginning a transaction".into(), source })?;
+        }
         let tracker = Arc::new(Mutex::new(OffsetTracker::new(cfg.engine.batch_size)));
         let consumer: BaseConsumer<ConsumerCtx> = cfg
             .consumer_config()
             .set("client.id", format!("{client_id}-{member}"))
-            .create_with_context(ConsumerCtx { metrics: self.metrics.clone(), producer: producer.clone(), tracker: tracker.clone(), topic: topic.clone() })
+            .create_with_context(ConsumerCtx {
+                metrics: self.metrics.clone(),
+                producer: producer.clone(),
+                tracker: tracker.clone(),
+                topic: topic.clone(),
+                transaction: transaction.clone(),
+            })
             .map_err(|source| EngineError::Kafka { context: "creating the consumer".into(), source })?;
         consumer
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
             .map_err(|e| EngineError::Kafka { context: format!("connecting to {}", cfg.kafka.brokers), source: e })?;
         consumer.subscribe(&[&topic]).map_err(|source| EngineError::Kafka { context: "subscribing".into(), source })?;
         let mut handler: Member<'_> = self.member();
-        info!(message = "Engine member started.", member, topic = %topic, group = %cfg.kafka.group_id, model = %self.current_pipeline().artifact().model.version);
+        info!(message = "Engine member started.", member, topic = %topic, group = %cfg.kafka.group_id, model = %self.current_pipeline().artifact().model.version, exactly_once);
 
         let poll_timeout = Duration::from_millis(cfg.engine.poll_timeout_ms);
+        let interval = Duration::from_millis(cfg.engine.transaction_interval_ms);
+        let mut last_commit = Instant::now();
         while !shutdown.load(Ordering::Relaxed) {
-            resend_failed(&producer, &retry_rx)?;
+            if exactly_once {
+                // A failed delivery fails the transaction's commit, which aborts it: no resend.
+                while retry_rx.try_recv().is_ok() {}
+            } else {
+                resend_failed(&producer, &retry_rx)?;
+            }
             match consumer.poll(poll_timeout) {
                 None => tracker.lock().expect("tracker lock").seal(),
                 Some(Err(error)) => ConsumeFailed { error: &error }.emit(&self.metrics),
@@ -116,14 +141,51 @@ impl Engine {
                     if handler.summary().consumed % 64 == 0 {
                         t.seal_if_older_than(cfg.engine.poll_timeout_ms);
                     }
+                    if let Some(open) = &transaction {
+                        let mut open = open.lock().expect("transaction lock");
+                        open.positions.insert(message.partition(), message.offset() + 1);
+                        open.events += 1;
+                    }
                 }
             }
-            let done = tracker.lock().expect("tracker lock").take_done();
-            if let Some(done) = done {
-                store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
+            match &transaction {
+                Some(open) => {
+                    if last_commit.elapsed() >= interval {
+                        let mut open = open.lock().expect("transaction lock");
+                        if open.events > 0 {
+                            commit_transaction(&consumer, &producer, &topic, &mut open, &self.metrics)?;
+                        }
+                        last_commit = Instant::now();
+                    }
+                    // Offsets travel with the transactions; the tracker only counts deliveries.
+                    let _ = tracker.lock().expect("tracker lock").take_done();
+                }
+                None => {
+                    let done = tracker.lock().expect("tracker lock").take_done();
+                    if let Some(done) = done {
+                        store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
+                    }
+                }
             }
         }
 
+        if let Some(open) = &transaction {
+            {
+                let mut open = open.lock().expect("transaction lock");
+                if open.events > 0 {
+                    info!(message = "Shutting down: committing the open transaction.", events = open.events);
+                    commit_transaction(&consumer, &producer, &topic, &mut open, &self.metrics)?;
+                }
+            }
+            self.metrics.ready.set(0);
+            // Leaving the group revokes the partitions; the revoke finds nothing to commit.
+            drop(consumer);
+            // What is open now holds nothing of ours: abort it so nothing stays open.
+            let _ = producer.abort_transaction(Duration::from_secs(5));
+            let summary = handler.summary();
+            info!(message = "Engine stopped.", consumed = summary.consumed, alerts = summary.alerts, dead_letters = summary.dead_letters);
+            return Ok(summary);
+        }
         info!(message = "Shutting down: flushing outputs and committing offsets.");
         tracker.lock().expect("tracker lock").seal();
         let deadline = Instant::now() + Duration::from_millis(cfg.engine.shutdown_timeout_ms);

@@ -99,11 +99,18 @@ pub struct Received {
 /// Reads `topic` from the beginning until `expected` messages arrived and the topic is quiet
 /// for `quiet`, or `timeout` passes.
 pub fn consume_all(topic: &str, expected: usize, timeout: Duration) -> Vec<Received> {
+    consume_all_isolated(topic, expected, timeout, "read_uncommitted")
+}
+
+/// As [`consume_all`], reading with this `isolation.level` (`read_committed` skips aborted
+/// transactions' records).
+pub fn consume_all_isolated(topic: &str, expected: usize, timeout: Duration, isolation: &str) -> Vec<Received> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
         .create()
         .unwrap();
     c.subscribe(&[topic]).unwrap();
