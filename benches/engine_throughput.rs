@@ -76,13 +76,20 @@ fn scrape(port: u16, name: &str) -> Option<f64> {
 
 /// Role (b): run the engine until all `n` events are committable; (seconds, peak RSS KiB).
 fn engine_run(bin: &Path, model: &Path, topic: &str, n: usize, run: usize, workers: usize, drift: bool) -> (f64, u64) {
+    engine_run_with(bin, model, topic, n, run, workers, drift, "")
+}
+
+/// [`engine_run`] with extra `[engine]` lines (e.g. `delivery = "exactly_once"`).
+#[allow(clippy::too_many_arguments)]
+fn engine_run_with(bin: &Path, model: &Path, topic: &str, n: usize, run: usize, workers: usize, drift: bool, engine_extra: &str) -> (f64, u64) {
     let tag = bin.to_string_lossy().bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     let run = format!("{run}-{tag:x}");
+    let run = format!("{run}{}", if engine_extra.is_empty() { "" } else { "-x" });
     let dir = std::env::temp_dir().join(format!("dw-bench-{}-{run}-{workers}-{drift}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
-        "[drift]\nenabled = {drift}\n[engine]\nworkers = {workers}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}-{workers}-{drift}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        "[drift]\nenabled = {drift}\n[engine]\nworkers = {workers}\n{engine_extra}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}-{workers}-{drift}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
         brokers(), std::process::id(), model.display()
     );
     std::fs::write(dir.join("bench.toml"), config).unwrap();
@@ -166,6 +173,7 @@ fn main() {
     let mut compared = Vec::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (mut bare, mut engine, mut multi, mut no_drift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut exactly_once = Vec::new();
     let (mut bare_rss, mut engine_rss, mut multi_rss) = (0u64, 0u64, 0u64);
     for run in 0..runs {
         let out = Command::new(&me).env("BENCH_ROLE", format!("bare:{topic}:{n}")).output().unwrap();
@@ -189,6 +197,9 @@ fn main() {
         }
         let (secs, _) = engine_run(&this_bin, &model, &topic, n, run, 1, false);
         no_drift.push(n as f64 / secs);
+        let (secs, _) = engine_run_with(&this_bin, &model, &topic, n, run, 1, true, "delivery = \"exactly_once\"");
+        exactly_once.push(n as f64 / secs);
+        eprintln!("run {}: engine 1 worker exactly-once {:>9.0} ev/s", run + 1, exactly_once[run]);
         let (secs, rss) = engine_run(&this_bin, &model, &topic, n, run, cores, true);
         multi.push(n as f64 / secs);
         multi_rss = multi_rss.max(rss);
@@ -208,6 +219,8 @@ fn main() {
     println!("driftwatch engine, {cores} workers:   median {mm:>9.0} events/s, peak RSS {:.0} MiB", multi_rss as f64 / 1024.0);
     println!("driftwatch engine, 1 worker, drift off: median {mn:>9.0} events/s");
     println!("ratio engine/bare: {:.2} (1 worker), {:.2} ({cores} workers); drift profiling costs {:.1} % of 1-worker throughput", me_ / mb, mm / mb, 100.0 * (1.0 - me_ / mn));
+    let meo = median(&mut exactly_once);
+    println!("driftwatch engine, 1 worker, exactly-once: median {meo:>9.0} events/s ({:.2} of at-least-once)", meo / me_);
     if let Some(other) = &compare_bin {
         let mc = median(&mut compared);
         println!("compared binary {}, 1 worker: median {mc:>9.0} events/s; this/compared {:.3}", other.display(), me_ / mc);
