@@ -43,7 +43,7 @@ pub enum TimestampUnit {
 }
 
 impl TimestampUnit {
-    /// Whether this is the default (`auto`), for skipping it when serialising.
+    /// Whether this is the default (`auto`), which serialisation leaves out.
     pub fn is_auto(&self) -> bool {
         *self == TimestampUnit::Auto
     }

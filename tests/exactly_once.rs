@@ -4,29 +4,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use driftwatch::generate::{Generator, GeneratorConfig};
-
-fn offline_alerts(events: &[Vec<u8>]) -> BTreeSet<String> {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["score", "--model"]).arg(model).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input: Vec<u8> = events.iter().flat_map(|e| e.iter().copied().chain([b'\n'])).collect();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["is_fraud"] == true || v["is_outlier"] == true)
-        .map(|v| v["transaction_id"].as_str().unwrap().to_string())
-        .collect()
-}
 
 /// Exactly-once, and a short session so a killed member's partitions move on in seconds.
 const EOS: &str = "delivery = \"exactly_once\"\ntransaction_interval_ms = 100\n[drift]\nenabled = false\n[kafka.consumer_options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"";
@@ -35,7 +16,7 @@ const EOS: &str = "delivery = \"exactly_once\"\ntransaction_interval_ms = 100\n[
 fn sigkill_during_a_stream_never_loses_or_repeats_a_committed_alert() {
     let t = Topics::new(3);
     let events: Vec<Vec<u8>> = Generator::new(GeneratorConfig { seed: 1, rows: 90_000, ..Default::default() }).take(90_000).skip(50_000).map(|e| serde_json::to_vec(&e).unwrap()).collect();
-    let expected = offline_alerts(&events);
+    let expected = offline_alert_ids(&events);
     // Events keep arriving while the engine is killed and restarted.
     let feeder = {
         let (topic, events) = (t.transactions.clone(), events.clone());

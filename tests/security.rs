@@ -35,26 +35,12 @@ fn secured(password: &str, ca: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn offline_alerts(events: &[Vec<u8>]) -> BTreeSet<String> {
-    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, events.iter().flat_map(|e| e.iter().copied().chain([b'\n'])).collect::<Vec<u8>>()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["score", "--model"]).arg(model).arg("--input").arg(&input).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["is_fraud"] == true || v["is_outlier"] == true)
-        .map(|v| v["transaction_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn the_engine_consumes_and_produces_over_sasl_ssl() {
     let t = Topics::new(2);
     let events: Vec<Vec<u8>> = Generator::new(GeneratorConfig { seed: 1, rows: 53_000, ..Default::default() }).take(53_000).skip(50_000).map(|e| serde_json::to_vec(&e).unwrap()).collect();
     produce(&t.transactions, &events);
-    let expected = offline_alerts(&events);
+    let expected = offline_alert_ids(&events);
     let env = secured("driftwatch-secret", "ca.pem");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let engine = start_engine_with_env(&t, "[drift]\nenabled = false", &env);

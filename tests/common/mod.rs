@@ -287,3 +287,21 @@ pub fn parse_openmetrics(text: &str) -> HashMap<String, f64> {
 pub fn metric(m: &HashMap<String, f64>, key: &str) -> f64 {
     m.get(key).copied().unwrap_or(0.0)
 }
+
+/// The transaction ids `driftwatch score` alerts on (fraud or outlier) among `events`: the
+/// offline oracle the engine's alerts are compared with.
+pub fn offline_alert_ids(events: &[Vec<u8>]) -> std::collections::BTreeSet<String> {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["score", "--model"]).arg(model).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input: Vec<u8> = events.iter().flat_map(|e| e.iter().copied().chain([b'\n'])).collect();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["is_fraud"] == true || v["is_outlier"] == true)
+        .map(|v| v["transaction_id"].as_str().unwrap().to_string())
+        .collect()
+}
