@@ -59,6 +59,9 @@ pub struct StreamDrift {
     monitor: DriftMonitor,
     config: DriftConfig,
     model: String,
+    /// The window settings with a pane's sample floor: a pane is a slide of data, small, but its
+    /// p-values are exact at any size, so it counts from [`PANE_MIN_SAMPLES`] on.
+    pane_settings: super::DriftSettings,
     /// Events without an event time: they cannot be windowed (counted, not dropped silently).
     pub untimed_events: u64,
 }
@@ -73,6 +76,7 @@ impl StreamDrift {
             windows: SlidingWindows::new(config.window),
             monitor: DriftMonitor::new(config.hysteresis, config.window, a.reference.numeric.len() + a.reference.categorical.len() + 1),
             model: format!("{} {}", a.model.name, a.model.version),
+            pane_settings: super::DriftSettings { min_samples: config.settings.min_samples.min(PANE_MIN_SAMPLES), ..config.settings.clone() },
             config,
             untimed_events: 0,
         }
@@ -116,11 +120,7 @@ impl StreamDrift {
     /// Evaluates a closed window, and its newest pane for the evidence the monitor counts.
     fn close(&mut self, closed: &ClosedProfile) -> ClosedWindow {
         let report = evaluate_window(&closed.window, &self.reference, &self.model, &self.config.settings);
-        // A pane is a slide of data: small, but its p-values are exact at any size, so it
-        // counts from a few samples on.
-        let mut pane_settings = self.config.settings.clone();
-        pane_settings.min_samples = pane_settings.min_samples.min(PANE_MIN_SAMPLES);
-        let pane = closed.newest_pane.as_ref().map(|p| evaluate_window(p, &self.reference, &self.model, &pane_settings));
+        let pane = closed.newest_pane.as_ref().map(|p| evaluate_window(p, &self.reference, &self.model, &self.pane_settings));
         let out = self.monitor.observe(&report, pane.as_ref());
         ClosedWindow { report, alerts: out.alerts, retrain: out.retrain }
     }

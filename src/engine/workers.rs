@@ -169,41 +169,43 @@ impl Engine {
             }
         }
 
-        if let Some(open) = &transaction {
-            {
-                let mut open = open.lock().expect("transaction lock");
-                if open.events > 0 {
-                    info!(message = "Shutting down: committing the open transaction.", events = open.events);
-                    commit_transaction(&consumer, &producer, &topic, &mut open, &self.metrics)?;
+        let left = match &transaction {
+            Some(open) => {
+                {
+                    let mut open = open.lock().expect("transaction lock");
+                    if open.events > 0 {
+                        info!(message = "Shutting down: committing the open transaction.", events = open.events);
+                        commit_transaction(&consumer, &producer, &topic, &mut open, &self.metrics)?;
+                    }
                 }
+                self.metrics.ready.set(0);
+                // Leaving the group revokes the partitions; the revoke finds nothing to commit.
+                drop(consumer);
+                // What is open now holds nothing of ours: abort it so nothing stays open.
+                let _ = producer.abort_transaction(Duration::from_secs(5));
+                0
             }
-            self.metrics.ready.set(0);
-            // Leaving the group revokes the partitions; the revoke finds nothing to commit.
-            drop(consumer);
-            // What is open now holds nothing of ours: abort it so nothing stays open.
-            let _ = producer.abort_transaction(Duration::from_secs(5));
-            let summary = handler.summary();
-            info!(message = "Engine stopped.", consumed = summary.consumed, alerts = summary.alerts, dead_letters = summary.dead_letters);
-            return Ok(summary);
-        }
-        info!(message = "Shutting down: flushing outputs and committing offsets.");
-        tracker.lock().expect("tracker lock").seal();
-        let deadline = Instant::now() + Duration::from_millis(cfg.engine.shutdown_timeout_ms);
-        loop {
-            resend_failed(&producer, &retry_rx)?;
-            let _ = producer.flush(Duration::from_millis(200));
-            let done = tracker.lock().expect("tracker lock").take_done();
-            if let Some(done) = done {
-                store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
+            None => {
+                info!(message = "Shutting down: flushing outputs and committing offsets.");
+                tracker.lock().expect("tracker lock").seal();
+                let deadline = Instant::now() + Duration::from_millis(cfg.engine.shutdown_timeout_ms);
+                loop {
+                    resend_failed(&producer, &retry_rx)?;
+                    let _ = producer.flush(Duration::from_millis(200));
+                    let done = tracker.lock().expect("tracker lock").take_done();
+                    if let Some(done) = done {
+                        store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
+                    }
+                    if tracker.lock().expect("tracker lock").outstanding_events() == 0 || Instant::now() >= deadline {
+                        break;
+                    }
+                }
+                commit(&consumer, "shutdown");
+                self.metrics.ready.set(0);
+                drop(consumer);
+                tracker.lock().expect("tracker lock").outstanding_events()
             }
-            if tracker.lock().expect("tracker lock").outstanding_events() == 0 || Instant::now() >= deadline {
-                break;
-            }
-        }
-        commit(&consumer, "shutdown");
-        self.metrics.ready.set(0);
-        let left = tracker.lock().expect("tracker lock").outstanding_events();
-        drop(consumer);
+        };
         if left > 0 {
             return Err(EngineError::Unacknowledged(left));
         }
