@@ -196,6 +196,11 @@ pub struct ModelConfig {
     pub guard_outlier_margin: f64,
     /// Rolled back when the p99 decode+score latency in a window exceeds this (ms).
     pub guard_p99_latency_ms: f64,
+    /// Probability that the guard rolls back a healthy version (binomial tests, Bonferroni
+    /// over the watched windows).
+    pub guard_false_rollback_probability: f64,
+    /// Timed events needed before the guard judges the p99 latency.
+    pub guard_latency_min_samples: u64,
 }
 
 impl Default for ModelConfig {
@@ -212,6 +217,8 @@ impl Default for ModelConfig {
             guard_alert_rate_factor: 3.0,
             guard_outlier_margin: 0.03,
             guard_p99_latency_ms: 5.0,
+            guard_false_rollback_probability: 0.001,
+            guard_latency_min_samples: 1000,
         }
     }
 }
@@ -241,6 +248,46 @@ pub struct EngineSettings {
     pub delivery: Delivery,
     /// With `exactly_once`: how often the open transaction is committed.
     pub transaction_interval_ms: u64,
+    /// A dead letter's key, headers and payload fit in this many bytes: a larger event's payload
+    /// is truncated (headers give its size and SHA-256). Keep it below the producer's
+    /// `message.max.bytes` (librdkafka: 1,000,000) and the dead-letter topic's `max.message.bytes`.
+    pub dead_letter_max_bytes: usize,
+    /// Event times more than this far ahead of the wall clock are out of bounds (0: no bound).
+    pub event_time_max_future_ms: u64,
+    /// Event times more than this far behind the Kafka message timestamp (else the wall clock)
+    /// are out of bounds (0: no bound).
+    pub event_time_max_age_ms: u64,
+    /// What happens to an event whose time is out of bounds: `score` (scored and alerted as
+    /// usual, kept out of drift windows, counted) or `dead_letter`.
+    pub event_time_out_of_bounds: OutOfBounds,
+    /// After a permanent delivery failure on a non-critical output (shadow scores, drift
+    /// reports/alerts, retrain requests, model events): `drop` it (counted) or `stop` the engine.
+    /// Alerts and dead letters always stop the engine (exit 5) without committing past them.
+    pub noncritical_output_failure: NoncriticalFailure,
+    /// Longest wait between two retries of a failed delivery (the wait doubles from 100 ms).
+    pub retry_backoff_max_ms: u64,
+}
+
+/// What happens to an event whose time is out of bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfBounds {
+    /// Scored and alerted as usual; kept out of drift windows; counted.
+    #[default]
+    Score,
+    /// Dead-lettered with reason `event_time_out_of_bounds`.
+    DeadLetter,
+}
+
+/// What happens after a permanent delivery failure on a non-critical output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoncriticalFailure {
+    /// Dropped and counted (`driftwatch_outputs_dropped_total`); scoring goes on.
+    #[default]
+    Drop,
+    /// The engine stops (exit 5), as for alerts.
+    Stop,
 }
 
 /// Delivery guarantee of the engine's outputs.
@@ -278,6 +325,12 @@ impl Default for EngineSettings {
             event_time_from_kafka: true,
             delivery: Delivery::AtLeastOnce,
             transaction_interval_ms: 100,
+            dead_letter_max_bytes: 900_000,
+            event_time_max_future_ms: 3_600_000,
+            event_time_max_age_ms: 0,
+            event_time_out_of_bounds: OutOfBounds::Score,
+            noncritical_output_failure: NoncriticalFailure::Drop,
+            retry_backoff_max_ms: 10_000,
         }
     }
 }
@@ -415,6 +468,9 @@ impl Config {
         if !(self.model.guard_alert_rate_factor > 1.0) || !(self.model.guard_outlier_margin >= 0.0) || !(self.model.guard_p99_latency_ms > 0.0) {
             return invalid("model.guard_alert_rate_factor", "needs factor > 1, margin ≥ 0 and a positive latency limit");
         }
+        if !(self.model.guard_false_rollback_probability > 0.0 && self.model.guard_false_rollback_probability < 1.0) {
+            return invalid("model.guard_false_rollback_probability", "must be within (0, 1)");
+        }
         if !(0.0..=1.0).contains(&self.model.shadow_fraction) {
             return invalid("model.shadow_fraction", "must be within [0, 1]");
         }
@@ -426,6 +482,16 @@ impl Config {
         }
         if self.engine.batch_size == 0 || self.engine.max_event_bytes == 0 {
             return invalid("engine.batch_size", "batch_size and max_event_bytes must be ≥ 1");
+        }
+        let producer_max = k.producer_options.get("message.max.bytes").or_else(|| k.options.get("message.max.bytes")).and_then(|v| v.parse::<usize>().ok()).unwrap_or(1_000_000);
+        if self.engine.dead_letter_max_bytes < 4096 || self.engine.dead_letter_max_bytes > producer_max {
+            return Err(ConfigError::Invalid {
+                key: "engine.dead_letter_max_bytes",
+                problem: format!("must be between 4096 and the producer's message.max.bytes ({producer_max})"),
+            });
+        }
+        if self.engine.retry_backoff_max_ms < 100 {
+            return invalid("engine.retry_backoff_max_ms", "must be at least 100");
         }
         let d = &self.drift;
         if !(0.0..=1.0).contains(&d.sample_fraction) {

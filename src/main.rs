@@ -23,7 +23,7 @@ fn main() -> ExitCode {
                 source = cause.source();
             }
             eprintln!("error: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

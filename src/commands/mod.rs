@@ -3,7 +3,9 @@
 //! exits the process itself, so every command cleans up on every path.
 //!
 //! Exit codes (documented in the README): 0 success; 1 an error (message on stderr);
-//! 2 a usage error (bad flag or value, from clap); 3 `drift --fail-on` reached.
+//! 2 a usage error (bad flag or value, from clap); 3 `drift --fail-on` reached; 4 `score`
+//! could not score lines; 5 the engine stopped because the broker refused an output for good
+//! (restarting will not help until the cause is fixed).
 
 pub mod demo;
 pub mod drift;
@@ -79,6 +81,17 @@ pub enum CommandError {
     /// `model` failed.
     #[error(transparent)]
     Model(#[from] model::ModelCommandError),
+}
+
+impl CommandError {
+    /// The process exit status for this error: 5 when the broker refused an output for good,
+    /// else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Run(run::RunError::Engine(crate::engine::EngineError::OutputRefused { .. })) => 5,
+            _ => 1,
+        }
+    }
 }
 
 /// Runs the parsed command. Offline commands log through `tracing` on stderr (warnings by

@@ -73,10 +73,20 @@ pub fn run(config: Config, metrics: Arc<Metrics>, shutdown: Arc<AtomicBool>) -> 
             }));
         }
         let on_signal = shutdown.clone();
+        let grace = std::time::Duration::from_millis(config.engine.shutdown_timeout_ms);
         tokio::spawn(async move {
             wait_for_signal().await;
-            info!(message = "Signal received; stopping.");
+            info!(message = "Signal received; stopping.", within_ms = grace.as_millis() as u64);
             on_signal.store(true, Ordering::Relaxed);
+            // The members stop within 4/5 of the timeout; if a librdkafka call blocks past it
+            // (a consumer closing against a broker that is gone), the process still ends on
+            // time. Offsets are committed only for acknowledged outputs, so exiting here loses
+            // nothing: the uncommitted events are read again.
+            std::thread::spawn(move || {
+                std::thread::sleep(grace);
+                tracing::error!(message = "Shutdown took longer than engine.shutdown_timeout_ms; exiting now. Events not yet committed will be processed again.");
+                std::process::exit(1);
+            });
         });
         let engine = Engine::new(config, pipeline, metrics).with_telemetry(telemetry);
         let result = tokio::task::spawn_blocking(move || engine.run(&shutdown)).await.expect("engine thread panicked");

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use opentelemetry::trace::{Span as _, TraceContextExt as _};
 
-use crate::config::Config;
+use crate::config::{Config, OutOfBounds};
 use crate::drift::online::{ClosedWindow, StreamDrift};
 use crate::drift::{status_name, Status};
 use crate::message::dead_letter::headers as dlq;
@@ -32,7 +32,7 @@ use crate::model::guard::{GuardRules, GuardVerdict};
 use crate::model::lifecycle::{ModelLifecycle, SwapError};
 use crate::model::registry::Registry;
 use crate::observe::events::{DriftStatusChanged, EventInvalid, InternalEvent, ModelRolledBack, ModelSwapped, RetrainRequested};
-use crate::observe::metrics::{AgreeLabel, FeatureLabel, Metrics, ModelLabels};
+use crate::observe::metrics::{AgreeLabel, FeatureLabel, Metrics, ModelLabels, ReasonLabel};
 use crate::observe::traces::Telemetry;
 use crate::pipeline::{Pipeline, Score, Transaction};
 use crate::sampling::in_sample;
@@ -42,6 +42,21 @@ pub use super::records::{HeaderList, HeaderSource, Incoming, NoHeaders, Outgoing
 
 /// The score-latency histogram observes one event in this many (counted over consumed messages).
 pub const LATENCY_SAMPLE_EVERY: u64 = 16;
+
+/// What a Kafka record header costs beyond its key and value bytes (varint lengths; generous).
+const HEADER_OVERHEAD: usize = 16;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
 
 /// Drift state shared by the engine's members: one set of windows per process.
 struct SharedDrift {
@@ -82,6 +97,8 @@ impl Engine {
             outlier_margin: m.guard_outlier_margin,
             p99_latency_ms: m.guard_p99_latency_ms,
             min_samples: config.drift.min_samples,
+            false_rollback_probability: m.guard_false_rollback_probability,
+            latency_min_samples: m.guard_latency_min_samples,
         };
         Engine { models: ModelLifecycle::new(pipeline, rules), config, metrics, drift, telemetry: None, clock: crate::time::now_ms }
     }
@@ -162,7 +179,11 @@ impl Engine {
         let c = &self.config.model;
         let registry = Registry::open(std::path::Path::new(&c.registry));
         let name = (!c.registry_name.is_empty()).then_some(c.registry_name.as_str());
-        match registry.rollback(name, "guard", &format!("{version}: {reason}")) {
+        match registry.rollback_if_serving(name, &version, "guard", &format!("{version}: {reason}")) {
+            Ok(events) if events.is_empty() => {
+                tracing::warn!(message = "Guard found the version no longer in production (rolled back by another engine, or replaced); nothing changed.", %version, %reason);
+                events
+            }
             Ok(events) => {
                 ModelRolledBack { version: &version, reason: &reason }.emit(&self.metrics);
                 events
@@ -233,6 +254,18 @@ impl Member<'_> {
                 if self.tx.event_time_ms.is_none() && e.config.engine.event_time_from_kafka {
                     self.tx.event_time_ms = message.timestamp_ms.filter(|t| t.abs() <= crate::time::MAX_EPOCH_MS);
                 }
+                let bounded = match self.event_time_bound(message.timestamp_ms) {
+                    None => true,
+                    Some(bound) => {
+                        m.event_time_out_of_bounds.get_or_create(&ReasonLabel { reason: bound.0.into() }).inc();
+                        if e.config.engine.event_time_out_of_bounds == OutOfBounds::DeadLetter {
+                            self.dead_letter(message, payload, InvalidReason::EventTimeOutOfBounds, &bound.1, out)?;
+                            out.handled(message.partition, message.offset);
+                            return Ok(());
+                        }
+                        false
+                    }
+                };
                 m.events_scored.inc();
                 self.summary.scored += 1;
                 if score.is_outlier {
@@ -242,9 +275,11 @@ impl Member<'_> {
                     m.fraud_alerts.inc();
                 }
                 if score.is_fraud || (score.is_outlier && e.config.model.alert_on_outlier) {
-                    self.emit_alert(message, &score, trace.as_ref(), out)?;
+                    self.emit_alert(message, &score, trace.as_ref(), bounded, out)?;
                 }
-                self.observe_drift(&score, out)?;
+                if bounded {
+                    self.observe_drift(&score, out)?;
+                }
                 self.shadow_score(message, payload, &score, out)?;
             }
             Err((reason, text)) => self.dead_letter(message, payload, reason, &text, out)?,
@@ -254,6 +289,27 @@ impl Member<'_> {
             cx.span().end();
         }
         Ok(())
+    }
+
+    /// Whether the decoded event's time is out of bounds: (`future` | `too_old`, message). The
+    /// future bound is relative to the wall clock (a producer's clock or timestamp cannot move
+    /// it); the age bound to the Kafka message timestamp when there is one (when it was
+    /// written), else the wall clock. Plain `i64` arithmetic on times within ±year 9999
+    /// ([`crate::time::MAX_EPOCH_MS`]) and bounds below 2^63 ms: no overflow.
+    fn event_time_bound(&self, kafka_timestamp_ms: Option<i64>) -> Option<(&'static str, String)> {
+        let c = &self.engine.config.engine;
+        let t = self.tx.event_time_ms?;
+        let now = (self.engine.clock)();
+        let future = i64::try_from(c.event_time_max_future_ms).unwrap_or(i64::MAX);
+        if c.event_time_max_future_ms > 0 && t.saturating_sub(now) > future {
+            return Some(("future", format!("event time {} is more than engine.event_time_max_future_ms = {} ahead of the clock ({})", format_rfc3339_ms(t), c.event_time_max_future_ms, format_rfc3339_ms(now))));
+        }
+        let age = i64::try_from(c.event_time_max_age_ms).unwrap_or(i64::MAX);
+        let written = kafka_timestamp_ms.filter(|w| w.abs() <= crate::time::MAX_EPOCH_MS).unwrap_or(now);
+        if c.event_time_max_age_ms > 0 && written.saturating_sub(t) > age {
+            return Some(("too_old", format!("event time {} is more than engine.event_time_max_age_ms = {} before it was written ({})", format_rfc3339_ms(t), c.event_time_max_age_ms, format_rfc3339_ms(written))));
+        }
+        None
     }
 
     /// Decodes and scores, or says why the event cannot be scored.
@@ -296,14 +352,17 @@ impl Member<'_> {
         Ok(score)
     }
 
-    /// The event's own bytes and headers (trace context among them), then ours.
+    /// The event's own bytes and headers (trace context among them), then ours. A dead letter
+    /// that would not fit in `engine.dead_letter_max_bytes` carries the event's first bytes
+    /// (`dlq.payload = truncated`), or none of them and none of its headers (`omitted`), with
+    /// the event's size and SHA-256 in headers and its source position as the reference.
     fn dead_letter<O: Outputs>(&mut self, message: &Incoming<'_>, payload: &[u8], reason: InvalidReason, text: &str, out: &mut O) -> Result<(), O::Error> {
         let e = self.engine;
         EventInvalid { reason }.emit(&e.metrics);
         self.summary.dead_letters += 1;
         let own_headers = message.headers.headers();
         let own = own_headers.map_or(0, |h| h.count());
-        let mut headers = Vec::with_capacity(own + 13);
+        let mut headers = Vec::with_capacity(own + 16);
         if let Some(h) = own_headers {
             headers.extend((0..own).map(|i| {
                 let (k, v) = h.header(i);
@@ -311,6 +370,8 @@ impl Member<'_> {
             }));
         }
         let (partition, offset) = (message.partition.to_string(), message.offset.to_string());
+        // The message stays short whatever the input (a decode error can quote it).
+        let text = truncate_utf8(text, 4096);
         for (k, v) in [
             (dlq::REASON, reason.as_str().as_bytes().to_vec()),
             (dlq::ERROR, text.as_bytes().to_vec()),
@@ -328,10 +389,39 @@ impl Member<'_> {
         ] {
             headers.push((Cow::Borrowed(k), Some(Cow::Owned(v))));
         }
-        out.emit(Outgoing { kind: OutputKind::DeadLetter, topic: &e.config.kafka.dead_letter_topic, key: message.key, payload, headers, event_time_ms: None })
+        let max = e.config.engine.dead_letter_max_bytes;
+        let key = message.key.filter(|k| k.len() <= max / 4);
+        let size_of = |headers: &[(Cow<'_, str>, Option<Cow<'_, [u8]>>)]| headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + HEADER_OVERHEAD).sum::<usize>();
+        let mut body = payload;
+        if key.map_or(0, <[u8]>::len) + size_of(&headers) + payload.len() > max {
+            use sha2::Digest;
+            let digest: String = sha2::Sha256::digest(payload).iter().map(|b| format!("{b:02x}")).collect();
+            let mut ours = headers.split_off(own);
+            ours.push((Cow::Borrowed(dlq::ORIGINAL_BYTES), Some(Cow::Owned(payload.len().to_string().into_bytes()))));
+            ours.push((Cow::Borrowed(dlq::ORIGINAL_SHA256), Some(Cow::Owned(digest.into_bytes()))));
+            ours.push((Cow::Borrowed(dlq::PAYLOAD), Some(Cow::Borrowed(b"truncated".as_slice()))));
+            let fixed = key.map_or(0, <[u8]>::len) + size_of(&ours);
+            let room_with_own = max.saturating_sub(fixed + size_of(&headers));
+            let (kind, kept) = if room_with_own >= max / 2 {
+                // The event's headers fit: keep them and as many payload bytes as fit.
+                headers.extend(ours);
+                ("truncated", room_with_own)
+            } else {
+                // Its headers alone are too large: a reference only.
+                headers = ours;
+                ("omitted", 0)
+            };
+            if kind == "omitted" {
+                headers.last_mut().expect("pushed above").1 = Some(Cow::Borrowed(b"omitted".as_slice()));
+            }
+            body = &payload[..kept.min(payload.len())];
+            e.metrics.dead_letters_reduced.get_or_create(&ReasonLabel { reason: kind.into() }).inc();
+        }
+        out.emit(Outgoing { kind: OutputKind::DeadLetter, topic: &e.config.kafka.dead_letter_topic, key, payload: body, headers, event_time_ms: None })
     }
 
-    fn emit_alert<O: Outputs>(&mut self, message: &Incoming<'_>, score: &Score, trace: Option<&opentelemetry::Context>, out: &mut O) -> Result<(), O::Error> {
+    /// `timed`: the event time is within bounds, so the alert's end-to-end latency means something.
+    fn emit_alert<O: Outputs>(&mut self, message: &Incoming<'_>, score: &Score, trace: Option<&opentelemetry::Context>, timed: bool, out: &mut O) -> Result<(), O::Error> {
         let e = self.engine;
         let pipeline = &self.pipeline;
         let model = &pipeline.artifact().model;
@@ -372,7 +462,7 @@ impl Member<'_> {
             key: Some(key.as_bytes()),
             payload: &self.alert_buf,
             headers,
-            event_time_ms: self.tx.event_time_ms,
+            event_time_ms: self.tx.event_time_ms.filter(|_| timed),
         });
         if let Some((mut span, _)) = publish {
             span.end();

@@ -9,6 +9,7 @@
 //! flushing the producer) and on shutdown.
 //! See <https://github.com/confluentinc/librdkafka/blob/master/INTRODUCTION.md#at-least-once-processing>.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,18 +18,19 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use super::core::{HeaderList, HeaderSource, Incoming, Outgoing, Outputs};
+use super::core::{HeaderList, HeaderSource, Incoming, Outgoing, OutputKind, Outputs};
+use super::delivery::{classify, decide, Action, Retry};
 use super::tracker::{OffsetTracker, PendingOutput};
 use super::EngineError;
-use crate::config::Config;
+use crate::config::{Config, NoncriticalFailure};
 use crate::observe::events::{DeliveryFailed, InternalEvent, KafkaClientError, OffsetsStored, OutputDelivered};
-use crate::observe::metrics::{Metrics, PartitionLabels};
+use crate::observe::metrics::{Metrics, PartitionLabels, ReasonLabel, TopicLabel};
 
 fn kafka(context: &str) -> impl FnOnce(KafkaError) -> EngineError + '_ {
     move |source| EngineError::Kafka { context: context.to_string(), source }
@@ -156,18 +158,18 @@ pub fn incoming<'a>(message: &'a BorrowedMessage<'a>) -> Incoming<'a> {
 
 /// What a delivery callback needs to know about one produced message.
 pub struct Delivery {
-    pending: PendingOutput,
+    /// Its share of its batch's pending count.
+    pub pending: PendingOutput,
     /// Event time of the transaction, for alerts' end-to-end latency.
     alert_event_time_ms: Option<i64>,
+    /// What it is (decides what a permanent failure does).
+    pub kind: OutputKind,
+    /// Failed attempts so far.
+    pub attempts: u32,
 }
 
-/// A message whose delivery failed, to be produced again by the member's loop.
-pub struct Retry {
-    message: OwnedMessage,
-    delivery: Box<Delivery>,
-}
-
-/// The producer's context: acknowledgements release offsets, failures are queued for retry.
+/// The producer's context: acknowledgements release offsets, failures go to the member's
+/// [`Redelivery`].
 pub struct DeliveryContext {
     /// Where delivery outcomes are counted.
     pub metrics: Arc<Metrics>,
@@ -195,7 +197,7 @@ impl ProducerContext for DeliveryContext {
             }
             Err((error, message)) => {
                 DeliveryFailed { error, topic: message.topic() }.emit(&self.metrics);
-                let retry = Retry { message: message.detach(), delivery };
+                let retry = Retry { message: message.detach(), delivery, error: error.clone() };
                 if self.retries.lock().map(|tx| tx.send(retry).is_err()).unwrap_or(true) {
                     error!(message = "Engine stopped before a failed delivery could be retried; its offset stays uncommitted.");
                 }
@@ -283,6 +285,10 @@ impl ClientContext for ConsumerCtx {
                 if *p >= 0 && part.hi_offset >= 0 && position >= 0 {
                     let labels = PartitionLabels { topic: self.topic.clone(), partition: p.to_string() };
                     self.metrics.consumer_lag.get_or_create(&labels).set((part.hi_offset - position).max(0));
+                    // What the broker has committed for the group (not what we read): stalls
+                    // when outputs are stuck, however far the consumer reads ahead.
+                    let committed = if part.committed_offset >= 0 { part.committed_offset } else { part.lo_offset.max(0) };
+                    self.metrics.consumer_committed_lag.get_or_create(&labels).set((part.hi_offset - committed).max(0));
                 }
             }
         }
@@ -385,15 +391,77 @@ where
     }
 }
 
-fn send(producer: &OutputProducer, record: BaseRecord<'_, [u8], [u8], Box<Delivery>>) -> Result<(), EngineError> {
-    send_with_backpressure(producer, record).map_err(|(source, topic)| EngineError::Kafka { context: format!("producing to `{topic}`"), source })
+/// Where a member's records are produced, and what it does when one is refused.
+pub struct Sink<'a> {
+    /// The member's producer.
+    pub producer: &'a OutputProducer,
+    /// Shutdown asked: stop waiting for a full queue.
+    pub stop: &'a AtomicBool,
+    /// Non-critical outputs refused for good: drop or stop.
+    pub noncritical: NoncriticalFailure,
+    /// Longest wait between two retries.
+    pub max_backoff: Duration,
+    /// Drops and reduced dead letters are counted here.
+    pub metrics: &'a Metrics,
+}
+
+impl Sink<'_> {
+    /// Produces a record, waiting while librdkafka's queue is full (backpressure, not loss)
+    /// until shutdown is asked ([`EngineError::Interrupted`]; the record's batch then stays
+    /// uncommitted). An error librdkafka reports at once is handled as a failed delivery
+    /// ([`super::delivery`]).
+    pub fn send(&self, mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>>) -> Result<(), EngineError> {
+        let mut reduced: Option<OwnedHeaders> = None;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Err(EngineError::Interrupted);
+                    }
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((error, mut r)) => {
+                    r.delivery_opaque.attempts += 1;
+                    let (kind, attempts) = (r.delivery_opaque.kind, r.delivery_opaque.attempts);
+                    match decide(classify(&error), kind, reduced.is_some(), attempts, self.max_backoff, self.noncritical) {
+                        Action::RetryAfter(wait) => {
+                            warn!(message = "Produce refused; retrying.", %error, topic = r.topic, wait_ms = wait.as_millis() as u64);
+                            if self.stop.load(Ordering::Relaxed) {
+                                return Err(EngineError::Interrupted);
+                            }
+                            std::thread::sleep(wait);
+                            record = r;
+                        }
+                        Action::Reference => {
+                            warn!(message = "Dead letter too large; producing a reference to the event instead.", %error, topic = r.topic);
+                            self.metrics.dead_letters_reduced.get_or_create(&ReasonLabel { reason: "omitted".into() }).inc();
+                            let headers = reduced.insert(super::delivery::reference_headers(r.payload.unwrap_or_default(), r.headers.as_ref()));
+                            record = BaseRecord::with_opaque_to(r.topic, r.delivery_opaque).payload(&[][..]).headers(headers.clone());
+                            if let Some(k) = r.key {
+                                record = record.key(k);
+                            }
+                        }
+                        Action::Drop => {
+                            error!(message = "Output refused permanently; dropped (engine.noncritical_output_failure = \"drop\").", %error, topic = r.topic);
+                            self.metrics.outputs_dropped.get_or_create(&TopicLabel { topic: r.topic.to_string() }).inc();
+                            r.delivery_opaque.pending.done();
+                            return Ok(());
+                        }
+                        Action::Stop => return Err(EngineError::OutputRefused { kind: kind.name(), topic: r.topic.to_string(), source: error }),
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The core's outputs in a member: each record is produced with a share of its batch's
 /// pending count, released by the delivery callback; handled offsets go to the tracker.
 pub struct KafkaOutputs<'a> {
-    /// The member's producer.
-    pub producer: &'a OutputProducer,
+    /// Where records go.
+    pub sink: &'a Sink<'a>,
     /// The member's offset tracker, locked for the message being handled.
     pub tracker: &'a mut OffsetTracker,
 }
@@ -402,7 +470,7 @@ impl Outputs for KafkaOutputs<'_> {
     type Error = EngineError;
 
     fn emit(&mut self, record: Outgoing<'_>) -> Result<(), EngineError> {
-        let delivery = Box::new(Delivery { pending: self.tracker.add_output(), alert_event_time_ms: record.event_time_ms });
+        let delivery = Box::new(Delivery { pending: self.tracker.add_output(), alert_event_time_ms: record.event_time_ms, kind: record.kind, attempts: 0 });
         let mut base = BaseRecord::with_opaque_to(record.topic, delivery).payload(record.payload);
         if let Some(key) = record.key {
             base = base.key(key);
@@ -414,30 +482,12 @@ impl Outputs for KafkaOutputs<'_> {
             }
             base = base.headers(headers);
         }
-        send(self.producer, base)
+        self.sink.send(base)
     }
 
     fn handled(&mut self, partition: i32, offset: i64) {
         self.tracker.record(partition, offset);
     }
-}
-
-/// Produces the failed deliveries again (their batch's pending count is still held).
-pub fn resend_failed(producer: &OutputProducer, retries: &std::sync::mpsc::Receiver<Retry>) -> Result<(), EngineError> {
-    while let Ok(Retry { message, delivery }) = retries.try_recv() {
-        let mut record = BaseRecord::with_opaque_to(message.topic(), delivery);
-        if let Some(p) = message.payload() {
-            record = record.payload(p);
-        }
-        if let Some(k) = message.key() {
-            record = record.key(k);
-        }
-        if let Some(h) = message.headers() {
-            record = record.headers(h.clone());
-        }
-        send(producer, record)?;
-    }
-    Ok(())
 }
 
 /// Produces a few keyed records to `topic` with an idempotent producer and waits for their

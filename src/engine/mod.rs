@@ -11,6 +11,7 @@
 //! - [`workers`]: member threads, the registry watcher, shutdown.
 
 pub mod core;
+pub mod delivery;
 pub mod kafka;
 pub mod records;
 pub mod tracker;
@@ -50,6 +51,27 @@ pub enum EngineError {
     /// A topic the engine needs does not exist and creating topics is off (configuration).
     #[error("topic(s) {0} do not exist; create them or set kafka.create_topics = true")]
     MissingTopics(String),
+    /// The broker refused an output for good (no ACL, topic deleted, record too large): exit 5.
+    #[error("the broker refused a {kind} for topic `{topic}` for good ({source}); the engine stopped without committing past its event, so nothing is lost: fix the cause (ACLs, the topic's max.message.bytes, a deleted topic) and restart")]
+    OutputRefused {
+        /// What the output was.
+        kind: &'static str,
+        /// Its topic.
+        topic: String,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+    /// A worker thread panicked (a bug): the others were stopped after committing what was safe.
+    #[error("engine worker {worker} failed: {message}; the other workers stopped after committing what was acknowledged")]
+    WorkerFailed {
+        /// Worker number.
+        worker: usize,
+        /// The panic's message.
+        message: String,
+    },
+    /// Shutdown was asked while the member waited for room in the producer's queue.
+    #[error("stopped while waiting for room in the producer's queue")]
+    Interrupted,
     /// Outputs were still unacknowledged when shutdown gave up; their events will be re-read.
     #[error("{0} events' outputs were not acknowledged before the shutdown timeout; their offsets were not committed and they will be processed again")]
     Unacknowledged(u64),

@@ -83,6 +83,21 @@ pub enum OutputKind {
     ModelEvent,
 }
 
+impl OutputKind {
+    /// A name for logs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputKind::Alert => "fraud alert",
+            OutputKind::DeadLetter => "dead letter",
+            OutputKind::ShadowScore => "shadow score",
+            OutputKind::DriftReport => "drift report",
+            OutputKind::DriftAlert => "drift alert",
+            OutputKind::RetrainRequest => "retrain request",
+            OutputKind::ModelEvent => "model event",
+        }
+    }
+}
+
 /// One record to produce. Borrowed for the duration of [`Outputs::emit`]; the producer copies it.
 #[derive(Debug)]
 pub struct Outgoing<'a> {

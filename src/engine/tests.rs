@@ -384,6 +384,21 @@ fn the_guard_rolls_back_a_misbehaving_promotion_once_and_publishes_it() {
     assert!(!out.of(OutputKind::DriftReport).is_empty(), "windows still close");
     assert!(out.of(OutputKind::ModelEvent).is_empty(), "no second rollback");
     assert!(metric_line(&e, "driftwatch_model_rollbacks_total 1"));
+
+    // A second bad version in a row is rolled back once too, to v1 again (not to anything older).
+    let mut a = Artifact::load(&v2).unwrap();
+    a.model.version = "v3".into();
+    let v3 = dir.path().join("v3.json");
+    a.save(&v3).unwrap();
+    reg.register(&v3, "test").unwrap();
+    reg.promote(None, "v3", "test", "another try").unwrap();
+    e.swap_pipeline(Pipeline::load(&v3).unwrap(), true).unwrap();
+    let out = run(&e, &events_after(13_000, 6_500).iter().map(json).collect::<Vec<_>>());
+    let events: Vec<Value> = out.of(OutputKind::ModelEvent).iter().map(|r| r.json()).collect();
+    let moves: Vec<(&str, &str)> = events.iter().map(|v| (v["version"].as_str().unwrap(), v["to"].as_str().unwrap())).collect();
+    assert_eq!(moves, vec![("v3", "archived"), ("v1", "production")]);
+    assert_eq!(reg.production(None).unwrap().unwrap().0.version, "v1");
+    assert!(metric_line(&e, "driftwatch_model_rollbacks_total 2"));
 }
 
 /// `n` events after the first `skip` of [`events`].
@@ -483,4 +498,126 @@ fn a_model_without_a_timestamp_column_windows_by_the_kafka_timestamp() {
     let ends: Vec<String> = by_kafka.of(OutputKind::DriftReport).iter().map(|r| r.json()["window_end"].as_str().unwrap().to_string()).collect();
     assert_eq!(ends, ["2026-01-05T00:00:10.000Z", "2026-01-05T00:00:20.000Z"], "windows follow the broker's clock");
     assert!(without_time(false).of(OutputKind::DriftReport).is_empty(), "without a clock, events are scored but not windowed");
+}
+
+/// The dead letter of `payload` with these engine limits.
+fn dead_letter_of(max_event: usize, max_dead_letter: usize, payload: &[u8], own_headers: Option<&Vec<(String, Option<Vec<u8>>)>>) -> Recorded {
+    let mut c = config();
+    c.engine.max_event_bytes = max_event;
+    c.engine.dead_letter_max_bytes = max_dead_letter;
+    let e = engine(c);
+    let mut out = Collect::default();
+    e.member().handle(&message(payload, Some(b"k"), 0, 7, own_headers), &mut out).unwrap();
+    assert_eq!(out.records.len(), 1);
+    assert_eq!(out.handled, vec![(0, 7)], "handled: its offset may be committed");
+    out.records.pop().unwrap()
+}
+
+fn wire_size(r: &Recorded) -> usize {
+    r.key.as_ref().map_or(0, Vec::len) + r.payload.len() + r.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_dead_letter_too_large_for_kafka_is_truncated_with_size_and_digest() {
+    // The issue's event: 1,000,500 bytes, accepted by a broker with default limits, too large
+    // for librdkafka's default message.max.bytes (1,000,000) once it carries our headers.
+    let mut payload = br#"{"transaction_id":"t-1","note":""#.to_vec();
+    payload.resize(1_000_500 - 2, b'x');
+    payload.extend_from_slice(b"\"}");
+    let own = vec![("traceparent".to_string(), Some(b"00-abc-def-01".to_vec()))];
+    let r = dead_letter_of(64 * 1024, 900_000, &payload, Some(&own));
+    assert_eq!(r.header("dlq.reason").as_deref(), Some("oversized"));
+    assert_eq!(r.header("dlq.payload").as_deref(), Some("truncated"));
+    assert_eq!(r.header("dlq.payload.original_bytes").as_deref(), Some("1000500"));
+    assert_eq!(r.header("dlq.payload.original_sha256"), Some(sha256_hex(&payload)));
+    assert!(payload.starts_with(&r.payload) && r.payload.len() > 800_000, "the event's first bytes: {}", r.payload.len());
+    assert!(wire_size(&r) <= 900_000, "fits: {}", wire_size(&r));
+    assert_eq!(r.header("traceparent").as_deref(), Some("00-abc-def-01"), "the event's headers kept");
+    // Within the limit, a dead letter is the whole event, without size headers.
+    let small = dead_letter_of(1_000, 900_000, &payload[..2_000], None);
+    assert_eq!((small.payload.len(), small.header("dlq.payload")), (2_000, None));
+}
+
+#[test]
+fn a_dead_letter_whose_headers_alone_do_not_fit_is_a_reference() {
+    let payload = vec![b'{'; 10_000];
+    let own = vec![("huge".to_string(), Some(vec![b'h'; 6_000]))];
+    let r = dead_letter_of(64 * 1024, 8_192, &payload, Some(&own));
+    assert_eq!(r.header("dlq.payload").as_deref(), Some("omitted"));
+    assert!(r.payload.is_empty());
+    assert_eq!(r.header("huge"), None, "the event's headers left out");
+    assert_eq!(r.header("dlq.source.offset").as_deref(), Some("7"), "the reference to the event");
+    assert_eq!(r.header("dlq.payload.original_bytes").as_deref(), Some("10000"));
+    assert_eq!(r.header("dlq.payload.original_sha256"), Some(sha256_hex(&payload)));
+    assert!(wire_size(&r) <= 8_192);
+}
+
+/// One far-future event among `n` ordinary ones (100 tx/s), with this policy; returns the
+/// outputs and the engine.
+fn with_a_far_future_event(policy: crate::config::OutOfBounds, time: Value) -> (Collect, Engine) {
+    let mut c = drift_config();
+    c.engine.event_time_out_of_bounds = policy;
+    // The clock: the stream's own time (the generator's events are in the past of now).
+    let e = Engine::new(c, Pipeline::load(std::path::Path::new(DEMO)).unwrap(), Arc::new(Metrics::new())).with_clock(|| FIXED_NOW + 600_000);
+    let mut payloads: Vec<Vec<u8>> = events(6_500, 100.0).iter().map(json).collect();
+    let mut odd: Value = serde_json::from_slice(&payloads[1_000]).unwrap();
+    odd["event_time"] = time;
+    odd["amount"] = Value::from(9_999_999.0);
+    payloads[1_000] = serde_json::to_vec(&odd).unwrap();
+    (run(&e, &payloads), e)
+}
+
+#[test]
+fn an_event_from_the_far_future_is_scored_but_cannot_stop_the_windows() {
+    let (out, e) = with_a_far_future_event(crate::config::OutOfBounds::Score, Value::from("9999-01-01T00:00:00Z"));
+    // Without the bound, this event moves the watermark to year 9999 and every later event is
+    // late: no window after it would close.
+    let reports = out.of(OutputKind::DriftReport);
+    assert!(reports.len() >= 5, "windows keep closing after it: {}", reports.len());
+    assert!(metric_line(&e, "driftwatch_drift_late_events_total 0"), "no event became late");
+    assert!(metric_line(&e, "driftwatch_event_time_out_of_bounds_total{reason=\"future\"} 1"));
+    assert_eq!(out.of(OutputKind::DeadLetter).len(), 0, "scored, not dead-lettered");
+    assert_eq!(out.handled.len(), 6_500);
+}
+
+#[test]
+fn out_of_bounds_events_can_be_dead_lettered_and_overflowing_times_are_bad_timestamps() {
+    let (out, e) = with_a_far_future_event(crate::config::OutOfBounds::DeadLetter, Value::from("9999-01-01T00:00:00Z"));
+    let dead = out.of(OutputKind::DeadLetter);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].header("dlq.reason").as_deref(), Some("event_time_out_of_bounds"));
+    assert!(dead[0].header("dlq.error").unwrap().contains("engine.event_time_max_future_ms"), "{:?}", dead[0].header("dlq.error"));
+    assert!(metric_line(&e, "driftwatch_events_invalid_total{reason=\"event_time_out_of_bounds\"} 1"));
+    // 1e19 (read as nanoseconds by its magnitude: year 2286) is out of bounds, not an overflow.
+    let (out, e) = with_a_far_future_event(crate::config::OutOfBounds::Score, Value::from(1e19));
+    assert!(out.of(OutputKind::DeadLetter).is_empty());
+    assert!(metric_line(&e, "driftwatch_event_time_out_of_bounds_total{reason=\"future\"} 1"));
+    assert!(out.of(OutputKind::DriftReport).len() >= 5);
+    // 1e300 is beyond any representable date: refused before any arithmetic.
+    let (out, _) = with_a_far_future_event(crate::config::OutOfBounds::Score, Value::from(1e300));
+    let dead = out.of(OutputKind::DeadLetter);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].header("dlq.reason").as_deref(), Some("bad_timestamp"));
+    assert!(out.of(OutputKind::DriftReport).len() >= 5);
+}
+
+#[test]
+fn an_old_event_is_out_of_bounds_only_with_a_maximum_age() {
+    let mut c = drift_config();
+    c.engine.event_time_max_age_ms = 60_000;
+    let e = engine(c);
+    let tx = &events(1, 100.0)[0];
+    let mut old: Value = serde_json::to_value(tx).unwrap();
+    old["event_time"] = Value::from("2025-01-01T00:00:00Z");
+    let mut out = Collect::default();
+    e.member().handle(&message(&serde_json::to_vec(&old).unwrap(), None, 0, 0, None), &mut out).unwrap();
+    assert!(metric_line(&e, "driftwatch_event_time_out_of_bounds_total{reason=\"too_old\"} 1"), "a year before its Kafka timestamp");
+    let e = engine(drift_config());
+    e.member().handle(&message(&serde_json::to_vec(&old).unwrap(), None, 0, 0, None), &mut out).unwrap();
+    assert!(metric_line(&e, "driftwatch_event_time_out_of_bounds_total{reason=\"too_old\"} 0"), "no age bound by default");
 }

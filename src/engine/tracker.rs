@@ -117,6 +117,13 @@ impl OffsetTracker {
         (out.events > 0).then_some(out)
     }
 
+    /// Age of the oldest batch with an output the broker has not acknowledged (`None`: all
+    /// acknowledged). Call after [`OffsetTracker::take_done`], which releases finished batches.
+    pub fn oldest_unacknowledged(&self) -> Option<std::time::Duration> {
+        let waiting = |b: &Batch, open: usize| b.pending.load(Ordering::Acquire) > open;
+        self.sealed.iter().find(|b| waiting(b, 0)).or_else(|| waiting(&self.current, 1).then_some(&self.current)).map(|b| b.opened.elapsed())
+    }
+
     /// Events consumed whose offsets are not yet released.
     pub fn outstanding_events(&self) -> u64 {
         self.current.events + self.sealed.iter().map(|b| b.events).sum::<u64>()

@@ -11,15 +11,17 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
 use rdkafka::Message;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::core::{Engine, Member, RunSummary};
-use super::kafka::{commit, commit_transaction, incoming, resend_failed, store, ConsumerCtx, DeliveryContext, KafkaOutputs, OpenTransaction, OutputProducer};
+use super::delivery::Redelivery;
+use super::kafka::{commit, commit_transaction, incoming, store, ConsumerCtx, DeliveryContext, KafkaOutputs, OpenTransaction, OutputProducer, Sink};
 use super::tracker::OffsetTracker;
 use super::EngineError;
 use crate::model::lifecycle::{RegistryChange, RegistryWatch};
 use crate::model::registry::Registry;
 use crate::observe::events::{ConsumeFailed, InternalEvent, ModelRefused};
+use crate::observe::metrics::WorkerLabel;
 use crate::pipeline::Pipeline;
 
 impl Engine {
@@ -42,42 +44,7 @@ impl Engine {
     }
 
     fn run_members(&self, shutdown: &AtomicBool) -> Result<RunSummary, EngineError> {
-        let workers = self.config.engine.effective_workers();
-        if workers == 1 {
-            return self.run_member(shutdown, 0);
-        }
-        let stop_all = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            let members: Vec<_> = (0..workers)
-                .map(|i| {
-                    let stop_all = &stop_all;
-                    s.spawn(move || {
-                        let result = self.run_member(stop_all, i);
-                        if result.is_err() {
-                            stop_all.store(true, Ordering::Relaxed);
-                        }
-                        result
-                    })
-                })
-                .collect();
-            while !stop_all.load(Ordering::Relaxed) && !members.iter().all(|m| m.is_finished()) {
-                if shutdown.load(Ordering::Relaxed) {
-                    stop_all.store(true, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let mut total = RunSummary::default();
-            let mut first_error = None;
-            for m in members {
-                match m.join().expect("engine member panicked") {
-                    Ok(r) => total += r,
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            first_error.map_or(Ok(total), Err)
-        })
+        supervise(self.config.engine.effective_workers(), shutdown, |stop, i| self.run_member(stop, i))
     }
 
     /// One consumer-group member: its own consumer, producer and offset tracker.
@@ -124,59 +91,83 @@ impl Engine {
 
         let poll_timeout = Duration::from_millis(cfg.engine.poll_timeout_ms);
         let interval = Duration::from_millis(cfg.engine.transaction_interval_ms);
+        let sink = Sink {
+            producer: &producer,
+            stop: shutdown,
+            noncritical: cfg.engine.noncritical_output_failure,
+            max_backoff: Duration::from_millis(cfg.engine.retry_backoff_max_ms),
+            metrics: &self.metrics,
+        };
+        let mut redelivery = Redelivery::new(retry_rx, &cfg.engine, self.metrics.clone());
+        let oldest_unacked = self.metrics.output_oldest_unacked_age.get_or_create(&WorkerLabel { worker: member.to_string() }).clone();
         let mut last_commit = Instant::now();
-        while !shutdown.load(Ordering::Relaxed) {
-            if exactly_once {
-                // A failed delivery fails the transaction's commit, which aborts it: no resend.
-                while retry_rx.try_recv().is_ok() {}
-            } else {
-                resend_failed(&producer, &retry_rx)?;
-            }
-            match consumer.poll(poll_timeout) {
-                None => tracker.lock().expect("tracker lock").seal(),
-                Some(Err(error)) => ConsumeFailed { error: &error }.emit(&self.metrics),
-                Some(Ok(message)) => {
-                    let mut t = tracker.lock().expect("tracker lock");
-                    handler.handle(&incoming(&message), &mut KafkaOutputs { producer: &producer, tracker: &mut t })?;
-                    if handler.summary().consumed % 64 == 0 {
-                        t.seal_if_older_than(cfg.engine.poll_timeout_ms);
-                    }
-                    if let Some(open) = &transaction {
-                        let mut open = open.lock().expect("transaction lock");
-                        open.positions.insert(message.partition(), message.offset() + 1);
-                        open.events += 1;
-                    }
+        // The loop ends on shutdown (Ok) or on an error that stops the engine; either way the
+        // tail below commits what is safe.
+        let outcome: Result<(), EngineError> = 'run: {
+            while !shutdown.load(Ordering::Relaxed) {
+                if exactly_once {
+                    redelivery.discard();
+                } else if let Err(e) = redelivery.pump(&sink) {
+                    break 'run Err(e);
                 }
-            }
-            match &transaction {
-                Some(open) => {
-                    if last_commit.elapsed() >= interval {
-                        let mut open = open.lock().expect("transaction lock");
-                        if open.events > 0 {
-                            commit_transaction(&consumer, &producer, &topic, &mut open, &self.metrics)?;
+                match consumer.poll(poll_timeout) {
+                    None => tracker.lock().expect("tracker lock").seal(),
+                    Some(Err(error)) => ConsumeFailed { error: &error }.emit(&self.metrics),
+                    Some(Ok(message)) => {
+                        let mut t = tracker.lock().expect("tracker lock");
+                        match handler.handle(&incoming(&message), &mut KafkaOutputs { sink: &sink, tracker: &mut t }) {
+                            Ok(()) => {}
+                            Err(EngineError::Interrupted) => break 'run Ok(()),
+                            Err(e) => break 'run Err(e),
                         }
-                        last_commit = Instant::now();
+                        if handler.summary().consumed % 64 == 0 {
+                            t.seal_if_older_than(cfg.engine.poll_timeout_ms);
+                            oldest_unacked.set(t.oldest_unacknowledged().map_or(0.0, |d| d.as_secs_f64()));
+                        }
+                        if let Some(open) = &transaction {
+                            let mut open = open.lock().expect("transaction lock");
+                            open.positions.insert(message.partition(), message.offset() + 1);
+                            open.events += 1;
+                        }
                     }
-                    // Offsets travel with the transactions; the tracker only counts deliveries.
-                    let _ = tracker.lock().expect("tracker lock").take_done();
                 }
-                None => {
-                    let done = tracker.lock().expect("tracker lock").take_done();
-                    if let Some(done) = done {
-                        store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
+                match &transaction {
+                    Some(open) => {
+                        if last_commit.elapsed() >= interval {
+                            let mut open = open.lock().expect("transaction lock");
+                            if open.events > 0 {
+                                if let Err(e) = commit_transaction(&consumer, &producer, &topic, &mut open, &self.metrics) {
+                                    break 'run Err(e);
+                                }
+                            }
+                            last_commit = Instant::now();
+                        }
+                        // Offsets travel with the transactions; the tracker only counts deliveries.
+                        let _ = tracker.lock().expect("tracker lock").take_done();
+                    }
+                    None => {
+                        let mut t = tracker.lock().expect("tracker lock");
+                        if let Some(done) = t.take_done() {
+                            store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
+                        }
+                        oldest_unacked.set(t.oldest_unacknowledged().map_or(0.0, |d| d.as_secs_f64()));
                     }
                 }
             }
-        }
+            Ok(())
+        };
 
         let left = match &transaction {
             Some(open) => {
-                {
+                if outcome.is_ok() {
                     let mut open = open.lock().expect("transaction lock");
                     if open.events > 0 {
                         info!(message = "Shutting down: committing the open transaction.", events = open.events);
                         commit_transaction(&consumer, &producer, &topic, &mut open, &self.metrics)?;
                     }
+                } else {
+                    // Nothing of the open transaction becomes visible; its events are read again.
+                    *open.lock().expect("transaction lock") = OpenTransaction::default();
                 }
                 self.metrics.ready.set(0);
                 // Leaving the group revokes the partitions; the revoke finds nothing to commit.
@@ -186,11 +177,15 @@ impl Engine {
                 0
             }
             None => {
-                info!(message = "Shutting down: flushing outputs and committing offsets.");
+                // After an error, a short wait: what is acknowledged by then is committed.
+                let wait = if outcome.is_ok() { cfg.engine.shutdown_timeout_ms * 4 / 5 } else { cfg.engine.shutdown_timeout_ms.min(5_000) };
+                info!(message = "Shutting down: flushing outputs and committing offsets.", wait_ms = wait);
                 tracker.lock().expect("tracker lock").seal();
-                let deadline = Instant::now() + Duration::from_millis(cfg.engine.shutdown_timeout_ms);
+                let deadline = Instant::now() + Duration::from_millis(wait);
                 loop {
-                    resend_failed(&producer, &retry_rx)?;
+                    if let Err(error) = redelivery.pump(&sink) {
+                        warn!(message = "Output refused during shutdown; its event stays uncommitted.", %error);
+                    }
                     let _ = producer.flush(Duration::from_millis(200));
                     let done = tracker.lock().expect("tracker lock").take_done();
                     if let Some(done) = done {
@@ -206,6 +201,7 @@ impl Engine {
                 tracker.lock().expect("tracker lock").outstanding_events()
             }
         };
+        outcome?;
         if left > 0 {
             return Err(EngineError::Unacknowledged(left));
         }
@@ -261,5 +257,102 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// Runs `workers` members on threads until `shutdown` is set or one of them ends: when one
+/// fails (an error or a panic), the others are told to stop, and they commit what is safe
+/// and return. Returns the sum of the members' summaries, or the first failure.
+pub fn supervise<F>(workers: usize, shutdown: &AtomicBool, member: F) -> Result<RunSummary, EngineError>
+where
+    F: Fn(&AtomicBool, usize) -> Result<RunSummary, EngineError> + Sync,
+{
+    let stop_all = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let member = &member;
+        let handles: Vec<_> = (0..workers)
+            .map(|i| {
+                let stop_all = &stop_all;
+                std::thread::Builder::new()
+                    .name(format!("driftwatch-worker-{i}"))
+                    .spawn_scoped(s, move || member(stop_all, i))
+                    .expect("spawning a worker thread")
+            })
+            .collect();
+        // A member that returns before shutdown was asked has failed (or its partitions are
+        // gone for good): the process stops rather than scoring a part of the stream.
+        while !handles.iter().any(|h| h.is_finished()) {
+            if shutdown.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop_all.store(true, Ordering::Relaxed);
+        let mut total = RunSummary::default();
+        let mut first_error = None;
+        for (worker, h) in handles.into_iter().enumerate() {
+            match h.join() {
+                Ok(Ok(r)) => total += r,
+                Ok(Err(e)) => {
+                    error!(message = "Engine worker failed.", worker, error = %e);
+                    first_error.get_or_insert(e);
+                }
+                Err(panic) => {
+                    let message = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panicked".into());
+                    error!(message = "Engine worker panicked.", worker, panic = %message);
+                    first_error.get_or_insert(EngineError::WorkerFailed { worker, message });
+                }
+            }
+        }
+        first_error.map_or(Ok(total), Err)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_worker_stops_the_others_and_fails_the_run() {
+        let shutdown = AtomicBool::new(false);
+        let started = Instant::now();
+        let result = supervise(3, &shutdown, |stop, i| {
+            if i == 1 {
+                std::thread::sleep(Duration::from_millis(50));
+                panic!("worker {i} hit a bug");
+            }
+            // A healthy worker runs until told to stop, then reports what it did.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::Relaxed) {
+                assert!(Instant::now() < deadline, "never told to stop");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(RunSummary { consumed: 10, ..Default::default() })
+        });
+        match result {
+            Err(EngineError::WorkerFailed { worker: 1, message }) => assert_eq!(message, "worker 1 hit a bug"),
+            other => panic!("expected worker 1's failure, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn shutdown_stops_every_worker_and_sums_their_work() {
+        let shutdown = AtomicBool::new(false);
+        let result = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                shutdown.store(true, Ordering::Relaxed);
+            });
+            supervise(2, &shutdown, |stop, _| {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !stop.load(Ordering::Relaxed) {
+                    assert!(Instant::now() < deadline, "never told to stop");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(RunSummary { consumed: 7, ..Default::default() })
+            })
+        });
+        assert_eq!(result.unwrap().consumed, 14);
     }
 }

@@ -14,6 +14,13 @@ pub mod headers {
     pub const PARTITION: &str = "dlq.source.partition";
     /// Source offset (decimal).
     pub const OFFSET: &str = "dlq.source.offset";
+    /// Present when the payload is not the whole event: `truncated` (its first bytes) or
+    /// `omitted` (none; the source position above is the reference to it).
+    pub const PAYLOAD: &str = "dlq.payload";
+    /// The event's size in bytes, when the payload is not the whole event.
+    pub const ORIGINAL_BYTES: &str = "dlq.payload.original_bytes";
+    /// SHA-256 (hex) of the whole event, when the payload is not the whole event.
+    pub const ORIGINAL_SHA256: &str = "dlq.payload.original_sha256";
     /// The Kafka Connect dead-letter headers (`errors.deadletterqueue.context.headers.enable`),
     /// written next to ours so tooling built for Connect's DLQs reads driftwatch's too.
     pub mod connect {
@@ -53,12 +60,22 @@ pub enum InvalidReason {
     BadTimestamp,
     /// Larger than `engine.max_event_bytes`.
     Oversized,
+    /// The event time is beyond the configured bounds and `engine.event_time_out_of_bounds =
+    /// "dead_letter"` (by default such events are scored and only kept out of drift windows).
+    EventTimeOutOfBounds,
 }
 
 impl InvalidReason {
     /// Every reason, in documentation order (metrics start each at 0).
-    pub const ALL: [InvalidReason; 6] =
-        [InvalidReason::NotJson, InvalidReason::NotObject, InvalidReason::WrongType, InvalidReason::MissingField, InvalidReason::BadTimestamp, InvalidReason::Oversized];
+    pub const ALL: [InvalidReason; 7] = [
+        InvalidReason::NotJson,
+        InvalidReason::NotObject,
+        InvalidReason::WrongType,
+        InvalidReason::MissingField,
+        InvalidReason::BadTimestamp,
+        InvalidReason::Oversized,
+        InvalidReason::EventTimeOutOfBounds,
+    ];
 
     /// The reason code.
     pub fn as_str(self) -> &'static str {
@@ -69,6 +86,7 @@ impl InvalidReason {
             InvalidReason::MissingField => "missing_field",
             InvalidReason::BadTimestamp => "bad_timestamp",
             InvalidReason::Oversized => "oversized",
+            InvalidReason::EventTimeOutOfBounds => "event_time_out_of_bounds",
         }
     }
 }

@@ -2,6 +2,14 @@
 //! the new version are judged against its own training figures (alert rate, outlier rate) and a
 //! latency limit. The caller (the engine) owns the guard's state and does the registry write
 //! when the verdict is a rollback; nothing here does I/O or reads a clock.
+//!
+//! A rate rolls a version back only on statistical evidence *and* a practical difference: a
+//! binomial test of the window's count against the trained rate (two-sided for alerts: too few
+//! is as wrong as too many; one-sided for outliers) at a per-test level of
+//! `false_rollback_probability / (2 × windows)` (Bonferroni over every test the guard makes of
+//! one version), and the rate outside the configured factor / margin. A healthy model is thus
+//! rolled back with probability at most `false_rollback_probability`, whatever the window size.
+//! Latency counts once `latency_min_samples` events were timed.
 
 use crate::message::drift::WindowReport;
 use crate::model::registry::{VersionEntry, ROLLBACK_REASON_PREFIX};
@@ -19,6 +27,10 @@ pub struct GuardRules {
     pub p99_latency_ms: f64,
     /// Windows with fewer samples do not count (they say too little either way).
     pub min_samples: u64,
+    /// Probability of rolling back a healthy version over all its watched windows.
+    pub false_rollback_probability: f64,
+    /// Timed events needed before the p99 latency is judged.
+    pub latency_min_samples: u64,
 }
 
 /// The guard's state for one newly serving version.
@@ -78,7 +90,7 @@ impl Guard {
         if self.version != serving || report.drift.current.rows < rules.min_samples {
             return GuardVerdict::Ignored;
         }
-        let p99_ms = (!self.latency_us.is_empty()).then(|| self.latency_us.value_at_quantile(0.99) as f64 / 1000.0);
+        let p99_ms = (self.latency_us.len() >= rules.latency_min_samples.max(1)).then(|| self.latency_us.value_at_quantile(0.99) as f64 / 1000.0);
         if let Some(reason) = misbehaviour(report, p99_ms, rules) {
             return GuardVerdict::RollBack { version: self.version.clone(), reason };
         }
@@ -91,16 +103,51 @@ impl Guard {
     }
 }
 
+/// Two-sided binomial p-value of `k` successes in `n` trials at rate `p` (twice the smaller tail).
+pub fn binomial_two_sided(k: u64, n: u64, p: f64) -> f64 {
+    (2.0 * binomial_lower(k, n, p).min(binomial_upper(k, n, p))).min(1.0)
+}
+
+/// P(X ≤ k) for X ~ Binomial(n, p).
+pub fn binomial_lower(k: u64, n: u64, p: f64) -> f64 {
+    use statrs::distribution::{Binomial, DiscreteCDF};
+    Binomial::new(p.clamp(0.0, 1.0), n).map_or(1.0, |b| b.cdf(k))
+}
+
+/// P(X ≥ k) for X ~ Binomial(n, p).
+pub fn binomial_upper(k: u64, n: u64, p: f64) -> f64 {
+    use statrs::distribution::{Binomial, DiscreteCDF};
+    if k == 0 {
+        return 1.0;
+    }
+    Binomial::new(p.clamp(0.0, 1.0), n).map_or(1.0, |b| b.sf(k - 1))
+}
+
 /// Why a window shows the serving model misbehaving, or `None` when it does not: the alert rate
-/// outside [trained ÷ factor, trained × factor], the outlier rate above trained + margin, or the
-/// p99 latency above its limit (checked in that order).
+/// significantly different from the trained rate and outside [trained ÷ factor, trained ×
+/// factor], the outlier rate significantly above the trained rate and above trained + margin,
+/// or the p99 latency above its limit (checked in that order).
 pub fn misbehaviour(report: &WindowReport, p99_latency_ms: Option<f64>, rules: &GuardRules) -> Option<String> {
     let (alerts, outliers) = (&report.model_drift.alert_rate, &report.model_drift.outlier_rate);
+    let alpha = rules.false_rollback_probability / (2.0 * f64::from(rules.windows.max(1)));
+    let count = |r: &crate::drift::window::RateCheck| (r.observed * r.samples as f64).round() as u64;
     let f = rules.alert_rate_factor;
-    if alerts.observed > alerts.expected * f || alerts.observed < alerts.expected / f {
-        Some(format!("fraud-alert rate {:.4} outside {:.4}–{:.4} (trained {:.4})", alerts.observed, alerts.expected / f, alerts.expected * f, alerts.expected))
-    } else if outliers.observed > outliers.expected + rules.outlier_margin {
-        Some(format!("outlier rate {:.4} above the trained {:.4} + {}", outliers.observed, outliers.expected, rules.outlier_margin))
+    let alert_p = binomial_two_sided(count(alerts), alerts.samples, alerts.expected);
+    let outlier_p = binomial_upper(count(outliers), outliers.samples, outliers.expected);
+    if (alerts.observed > alerts.expected * f || alerts.observed < alerts.expected / f) && alert_p < alpha {
+        Some(format!(
+            "fraud-alert rate {:.4} outside {:.4}–{:.4} (trained {:.4}; binomial p = {alert_p:.2e} < {alpha:.2e}, {} samples)",
+            alerts.observed,
+            alerts.expected / f,
+            alerts.expected * f,
+            alerts.expected,
+            alerts.samples
+        ))
+    } else if outliers.observed > outliers.expected + rules.outlier_margin && outlier_p < alpha {
+        Some(format!(
+            "outlier rate {:.4} above the trained {:.4} + {} (binomial p = {outlier_p:.2e} < {alpha:.2e}, {} samples)",
+            outliers.observed, outliers.expected, rules.outlier_margin, outliers.samples
+        ))
     } else if let Some(p99) = p99_latency_ms.filter(|&p| p > rules.p99_latency_ms) {
         Some(format!("p99 scoring latency {p99:.3} ms above {} ms", rules.p99_latency_ms))
     } else {
@@ -122,7 +169,8 @@ pub(crate) mod tests {
     use crate::drift::{BinnedFeature, DataSide, DriftReport, DriftSettings, FeatureDrift, FeatureKind, Status, StatusRule, REPORT_VERSION};
     use crate::message::{Stage, StageChange};
 
-    pub(crate) const RULES: GuardRules = GuardRules { windows: 3, alert_rate_factor: 3.0, outlier_margin: 0.03, p99_latency_ms: 5.0, min_samples: 100 };
+    pub(crate) const RULES: GuardRules =
+        GuardRules { windows: 3, alert_rate_factor: 3.0, outlier_margin: 0.03, p99_latency_ms: 5.0, min_samples: 100, false_rollback_probability: 0.001, latency_min_samples: 1000 };
 
     /// A window report of `rows` samples with these alert and outlier rates (trained 0.02 and 0.01).
     pub(crate) fn window(rows: u64, alert_rate: f64, outlier_rate: f64) -> WindowReport {
@@ -169,13 +217,61 @@ pub(crate) mod tests {
     fn each_rule_names_its_reason() {
         let too_many = misbehaviour(&window(500, 0.5, 0.01), None, &RULES).unwrap();
         assert!(too_many.starts_with("fraud-alert rate 0.5000 outside 0.0067–0.0600"), "{too_many}");
-        let too_few = misbehaviour(&window(500, 0.001, 0.01), None, &RULES).unwrap();
+        let too_few = misbehaviour(&window(2000, 0.001, 0.01), None, &RULES).unwrap();
         assert!(too_few.starts_with("fraud-alert rate 0.0010"), "{too_few}");
         let outliers = misbehaviour(&window(500, 0.02, 0.05), None, &RULES).unwrap();
         assert!(outliers.starts_with("outlier rate 0.0500 above the trained 0.0100 + 0.03"), "{outliers}");
         let slow = misbehaviour(&window(500, 0.02, 0.01), Some(7.5), &RULES).unwrap();
         assert_eq!(slow, "p99 scoring latency 7.500 ms above 5 ms");
         assert_eq!(misbehaviour(&window(500, 0.02, 0.01), Some(4.0), &RULES), None);
+    }
+
+    #[test]
+    fn a_small_healthy_window_is_no_evidence() {
+        // The case: 100 samples at a trained 1.8 % alert rate see 0 alerts 16 % of the time.
+        let mut w = window(100, 0.0, 0.01);
+        w.model_drift.alert_rate.expected = 0.018;
+        assert!((binomial_lower(0, 100, 0.018) - 0.982f64.powi(100)).abs() < 1e-12);
+        assert_eq!(misbehaviour(&w, None, &RULES), None, "0 of 100 at 1.8 %: p ≈ 0.33 two-sided");
+        // A model alerting on everything is caught on the same 100 samples.
+        assert!(misbehaviour(&window(100, 1.0, 0.01), None, &RULES).is_some());
+        // A small difference on a huge window is significant but not a practical difference.
+        assert_eq!(misbehaviour(&window(1_000_000, 0.025, 0.012), None, &RULES), None);
+    }
+
+    #[test]
+    fn a_healthy_version_is_rolled_back_at_most_at_the_configured_probability() {
+        // Healthy windows at the trained rates, every size from tiny to large: over 20,000
+        // promotions of 3 windows each, the share rolled back stays within the configured 0.001
+        // (the bound is conservative; a binomial sd at 0.001 over 20,000 is 0.00022).
+        use rand::{Rng, SeedableRng};
+        use rand_distr::{Binomial, Distribution};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
+        let promotions = 20_000;
+        let mut rolled_back = 0;
+        for _ in 0..promotions {
+            let mut g = Guard::watch("v2", &RULES).unwrap();
+            for _ in 0..RULES.windows {
+                let n: u64 = rng.gen_range(100..3000);
+                let alerts = Binomial::new(n, 0.02).unwrap().sample(&mut rng) as f64 / n as f64;
+                let outliers = Binomial::new(n, 0.01).unwrap().sample(&mut rng) as f64 / n as f64;
+                if matches!(g.judge("v2", &window(n, alerts, outliers), &RULES), GuardVerdict::RollBack { .. }) {
+                    rolled_back += 1;
+                    break;
+                }
+            }
+        }
+        let rate = rolled_back as f64 / promotions as f64;
+        assert!(rate <= RULES.false_rollback_probability + 3.0 * 0.00022, "false rollbacks {rolled_back} of {promotions}");
+    }
+
+    #[test]
+    fn latency_counts_only_on_enough_timed_events() {
+        let mut g = Guard::watch("v2", &RULES).unwrap();
+        for _ in 0..999 {
+            g.record_latency_us(9_000);
+        }
+        assert_eq!(g.judge("v2", &window(500, 0.02, 0.01), &RULES), GuardVerdict::Watching { windows_left: 2 }, "999 timed events: too few");
     }
 
     #[test]

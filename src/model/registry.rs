@@ -11,7 +11,12 @@
 //! Writes are atomic: a new artifact is written to a temporary file and renamed into place
 //! before the index names it, and the index is replaced the same way; so a crash leaves at
 //! worst an artifact no index entry names, never a half-written file or a dangling pointer.
-//! One writer at a time is assumed (a CLI user or an engine's guard).
+//!
+//! Writers take an exclusive lock on `REGISTRY/.lock` (`flock(2)` through [`std::fs::File::lock`])
+//! around each read-modify-write of the index, so two processes on one host (a CLI user and the
+//! guards of several engines) never lose each other's update; readers need no lock (the index
+//! is replaced by rename). `flock` is not reliable across hosts on network file systems: engines
+//! on several hosts should share one writer (or a registry service such as MLflow's).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -142,6 +147,20 @@ impl Registry {
         write_atomic(&self.index_path(), &serde_json::to_vec_pretty(index).expect("index serialises"))
     }
 
+    /// Reads the index, lets `change` modify it and writes it back, all under the registry's
+    /// exclusive lock (blocking until other writers are done). Nothing is written when `change`
+    /// fails.
+    fn update<T>(&self, change: impl FnOnce(&mut Index) -> Result<T, RegistryError>) -> Result<T, RegistryError> {
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        let path = self.root.join(".lock");
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+        lock.lock().map_err(io(&path))?;
+        let mut index = self.index()?;
+        let out = change(&mut index)?;
+        self.save(&index)?;
+        Ok(out)
+    }
+
     /// Registers an artifact file as a candidate. Registering the same bytes again is a no-op;
     /// another artifact under an existing version is refused.
     pub fn register(&self, artifact_path: &Path, by: &str) -> Result<(String, VersionEntry, Option<ModelEvent>), RegistryError> {
@@ -152,30 +171,30 @@ impl Registry {
         if name.contains(['/', '\\']) || version.contains(['/', '\\']) || version.starts_with('.') {
             return Err(RegistryError::Invalid(format!("model name `{name}` / version `{version}` cannot be used as a file name")));
         }
-        let mut index = self.index()?;
-        let entry = index.models.entry(name.clone()).or_default();
-        if let Some(existing) = entry.versions.iter().find(|v| v.version == version) {
-            if existing.artifact_sha256 == sha {
-                return Ok((name, existing.clone(), None));
+        self.update(|index| {
+            let entry = index.models.entry(name.clone()).or_default();
+            if let Some(existing) = entry.versions.iter().find(|v| v.version == version) {
+                if existing.artifact_sha256 == sha {
+                    return Ok((name, existing.clone(), None));
+                }
+                return Err(RegistryError::Invalid(format!("{name} {version} is already registered with different contents; train with another --model-version")));
             }
-            return Err(RegistryError::Invalid(format!("{name} {version} is already registered with different contents; train with another --model-version")));
-        }
-        let file = format!("artifacts/{name}/{version}.json");
-        write_atomic(&self.root.join(&file), &bytes)?;
-        let change = StageChange { at: now(), from: None, to: Stage::Candidate, by: by.to_string(), reason: "registered".into() };
-        let v = VersionEntry {
-            version: version.clone(),
-            created: change.at.clone(),
-            artifact_sha256: sha,
-            file,
-            stage: Stage::Candidate,
-            metrics: artifact.training.holdout_metrics.clone(),
-            training_rows: artifact.training.rows,
-            history: vec![change.clone()],
-        };
-        entry.versions.push(v.clone());
-        self.save(&index)?;
-        Ok((name.clone(), v, Some(ModelEvent { model: name, version, change })))
+            let file = format!("artifacts/{name}/{version}.json");
+            write_atomic(&self.root.join(&file), &bytes)?;
+            let change = StageChange { at: now(), from: None, to: Stage::Candidate, by: by.to_string(), reason: "registered".into() };
+            let v = VersionEntry {
+                version: version.clone(),
+                created: change.at.clone(),
+                artifact_sha256: sha,
+                file,
+                stage: Stage::Candidate,
+                metrics: artifact.training.holdout_metrics.clone(),
+                training_rows: artifact.training.rows,
+                history: vec![change.clone()],
+            };
+            entry.versions.push(v.clone());
+            Ok((name.clone(), v, Some(ModelEvent { model: name, version, change })))
+        })
     }
 
     fn model_of<'i>(index: &'i mut Index, name: Option<&str>) -> Result<(String, &'i mut ModelEntry), RegistryError> {
@@ -219,40 +238,55 @@ impl Registry {
 
     /// Makes `version` production; the current production version is archived.
     pub fn promote(&self, name: Option<&str>, version: &str, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError> {
-        let mut index = self.index()?;
-        let (name, entry) = Registry::model_of(&mut index, name)?;
-        let target = entry.versions.iter().position(|v| v.version == version).ok_or_else(|| RegistryError::Invalid(format!("no version `{version}` of {name}")))?;
-        if entry.versions[target].stage == Stage::Production {
-            return Err(RegistryError::Invalid(format!("{name} {version} is already in production")));
-        }
-        // The artifact must still load: never promote a file that cannot serve.
-        Artifact::load(&self.root.join(&entry.versions[target].file))?;
-        let mut events = Vec::new();
-        if let Some(current) = entry.versions.iter_mut().find(|v| v.stage == Stage::Production) {
-            let change = Registry::change(current, Stage::Archived, by, &format!("replaced by {version}"));
-            events.push(ModelEvent { model: name.clone(), version: current.version.clone(), change });
-            entry.previous_production.push(current.version.clone());
-        }
-        let change = Registry::change(&mut entry.versions[target], Stage::Production, by, reason);
-        events.push(ModelEvent { model: name.clone(), version: version.to_string(), change });
-        self.save(&index)?;
-        Ok(events)
+        self.update(|index| {
+            let (name, entry) = Registry::model_of(index, name)?;
+            let target = entry.versions.iter().position(|v| v.version == version).ok_or_else(|| RegistryError::Invalid(format!("no version `{version}` of {name}")))?;
+            if entry.versions[target].stage == Stage::Production {
+                return Err(RegistryError::Invalid(format!("{name} {version} is already in production")));
+            }
+            // The artifact must still load: never promote a file that cannot serve.
+            Artifact::load(&self.root.join(&entry.versions[target].file))?;
+            let mut events = Vec::new();
+            if let Some(current) = entry.versions.iter_mut().find(|v| v.stage == Stage::Production) {
+                let change = Registry::change(current, Stage::Archived, by, &format!("replaced by {version}"));
+                events.push(ModelEvent { model: name.clone(), version: current.version.clone(), change });
+                entry.previous_production.push(current.version.clone());
+            }
+            let change = Registry::change(&mut entry.versions[target], Stage::Production, by, reason);
+            events.push(ModelEvent { model: name.clone(), version: version.to_string(), change });
+            Ok(events)
+        })
     }
 
     /// Archives the production version and restores the previous one.
     pub fn rollback(&self, name: Option<&str>, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError> {
-        let mut index = self.index()?;
-        let (name, entry) = Registry::model_of(&mut index, name)?;
-        let previous = entry.previous_production.pop().ok_or_else(|| RegistryError::Invalid(format!("{name} has no previous production version to roll back to")))?;
-        let current = entry.versions.iter().position(|v| v.stage == Stage::Production).ok_or_else(|| RegistryError::Invalid(format!("{name} has no production version")))?;
-        let mut events = Vec::new();
-        let change = Registry::change(&mut entry.versions[current], Stage::Archived, by, reason);
-        events.push(ModelEvent { model: name.clone(), version: entry.versions[current].version.clone(), change });
-        let back = entry.versions.iter_mut().find(|v| v.version == previous).expect("previous versions stay registered");
-        let change = Registry::change(back, Stage::Production, by, &format!("{ROLLBACK_REASON_PREFIX}{reason}"));
-        events.push(ModelEvent { model: name.clone(), version: previous, change });
-        self.save(&index)?;
-        Ok(events)
+        self.rollback_version(name, None, by, reason)
+    }
+
+    /// As [`Registry::rollback`], only if `version` is still production (compare-and-set under
+    /// the lock): when another engine's guard already rolled it back, or a person promoted
+    /// another version since, nothing changes and no events are returned. So guards of several
+    /// engines judging the same bad version roll it back once, never the version before it.
+    pub fn rollback_if_serving(&self, name: Option<&str>, version: &str, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError> {
+        self.rollback_version(name, Some(version), by, reason)
+    }
+
+    fn rollback_version(&self, name: Option<&str>, expected: Option<&str>, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError> {
+        self.update(|index| {
+            let (name, entry) = Registry::model_of(index, name)?;
+            let current = entry.versions.iter().position(|v| v.stage == Stage::Production).ok_or_else(|| RegistryError::Invalid(format!("{name} has no production version")))?;
+            if expected.is_some_and(|v| entry.versions[current].version != v) {
+                return Ok(Vec::new());
+            }
+            let previous = entry.previous_production.pop().ok_or_else(|| RegistryError::Invalid(format!("{name} has no previous production version to roll back to")))?;
+            let mut events = Vec::new();
+            let change = Registry::change(&mut entry.versions[current], Stage::Archived, by, reason);
+            events.push(ModelEvent { model: name.clone(), version: entry.versions[current].version.clone(), change });
+            let back = entry.versions.iter_mut().find(|v| v.version == previous).expect("previous versions stay registered");
+            let change = Registry::change(back, Stage::Production, by, &format!("{ROLLBACK_REASON_PREFIX}{reason}"));
+            events.push(ModelEvent { model: name.clone(), version: previous, change });
+            Ok(events)
+        })
     }
 }
 
@@ -340,5 +374,57 @@ pub(crate) mod tests {
         assert!(reg.promote(Some("nope"), "v1", "x", "").unwrap_err().to_string().contains("no model"));
         std::fs::write(dir.path().join("reg/index.json"), b"{oops").unwrap();
         assert!(matches!(reg.index().unwrap_err(), RegistryError::Corrupt { .. }));
+    }
+
+    #[test]
+    fn concurrent_writers_never_lose_an_update() {
+        // Two writers, each with its own lock file handle (flock locks belong to the open file,
+        // as between processes), register 12 versions each and promote as they go.
+        let dir = tempfile::tempdir().unwrap();
+        let base = Artifact::load(&artifact(dir.path(), "base", 1.0)).unwrap();
+        let paths: Vec<PathBuf> = (0..24)
+            .map(|i| {
+                let mut a = base.clone();
+                a.model.version = format!("v{i:02}");
+                let p = dir.path().join(format!("v{i:02}.json"));
+                a.save(&p).unwrap();
+                p
+            })
+            .collect();
+        let root = dir.path().join("reg");
+        std::thread::scope(|s| {
+            for half in paths.chunks(12) {
+                let root = &root;
+                s.spawn(move || {
+                    let reg = Registry::open(root);
+                    for p in half {
+                        let (_, v, _) = reg.register(p, "writer").unwrap();
+                        reg.promote(None, &v.version, "writer", "next").unwrap();
+                    }
+                });
+            }
+        });
+        let index = Registry::open(&root).index().unwrap();
+        let entry = &index.models["card-fraud"];
+        assert_eq!(entry.versions.len(), 24, "every registration is in the index");
+        assert_eq!(entry.versions.iter().filter(|v| v.stage == Stage::Production).count(), 1);
+        assert_eq!(entry.previous_production.len(), 23, "every promotion archived the one before");
+        assert!(entry.versions.iter().all(|v| v.stage != Stage::Candidate), "each version was promoted: {:?}", entry.versions.iter().map(|v| (&v.version, v.stage)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_conditional_rollback_applies_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(&dir.path().join("reg"));
+        for (v, c) in [("v1", 1.0), ("v2", 0.5), ("v3", 0.25)] {
+            reg.register(&artifact(dir.path(), v, c), "x").unwrap();
+            reg.promote(None, v, "x", "release").unwrap();
+        }
+        // Two engines' guards both judge v3 bad: the first rolls back to v2, the second sees
+        // v3 no longer serving and changes nothing (v1 is not reached by a cascade).
+        assert_eq!(reg.rollback_if_serving(None, "v3", "guard", "bad").unwrap().len(), 2);
+        assert!(reg.rollback_if_serving(None, "v3", "guard", "bad").unwrap().is_empty());
+        assert_eq!(reg.production(None).unwrap().unwrap().0.version, "v2");
+        assert_eq!(reg.index().unwrap().models["card-fraud"].previous_production, vec!["v1".to_string()]);
     }
 }

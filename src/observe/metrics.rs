@@ -66,6 +66,13 @@ pub struct StatusLabel {
 /// A float gauge.
 pub type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
+/// Label set for per-worker gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabel {
+    /// Worker (consumer-group member) number within the process.
+    pub worker: String,
+}
+
 /// Label set for produced messages.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabel {
@@ -130,10 +137,20 @@ metrics_table! {
     consumer_lag: Family<PartitionLabels, Gauge> = Family::default(), None, "Consumer lag in messages per partition (librdkafka statistics)";
     /// Messages acknowledged by the broker, per output topic.
     messages_produced: Family<TopicLabel, Counter> = Family::default(), None, "Messages acknowledged by the broker, per topic";
-    /// Delivery failures (each is retried; offsets wait for the retry).
-    producer_errors: Counter = Counter::default(), None, "Delivery failures (each is retried)";
+    /// Delivery failures (retriable ones are retried with backoff; offsets wait for the retry).
+    producer_errors: Counter = Counter::default(), None, "Delivery failures (retriable ones are retried with backoff)";
     /// Errors reported by librdkafka clients (broker down, auth failure, …).
     kafka_errors: Counter = Counter::default(), None, "Errors reported by librdkafka clients";
+    /// Non-critical outputs dropped after a permanent delivery failure (`engine.noncritical_output_failure = "drop"`).
+    outputs_dropped: Family<TopicLabel, Counter> = Family::default(), None, "Non-critical outputs (shadow scores, drift messages, model events) dropped after a permanent delivery failure, per topic";
+    /// Dead letters whose payload was cut to fit (`truncated`) or left out (`omitted`).
+    dead_letters_reduced: Family<ReasonLabel, Counter> = Family::default(), None, "Dead letters whose event payload was truncated or omitted to fit the topic (headers give size and digest)";
+    /// Scored events whose event time is out of bounds (`future`, `too_old`), kept out of drift windows.
+    event_time_out_of_bounds: Family<ReasonLabel, Counter> = Family::default(), None, "Events whose event time is out of bounds (future, too_old); kept out of drift windows";
+    /// Age of the oldest output not yet acknowledged by the broker, per worker (0: none in flight).
+    output_oldest_unacked_age: Family<WorkerLabel, FloatGauge> = Family::default(), Some("seconds"), "Age of the oldest output not yet acknowledged by the broker, per worker (0 when none is in flight)";
+    /// Messages between the group's committed offset (as the broker has it) and the partition end.
+    consumer_committed_lag: Family<PartitionLabels, Gauge> = Family::default(), None, "Messages between the group's committed offset on the broker and the partition end";
     /// Offsets handed to the consumer for commit (events whose outputs are all acknowledged).
     events_committable: Counter = Counter::default(), None, "Events whose outputs are all acknowledged and whose offsets were stored for commit";
     /// 1 for the loaded model's name and version.
@@ -203,6 +220,12 @@ impl Metrics {
         }
         for reason in InvalidReason::ALL {
             let _ = self.events_invalid.get_or_create(&ReasonLabel { reason: reason.as_str().into() });
+        }
+        for reason in ["future", "too_old"] {
+            let _ = self.event_time_out_of_bounds.get_or_create(&ReasonLabel { reason: reason.into() });
+        }
+        for reason in ["truncated", "omitted"] {
+            let _ = self.dead_letters_reduced.get_or_create(&ReasonLabel { reason: reason.into() });
         }
         for agree in ["true", "false"] {
             let _ = self.shadow_agreement.get_or_create(&AgreeLabel { agree: agree.into() });
