@@ -6,8 +6,9 @@
 //! - **retriable** (timed out, broker down, leader moving, …): produced again after a backoff
 //!   that doubles from 100 ms to `engine.retry_backoff_max_ms`; the batch's offsets wait;
 //! - **too large** for the topic: a dead letter is produced again as a reference (its source
-//!   position, size and digest, without the event's bytes or headers); any other output is
-//!   refused as below;
+//!   position, size and digest, without the event's bytes or headers); any other output (and a
+//!   reference) is tried [`TOO_LARGE_ATTEMPTS`] times — the broker refuses whole batches, so a
+//!   small record can be refused with a large one — then refused as below;
 //! - **permanent** (no ACL, topic deleted, record refused): an alert or a dead letter stops the
 //!   engine (exit 5) without committing past it, so nothing is lost; a non-critical output
 //!   (shadow score, drift report/alert, retrain request, model event) is dropped and counted
@@ -92,12 +93,18 @@ pub enum Action {
     Stop,
 }
 
+/// A record refused as too large is tried this many times before it counts as refused for good:
+/// the broker refuses a whole batch when it exceeds the topic's `max.message.bytes`, so a small
+/// record batched with a large one is refused too, and fits when tried again.
+pub const TOO_LARGE_ATTEMPTS: u32 = 5;
+
 /// The decision, pure: a failure class, the output's kind, whether it is already a reference,
 /// how often it was tried, and the policy for non-critical outputs.
 pub fn decide(failure: Failure, kind: OutputKind, is_reference: bool, attempt: u32, max_backoff: Duration, policy: NoncriticalFailure) -> Action {
     match failure {
         Failure::Retriable => Action::RetryAfter(backoff(attempt, max_backoff)),
         Failure::TooLarge if kind == OutputKind::DeadLetter && !is_reference => Action::Reference,
+        Failure::TooLarge if attempt < TOO_LARGE_ATTEMPTS => Action::RetryAfter(backoff(attempt, max_backoff)),
         _ if is_critical(kind) || policy == NoncriticalFailure::Stop => Action::Stop,
         _ => Action::Drop,
     }
@@ -233,9 +240,11 @@ mod tests {
         let max = Duration::from_secs(10);
         let (drop, stop) = (NoncriticalFailure::Drop, NoncriticalFailure::Stop);
         assert_eq!(decide(Failure::Permanent, OutputKind::Alert, false, 1, max, drop), Action::Stop);
-        assert_eq!(decide(Failure::TooLarge, OutputKind::Alert, false, 1, max, drop), Action::Stop);
+        assert_eq!(decide(Failure::TooLarge, OutputKind::Alert, false, 1, max, drop), Action::RetryAfter(Duration::from_millis(100)), "maybe refused with its batch");
+        assert_eq!(decide(Failure::TooLarge, OutputKind::Alert, false, TOO_LARGE_ATTEMPTS, max, drop), Action::Stop);
         assert_eq!(decide(Failure::TooLarge, OutputKind::DeadLetter, false, 1, max, drop), Action::Reference);
-        assert_eq!(decide(Failure::TooLarge, OutputKind::DeadLetter, true, 2, max, drop), Action::Stop, "a reference that does not fit");
+        assert_eq!(decide(Failure::TooLarge, OutputKind::DeadLetter, true, 2, max, drop), Action::RetryAfter(Duration::from_millis(200)));
+        assert_eq!(decide(Failure::TooLarge, OutputKind::DeadLetter, true, TOO_LARGE_ATTEMPTS, max, drop), Action::Stop, "a reference that does not fit");
         assert_eq!(decide(Failure::Permanent, OutputKind::DeadLetter, false, 1, max, drop), Action::Stop);
         assert_eq!(decide(Failure::Permanent, OutputKind::ShadowScore, false, 1, max, drop), Action::Drop);
         assert_eq!(decide(Failure::Permanent, OutputKind::DriftReport, false, 1, max, stop), Action::Stop);

@@ -157,6 +157,7 @@ impl Engine {
             Ok(())
         };
 
+        let mut refused_at_shutdown = None;
         let left = match &transaction {
             Some(open) => {
                 if outcome.is_ok() {
@@ -184,7 +185,16 @@ impl Engine {
                 let deadline = Instant::now() + Duration::from_millis(wait);
                 loop {
                     if let Err(error) = redelivery.pump(&sink) {
-                        warn!(message = "Output refused during shutdown; its event stays uncommitted.", %error);
+                        // Nothing after the refused output can be committed: stop waiting.
+                        warn!(message = "Output refused during shutdown; its event and later ones stay uncommitted.", %error);
+                        if outcome.is_ok() {
+                            refused_at_shutdown = Some(error);
+                        }
+                        let done = tracker.lock().expect("tracker lock").take_done();
+                        if let Some(done) = done {
+                            store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
+                        }
+                        break;
                     }
                     let _ = producer.flush(Duration::from_millis(200));
                     let done = tracker.lock().expect("tracker lock").take_done();
@@ -202,6 +212,9 @@ impl Engine {
             }
         };
         outcome?;
+        if let Some(e) = refused_at_shutdown {
+            return Err(e);
+        }
         if left > 0 {
             return Err(EngineError::Unacknowledged(left));
         }
@@ -268,14 +281,27 @@ where
     F: Fn(&AtomicBool, usize) -> Result<RunSummary, EngineError> + Sync,
 {
     let stop_all = AtomicBool::new(false);
+    // The worker whose failure stopped the others: its error is the one reported (the others
+    // may fail in turn while stopping, e.g. with outputs left unacknowledged).
+    let first_failed = std::sync::atomic::AtomicUsize::new(usize::MAX);
     std::thread::scope(|s| {
         let member = &member;
         let handles: Vec<_> = (0..workers)
             .map(|i| {
-                let stop_all = &stop_all;
+                let (stop_all, first_failed) = (&stop_all, &first_failed);
                 std::thread::Builder::new()
                     .name(format!("driftwatch-worker-{i}"))
-                    .spawn_scoped(s, move || member(stop_all, i))
+                    .spawn_scoped(s, move || {
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| member(stop_all, i))).unwrap_or_else(|panic| {
+                            let message = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panicked".into());
+                            Err(EngineError::WorkerFailed { worker: i, message })
+                        });
+                        if result.is_err() {
+                            let _ = first_failed.compare_exchange(usize::MAX, i, Ordering::AcqRel, Ordering::Acquire);
+                            stop_all.store(true, Ordering::Relaxed);
+                        }
+                        result
+                    })
                     .expect("spawning a worker thread")
             })
             .collect();
@@ -289,22 +315,24 @@ where
         }
         stop_all.store(true, Ordering::Relaxed);
         let mut total = RunSummary::default();
-        let mut first_error = None;
+        let mut errors: Vec<Option<EngineError>> = Vec::with_capacity(workers);
         for (worker, h) in handles.into_iter().enumerate() {
-            match h.join() {
-                Ok(Ok(r)) => total += r,
-                Ok(Err(e)) => {
-                    error!(message = "Engine worker failed.", worker, error = %e);
-                    first_error.get_or_insert(e);
+            match h.join().expect("worker panics are caught in the worker") {
+                Ok(r) => {
+                    total += r;
+                    errors.push(None);
                 }
-                Err(panic) => {
-                    let message = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panicked".into());
-                    error!(message = "Engine worker panicked.", worker, panic = %message);
-                    first_error.get_or_insert(EngineError::WorkerFailed { worker, message });
+                Err(e) => {
+                    error!(message = "Engine worker failed.", worker, error = %e);
+                    errors.push(Some(e));
                 }
             }
         }
-        first_error.map_or(Ok(total), Err)
+        let first = first_failed.load(Ordering::Acquire);
+        match errors.get_mut(first).and_then(Option::take).or_else(|| errors.into_iter().flatten().next()) {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
     })
 }
 

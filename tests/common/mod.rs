@@ -156,13 +156,11 @@ pub fn uncommitted(group: &str, topic: &str) -> i64 {
     gap
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 pub struct EngineProcess {
     pub child: Child,
-    pub metrics: String,
+    /// The metrics endpoint's address, read from the engine's log once it has bound port 0
+    /// (a port picked by the test and released before the engine binds it could be taken).
+    address: std::sync::OnceLock<String>,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -175,17 +173,17 @@ pub fn start_engine(t: &Topics, engine_extra: &str) -> EngineProcess {
 /// As [`start_engine`], with extra environment variables (e.g. `DRIFTWATCH_MODEL__…` overrides).
 pub fn start_engine_with_env(t: &Topics, engine_extra: &str, env: &[(&str, &str)]) -> EngineProcess {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
     let config = format!(
-        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nmodel_events_topic = \"{}\"\nshadow_scores_topic = \"{}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[engine]\nstatistics_interval_ms = 500\n{engine_extra}\n",
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nmodel_events_topic = \"{}\"\nshadow_scores_topic = \"{}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[engine]\nstatistics_interval_ms = 500\n{engine_extra}\n",
         brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, t.retrain.replace("retrain", "model-events"), t.retrain.replace("retrain", "shadow"), model.display()
     );
-    start_with_config(&config, dir, port, env)
+    start_with_config(&config, dir, env)
 }
 
-/// Starts `driftwatch run` with a full configuration text.
-pub fn start_with_config(config: &str, dir: tempfile::TempDir, port: u16, env: &[(&str, &str)]) -> EngineProcess {
+/// Starts `driftwatch run` with a full configuration text (its `metrics.listen` should be
+/// `127.0.0.1:0`: the address is read from the log).
+pub fn start_with_config(config: &str, dir: tempfile::TempDir, env: &[(&str, &str)]) -> EngineProcess {
     let path = dir.path().join("engine.toml");
     std::fs::write(&path, config).unwrap();
     let log = dir.path().join("engine.log");
@@ -198,7 +196,7 @@ pub fn start_with_config(config: &str, dir: tempfile::TempDir, port: u16, env: &
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    EngineProcess { child, metrics: format!("http://127.0.0.1:{port}"), log, _dir: dir }
+    EngineProcess { child, address: std::sync::OnceLock::new(), log, _dir: dir }
 }
 
 impl EngineProcess {
@@ -206,9 +204,25 @@ impl EngineProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The metrics endpoint's address: waits (60 s at most) for the engine to log it.
+    pub fn address(&self) -> &str {
+        self.address.get_or_init(|| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let log = self.log_text();
+                if let Some(line) = log.lines().find(|l| l.contains("Serving /metrics")) {
+                    let addr = line.split("address=").nth(1).and_then(|a| a.split_whitespace().next()).unwrap_or_else(|| panic!("no address in: {line}"));
+                    return addr.trim_matches('"').to_string();
+                }
+                assert!(Instant::now() < deadline, "the engine did not serve /metrics within 60 s; log:\n{log}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    }
+
     /// GET a path on the engine's HTTP endpoint: (status, body).
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        let addr = self.metrics.trim_start_matches("http://");
+        let addr = self.address();
         let mut s = std::net::TcpStream::connect(addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
@@ -226,20 +240,43 @@ impl EngineProcess {
         parse_openmetrics(&body)
     }
 
+    /// Waits until `ok` holds on the parsed metrics. A series `ok` looks up that does not
+    /// exist yet (a labelled family before its first event) is "not yet"; if it never appears
+    /// the wait fails saying which.
     pub fn wait_for(&self, what: &str, timeout: Duration, mut ok: impl FnMut(&HashMap<String, f64>) -> bool) -> HashMap<String, f64> {
         let deadline = Instant::now() + timeout;
+        let mut last_miss = String::new();
         loop {
             if let Some((200, body)) = self.get("/metrics") {
                 let m = parse_openmetrics(&body);
-                if ok(&m) {
-                    return m;
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ok(&m))) {
+                    Ok(true) => return m,
+                    Ok(false) => {}
+                    Err(panic) => last_miss = panic.downcast_ref::<String>().cloned().unwrap_or_default(),
                 }
             }
+            if self.exited() {
+                panic!("the engine exited while waiting for {what}; log:\n{}", self.log_text());
+            }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; engine log:\n{}", self.log_text());
+                panic!("timed out waiting for {what} {last_miss}; engine log:\n{}", self.log_text());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Whether the engine process has ended (a zombie until reaped; `try_wait` needs `&mut`).
+    pub fn exited(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .map(|stat| stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z"))
+            .unwrap_or(true)
+    }
+
+    /// Peak resident memory of the engine so far (VmHWM), bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("engine still running");
+        let kb: u64 = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).expect("VmHWM in /proc/PID/status");
+        kb * 1024
     }
 
     /// SIGTERM and wait; returns the exit status.
@@ -284,8 +321,18 @@ pub fn parse_openmetrics(text: &str) -> HashMap<String, f64> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The value of one series; fails when the series does not exist (a renamed metric must not
+/// read as 0).
 pub fn metric(m: &HashMap<String, f64>, key: &str) -> f64 {
-    m.get(key).copied().unwrap_or(0.0)
+    match m.get(key) {
+        Some(v) => *v,
+        None => {
+            let family = key.split('{').next().unwrap_or(key);
+            let mut same: Vec<&String> = m.keys().filter(|k| k.starts_with(family)).collect();
+            same.sort();
+            panic!("metric series {key} is missing; series of that family: {same:?}")
+        }
+    }
 }
 
 /// The transaction ids `driftwatch score` alerts on (fraud or outlier) among `events`: the
@@ -304,4 +351,97 @@ pub fn offline_alert_ids(events: &[Vec<u8>]) -> std::collections::BTreeSet<Strin
         .filter(|v| v["is_fraud"] == true || v["is_outlier"] == true)
         .map(|v| v["transaction_id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// What `driftwatch score` decides for one input line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Not scorable: the reason code.
+    Invalid(String),
+    /// Scored.
+    Scored { id: String, score: f64, is_outlier: bool },
+}
+
+impl Decision {
+    /// Whether the engine alerts on it at `threshold` (outliers alert too).
+    pub fn alerts(&self, threshold: f64) -> bool {
+        matches!(self, Decision::Scored { score, is_outlier, .. } if *score >= threshold || *is_outlier)
+    }
+}
+
+/// `driftwatch score`'s decision for each event, in order: the offline oracle. Events must not
+/// contain a newline byte (one event per line).
+pub fn offline_decisions(events: &[Vec<u8>]) -> Vec<Decision> {
+    assert!(events.iter().all(|e| !e.contains(&b'\n')), "an event with a newline cannot be one JSON line");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["score", "--model"]).arg(model).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input: Vec<u8> = events.iter().flat_map(|e| e.iter().copied().chain([b'\n'])).collect();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let decisions: Vec<Decision> = out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+            match v["reason"].as_str() {
+                Some(r) => Decision::Invalid(r.to_string()),
+                None => Decision::Scored {
+                    id: v["transaction_id"].as_str().unwrap().to_string(),
+                    score: v["score"].as_f64().unwrap(),
+                    is_outlier: v["is_outlier"].as_bool().unwrap(),
+                },
+            }
+        })
+        .collect();
+    assert_eq!(decisions.len(), events.len(), "one decision per event");
+    decisions
+}
+
+/// The transaction ids of alerts read from an alerts topic, in order.
+pub fn alert_ids_of(alerts: &[Received]) -> Vec<String> {
+    alerts.iter().map(|a| serde_json::from_slice::<serde_json::Value>(&a.payload).unwrap()["transaction_id"].as_str().unwrap().to_string()).collect()
+}
+
+/// Produces `events` keyed `i<index>` in chunks of `chunk` every `pause`, on a thread: a live
+/// stream, so faults land while events are in flight.
+pub fn feed(topic: &str, events: std::sync::Arc<Vec<Vec<u8>>>, chunk: usize, pause: Duration) -> std::thread::JoinHandle<()> {
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").set("message.max.bytes", "2000000").set("message.timeout.ms", "300000").create().unwrap();
+        for (c, part) in events.chunks(chunk).enumerate() {
+            for (j, e) in part.iter().enumerate() {
+                let key = format!("i{}", c * chunk + j);
+                let mut record = BaseRecord::to(&topic).payload(e).key(&key);
+                loop {
+                    match p.send(record) {
+                        Ok(()) => break,
+                        Err((_, r)) => {
+                            record = r;
+                            p.poll(Duration::from_millis(10));
+                        }
+                    }
+                }
+                p.poll(Duration::ZERO);
+            }
+            std::thread::sleep(pause);
+        }
+        p.flush(Duration::from_secs(300)).expect("feeder flush");
+    })
+}
+
+/// Waits until `group` has committed every event of `topic`, failing after `timeout`.
+pub fn wait_all_committed(group: &str, topic: &str, timeout: Duration, engine: &EngineProcess) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = uncommitted(group, topic);
+        if left == 0 {
+            return;
+        }
+        assert!(!engine.exited(), "the engine exited with {left} events uncommitted; log:\n{}", engine.log_text());
+        assert!(Instant::now() < deadline, "{left} events still uncommitted after {timeout:?}; log:\n{}", engine.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

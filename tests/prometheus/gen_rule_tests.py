@@ -62,6 +62,17 @@ tests = [
          [check("30m", "DriftwatchDeadLetterRateHigh")]),
     case([('driftwatch_events_invalid_total{reason="not_json"}', "0+5x40"), ("driftwatch_events_consumed_total", "0+100x40")],
          [check("30m", "DriftwatchDeadLetterRateHigh", expected("DriftwatchDeadLetterRateHigh"))]),
+    # An output stuck for 30 s, then one waiting ever longer.
+    case([('driftwatch_output_oldest_unacked_age_seconds{instance="a",worker="0"}', "30x10"), ('driftwatch_output_oldest_unacked_age_seconds{instance="b",worker="0"}', "0+60x10")],
+         [check("1m", "DriftwatchOutputUnacknowledged"),
+          check("5m", "DriftwatchOutputUnacknowledged", expected("DriftwatchOutputUnacknowledged", instance="b"))]),
+    # Committed lag 5,000 with commits moving (a), and with no commit for 10 minutes (b).
+    case([('driftwatch_consumer_committed_lag{instance="a",topic="transactions",partition="0"}', "5000x30"),
+          ('driftwatch_events_committable_total{instance="a"}', "0+1000x30"),
+          ('driftwatch_consumer_committed_lag{instance="b",topic="transactions",partition="0"}', "5000x30"),
+          ('driftwatch_events_committable_total{instance="b"}', "0+1000x5 5000x25")],
+         [check("4m", "DriftwatchCommitsStalled"),
+          check("25m", "DriftwatchCommitsStalled", expected("DriftwatchCommitsStalled", instance="b"))]),
 ]
 covered = {c["alertname"] for t in tests for c in t["alert_rule_test"] if c["exp_alerts"]}
 assert covered == set(rules), f"rules without a firing test: {set(rules) - covered}"
