@@ -113,6 +113,14 @@ f.write()
 s = Board("driftwatch-system", "driftwatch — System", "Kafka health of the engine, host resources (node-exporter) and the engine process.")
 s.panel("timeseries", "Consumer lag per partition", [("max by (topic, partition) (driftwatch_consumer_lag)", "{{topic}}/{{partition}}")])
 s.panel("timeseries", "Producer and Kafka client errors", [("sum(rate(driftwatch_producer_errors_total[5m]))", "delivery failures"), ("sum(rate(driftwatch_kafka_errors_total[5m]))", "client errors")])
+s.panel("timeseries", "Oldest unacknowledged output and committed lag", [("max(driftwatch_output_oldest_unacked_age_seconds)", "oldest unacknowledged output (s)"),
+                                                                          ("sum(driftwatch_consumer_committed_lag)", "committed lag (messages, from the broker)")],
+        description="An output waiting for the broker holds back every later offset: the age grows and the committed lag stops falling. Alerts: DriftwatchOutputUnacknowledged, DriftwatchCommitsStalled.")
+s.panel("timeseries", "Faults absorbed", [("sum by (topic) (rate(driftwatch_outputs_dropped_total[5m]))", "dropped {{topic}}"),
+                                          ("sum by (reason) (rate(driftwatch_dead_letters_reduced_total[5m]))", "dead letters {{reason}}"),
+                                          ("sum by (reason) (rate(driftwatch_event_time_out_of_bounds_total[5m]))", "event time {{reason}}")],
+        description="Non-critical outputs dropped after a permanent refusal, dead letters truncated or reduced to a reference, events whose time is out of bounds (kept out of drift windows).",
+        fieldConfig={"defaults": {"unit": "ops"}, "overrides": []})
 s.panel("stat", "Engines up and ready", [('sum(up{job="driftwatch"})', "up"), ("sum(driftwatch_ready)", "ready")], w=8, options={"reduceOptions": {"calcs": ["lastNotNull"]}})
 s.panel("timeseries", "Host CPU busy", [('1 - avg(rate(node_cpu_seconds_total{mode="idle"}[1m]))', "cpu")], w=8, fieldConfig={"defaults": {"unit": "percentunit"}, "overrides": []})
 s.panel("timeseries", "Host memory available", [("min(node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)", "available")], w=8, fieldConfig={"defaults": {"unit": "percentunit"}, "overrides": []})

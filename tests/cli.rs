@@ -182,3 +182,38 @@ fn a_missing_ca_file_is_a_clear_error() {
     assert!(err.contains("kafka.options.ssl.ca.location") && err.contains("/nonexistent/driftwatch-ca.pem") && err.contains("No such file"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "no endless retry");
 }
+
+#[test]
+fn two_processes_registering_at_once_never_lose_a_version() {
+    // Two `driftwatch model` processes, each registering 8 versions as fast as it can: every
+    // write is a read-modify-write of index.json under the registry's file lock.
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    let base: serde_json::Value = serde_json::from_slice(&std::fs::read(DEMO).unwrap()).unwrap();
+    let mut files = Vec::new();
+    for i in 0..16 {
+        let mut a = base.clone();
+        a["model"]["version"] = serde_json::Value::from(format!("v{i:02}"));
+        let path = dir.path().join(format!("v{i:02}.json"));
+        std::fs::write(&path, serde_json::to_vec(&a).unwrap()).unwrap();
+        files.push(path);
+    }
+    let writers: Vec<_> = files
+        .chunks(8)
+        .map(|half| {
+            let (registry, half) = (registry.clone(), half.to_vec());
+            std::thread::spawn(move || {
+                for f in half {
+                    let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["model", "--registry"]).arg(&registry).arg("register").arg(&f).output().unwrap();
+                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(registry.join("index.json")).unwrap()).unwrap();
+    let versions: Vec<&str> = index["models"]["card-fraud"]["versions"].as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!(versions.len(), 16, "every registration kept: {versions:?}");
+}

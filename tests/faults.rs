@@ -19,6 +19,14 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
 
+/// One test at a time: they load the 2-core machine heavily, and the kill test counts kills
+/// that land while events arrive.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 const THRESHOLD: f64 = 0.02;
 const ENV: &[(&str, &str)] = &[("DRIFTWATCH_MODEL__THRESHOLD", "0.02")];
 /// A killed member's partitions move on after 6 s instead of 45.
@@ -190,6 +198,7 @@ fn malformed(valid: &[u8], rng: &mut rand_xoshiro::Xoshiro256PlusPlus) -> (usize
 
 #[test]
 fn poison_never_halts_the_engine_and_every_malformed_event_is_dead_lettered_with_its_reason() {
+    let _turn = turn();
     let t = Topics::new(3);
     let base = generated(120_000, 31);
     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
@@ -276,6 +285,7 @@ fn poison_never_halts_the_engine_and_every_malformed_event_is_dead_lettered_with
 
 #[test]
 fn a_topic_refusing_alerts_stops_the_engine_with_exit_5_and_nothing_is_lost() {
+    let _turn = turn();
     let t = Topics::new(2);
     // Alerts are ~700 bytes: a 200-byte limit refuses every one (a misconfigured topic).
     create_limited_topic(&t.alerts, 1, "200");
@@ -326,6 +336,7 @@ fn a_topic_refusing_alerts_stops_the_engine_with_exit_5_and_nothing_is_lost() {
 
 #[test]
 fn small_topic_limits_turn_dead_letters_into_references_and_drop_drift_reports() {
+    let _turn = turn();
     let t = Topics::new(2);
     create_limited_topic(&t.dlq, 1, "4096");
     create_limited_topic(&t.reports, 1, "1000");
@@ -368,6 +379,7 @@ fn small_topic_limits_turn_dead_letters_into_references_and_drop_drift_reports()
 
 #[test]
 fn five_sigkills_during_a_million_events_lose_nothing_and_duplicates_are_bounded() {
+    let _turn = turn();
     let partitions = 4;
     let t = Topics::new(partitions);
     let n = 1_000_000;
@@ -382,16 +394,18 @@ fn five_sigkills_during_a_million_events_lose_nothing_and_duplicates_are_bounded
     for k in 0..kills {
         let engine = start_engine_with_env(&t, SHORT_SESSION, ENV);
         let before = committed(&t.group, &t.transactions, partitions).values().sum::<i64>();
-        engine.wait_for("this run to handle events", Duration::from_secs(90), |m| {
-            metric(m, "driftwatch_events_consumed_total{}") >= 20_000.0 && metric(m, "driftwatch_events_committable_total{}") >= 1.0
-        });
+        engine.wait_for("this run to handle events", Duration::from_secs(90), |m| metric(m, "driftwatch_events_consumed_total{}") >= 20_000.0);
+        // ... and to commit some (librdkafka commits stored offsets every second).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while committed(&t.group, &t.transactions, partitions).values().sum::<i64>() <= before {
+            assert!(Instant::now() < deadline, "run {k} committed nothing in 30 s; log:\n{}", engine.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
         mid_stream += usize::from(!feeder.is_finished());
         let log = engine.kill();
         assert!(!log.contains("ERROR"), "run {k} was healthy until killed: {log}");
         // What the next run re-reads: from the committed offsets to what had been written.
         windows.push((committed(&t.group, &t.transactions, partitions), high_watermarks(&t.transactions, partitions)));
-        let after = committed(&t.group, &t.transactions, partitions).values().sum::<i64>();
-        assert!(after > before, "run {k} committed progress before it was killed");
     }
     assert!(mid_stream >= 4, "only {mid_stream} of {kills} kills hit while events were still arriving");
     feeder.join().unwrap();
@@ -425,6 +439,7 @@ fn five_sigkills_during_a_million_events_lose_nothing_and_duplicates_are_bounded
 
 #[test]
 fn a_tenfold_burst_is_absorbed_with_bounded_memory() {
+    let _turn = turn();
     let t = Topics::new(4);
     let events = Arc::new(generated(400_000, 77));
     let engine = start_engine_with_env(&t, "", ENV);

@@ -100,6 +100,11 @@ impl Engine {
             false_rollback_probability: m.guard_false_rollback_probability,
             latency_min_samples: m.guard_latency_min_samples,
         };
+        // Drop counters of the non-critical topics exist from the first scrape (rate() works).
+        let k = &config.kafka;
+        for topic in [&k.shadow_scores_topic, &k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic, &k.model_events_topic] {
+            let _ = metrics.outputs_dropped.get_or_create(&crate::observe::metrics::TopicLabel { topic: topic.clone() });
+        }
         Engine { models: ModelLifecycle::new(pipeline, rules), config, metrics, drift, telemetry: None, clock: crate::time::now_ms }
     }
 

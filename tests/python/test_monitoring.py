@@ -92,26 +92,39 @@ def test_every_dashboard_query_returns_series_and_the_drift_alert_fires(driftwat
     brokers = os.environ.get("DRIFTWATCH_TEST_BROKERS") or pytest.fail("DRIFTWATCH_TEST_BROKERS is not set: run scripts/test, which starts Kafka")
     prometheus, node_exporter = need("prometheus"), need("prometheus-node-exporter")
     binary = os.environ.get("DRIFTWATCH_BIN") or str(ROOT / "target/release/driftwatch")
-    engine_port, node_port, prom_port = free_port(), free_port(), free_port()
+    node_port, prom_port = free_port(), free_port()
     tmp = pathlib.Path(tempfile.mkdtemp())
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(ROOT / "config/prometheus/rules/driftwatch.yml")],
-        "scrape_configs": [
-            {"job_name": "driftwatch", "static_configs": [{"targets": [f"127.0.0.1:{engine_port}"]}]},
-            {"job_name": "node", "static_configs": [{"targets": [f"127.0.0.1:{node_port}"]}]},
-        ]}))
     procs = []
     try:
         procs.append(subprocess.Popen([node_exporter, f"--web.listen-address=127.0.0.1:{node_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        procs.append(subprocess.Popen([prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-                                       f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.log", "w")))
-        demo = subprocess.Popen([binary, "demo", "--brokers", brokers, "--duration", "100", "--rate", "1000", "--scenario", "new_country",
-                                 "--metrics-listen", f"127.0.0.1:{engine_port}"], stdout=open(tmp / "demo.log", "w"), stderr=subprocess.STDOUT)
+        # The engine binds port 0 and logs the address it got (a port picked here and released
+        # could be taken before it binds). It runs far longer than the test needs and is
+        # stopped at the end, so nothing races its --duration.
+        demo = subprocess.Popen([binary, "demo", "--brokers", brokers, "--duration", "900", "--rate", "1000", "--scenario", "new_country",
+                                 "--metrics-listen", "127.0.0.1:0"], stdout=open(tmp / "demo.log", "w"), stderr=subprocess.STDOUT,
+                                env={**os.environ, "RUST_LOG": "warn,driftwatch=info"})
         procs.append(demo)
+        engine_addr, deadline = None, time.time() + 60
+        while engine_addr is None:
+            found = re.search(r"Serving /metrics.*address=(\S+)", (tmp / "demo.log").read_text())
+            engine_addr = found.group(1) if found else None
+            assert engine_addr or (time.time() < deadline and demo.poll() is None), f"the demo never served /metrics:\n{(tmp / 'demo.log').read_text()[-3000:]}"
+            time.sleep(0.1)
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(ROOT / "config/prometheus/rules/driftwatch.yml")],
+            "scrape_configs": [
+                {"job_name": "driftwatch", "static_configs": [{"targets": [engine_addr]}]},
+                {"job_name": "node", "static_configs": [{"targets": [f"127.0.0.1:{node_port}"]}]},
+            ]}))
+        prom = subprocess.Popen([prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+                                 f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.log", "w"))
+        procs.append(prom)
         # The drift alert needs the demo's scenario (from 50 s) and two red windows.
-        deadline, firing = time.time() + 110, []
+        deadline, firing = time.time() + 120, []
         while time.time() < deadline and not firing:
+            assert prom.poll() is None, f"Prometheus exited:\n{(tmp / 'prometheus.log').read_text()[-3000:]}"
+            assert demo.poll() is None, f"the demo exited:\n{(tmp / 'demo.log').read_text()[-3000:]}"
             time.sleep(2)
             try:
                 firing = query(prom_port, 'ALERTS{alertname="DriftwatchFeatureDriftRed", alertstate="firing"}')["data"]["result"]
@@ -119,11 +132,11 @@ def test_every_dashboard_query_returns_series_and_the_drift_alert_fires(driftwat
                 pass
         log = (tmp / "demo.log").read_text()
         assert firing, f"DriftwatchFeatureDriftRed never fired; demo output:\n{log[-3000:]}"
-        time.sleep(5)  # a few more scrapes, so every range query has samples after the change
+        time.sleep(5)  # a few more scrapes (the demo keeps running), so every range query has samples after the change
         assert {a["metric"]["feature"] for a in firing} >= {"country"}, firing
         rules = json.load(urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/rules", timeout=10))
         loaded = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
-        assert len(loaded) == 7 and "DriftwatchConsumerLagGrowing" in loaded, loaded
+        assert len(loaded) == 9 and {"DriftwatchConsumerLagGrowing", "DriftwatchOutputUnacknowledged", "DriftwatchCommitsStalled"} <= loaded, loaded
         failures = []
         for board, title, expr in exprs():
             # What Grafana sends with every engine and model selected.
