@@ -139,6 +139,9 @@ pub struct ProduceArgs {
     /// Drift scenario, injected halfway through --duration (or after 60 s).
     #[arg(long, default_value = "none", value_parser = scenario)]
     pub scenario: Scenario,
+    /// When the scenario starts, in seconds (default: halfway through --duration, or 60).
+    #[arg(long)]
+    pub drift_after: Option<u64>,
     /// Every n-th transaction is malformed (0: none).
     #[arg(long, default_value_t = 0)]
     pub invalid_every: u64,
@@ -339,6 +342,9 @@ pub struct DemoArgs {
     /// Drift scenario injected halfway through (or after 60 s without --duration).
     #[arg(long, default_value = "none", value_parser = scenario)]
     pub scenario: Scenario,
+    /// When the scenario starts, in seconds (default: halfway through --duration, or 60).
+    #[arg(long)]
+    pub drift_after: Option<u64>,
     /// Every n-th transaction is malformed, to show the dead-letter topic (0: none).
     #[arg(long, default_value_t = 500)]
     pub invalid_every: u64,

@@ -225,6 +225,10 @@ fn restart_run(kill_hard: bool) -> (usize, usize, usize, usize) {
 
 /// The group's committed offsets and the partitions' end offsets, now.
 fn offsets_now(group: &str, topic: &str, partitions: i32) -> (Vec<i64>, Vec<i64>) {
+    retrying(|| offsets_now_once(group, topic, partitions))
+}
+
+fn offsets_now_once(group: &str, topic: &str, partitions: i32) -> (Vec<i64>, Vec<i64>) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
     let mut tpl = rdkafka::TopicPartitionList::new();

@@ -88,6 +88,10 @@ fn positions(topic: &str, n: usize) -> HashMap<usize, (i32, i64)> {
 
 /// The group's committed offset per partition (0 when none).
 fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    retrying(|| committed_once(group, topic, partitions))
+}
+
+fn committed_once(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
@@ -98,6 +102,10 @@ fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
 }
 
 fn high_watermarks(topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    retrying(|| high_watermarks_once(topic, partitions))
+}
+
+fn high_watermarks_once(topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
     (0..partitions).map(|p| (p, c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1)).collect()
 }

@@ -38,7 +38,7 @@ pub struct DemoOptions {
 /// Runs the demo from its command-line arguments.
 pub fn execute(a: DemoArgs) -> Result<Outcome, DemoError> {
     crate::observe::logs::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
-    let traffic = Traffic { rate: a.rate, duration: a.duration.map(Duration::from_secs), scenario: a.scenario, invalid_every: a.invalid_every, seed: a.seed };
+    let traffic = Traffic { rate: a.rate, duration: a.duration.map(Duration::from_secs), scenario: a.scenario, drift_after: a.drift_after.map(Duration::from_secs), invalid_every: a.invalid_every, seed: a.seed };
     demo(DemoOptions { brokers: a.brokers, model: a.model, metrics_listen: a.metrics_listen, traffic }, std::io::stdout())?;
     Ok(Outcome::Success)
 }

@@ -21,8 +21,10 @@ pub struct Traffic {
     pub rate: f64,
     /// Stop after this long (else run until stopped).
     pub duration: Option<Duration>,
-    /// Drift scenario (starts halfway through `duration`, or after 60 s).
+    /// Drift scenario (starts at `drift_after`, else halfway through `duration`, or after 60 s).
     pub scenario: Scenario,
+    /// When the scenario starts.
+    pub drift_after: Option<Duration>,
     /// Every n-th event is malformed (0: none).
     pub invalid_every: u64,
     /// Generator seed.
@@ -31,7 +33,7 @@ pub struct Traffic {
 
 /// Runs `produce` from its command-line arguments.
 pub fn execute(a: ProduceArgs) -> Result<Outcome, DemoError> {
-    let traffic = Traffic { rate: a.rate, duration: a.duration.map(Duration::from_secs), scenario: a.scenario, invalid_every: a.invalid_every, seed: a.seed };
+    let traffic = Traffic { rate: a.rate, duration: a.duration.map(Duration::from_secs), scenario: a.scenario, drift_after: a.drift_after.map(Duration::from_secs), invalid_every: a.invalid_every, seed: a.seed };
     let n = produce(&a.brokers, &a.topic, &traffic)?;
     eprintln!("produced {n} transactions to {}", a.topic);
     Ok(Outcome::Success)
@@ -65,7 +67,7 @@ pub(crate) fn feed(producer: &ThreadedProducer<DefaultProducerContext>, topic: &
     // the traffic comes from the same accounts but is new (no drift unless a scenario says so).
     const TRAINING_ROWS: u64 = 50_000;
     let skip = if opts.seed == 1 { TRAINING_ROWS } else { 0 };
-    let onset_rows = opts.duration.map_or(60.0, |d| d.as_secs_f64() / 2.0) * opts.rate;
+    let onset_rows = opts.drift_after.map(|d| d.as_secs_f64()).or_else(|| opts.duration.map(|d| d.as_secs_f64() / 2.0)).unwrap_or(60.0) * opts.rate;
     let rows = skip + (onset_rows * 2.0) as u64;
     let onset = (skip as f64 + onset_rows) / rows as f64;
     let mut generator = Generator::new(GeneratorConfig { seed: opts.seed, scenario: opts.scenario, rows, onset, ..Default::default() });

@@ -138,8 +138,27 @@ pub fn consume_all_isolated(topic: &str, expected: usize, timeout: Duration, iso
     out
 }
 
-/// Sum of committed offsets of `group` on `topic` minus the topic's end offsets (0 = all committed).
+/// Sum of committed offsets of `group` on `topic` minus the topic's end offsets (0 = all
+/// committed). Retries for 60 s while the broker is recovering (a coordinator moving after a
+/// broker restart answers `NotCoordinator` for a while).
 pub fn uncommitted(group: &str, topic: &str) -> i64 {
+    retrying(|| uncommitted_once(group, topic))
+}
+
+/// Runs a broker query, again for up to 60 s while it fails (panics): the broker may be
+/// recovering from a fault test.
+pub fn retrying<T>(query: impl Fn() -> T) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&query)) {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => std::panic::resume_unwind(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+fn uncommitted_once(group: &str, topic: &str) -> i64 {
     let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     let mut tpl = rdkafka::TopicPartitionList::new();

@@ -100,7 +100,7 @@ def test_every_dashboard_query_returns_series_and_the_drift_alert_fires(driftwat
         # The engine binds port 0 and logs the address it got (a port picked here and released
         # could be taken before it binds). It runs far longer than the test needs and is
         # stopped at the end, so nothing races its --duration.
-        demo = subprocess.Popen([binary, "demo", "--brokers", brokers, "--duration", "900", "--rate", "1000", "--scenario", "new_country",
+        demo = subprocess.Popen([binary, "demo", "--brokers", brokers, "--duration", "900", "--drift-after", "50", "--rate", "1000", "--scenario", "new_country",
                                  "--metrics-listen", "127.0.0.1:0"], stdout=open(tmp / "demo.log", "w"), stderr=subprocess.STDOUT,
                                 env={**os.environ, "RUST_LOG": "warn,driftwatch=info"})
         procs.append(demo)
