@@ -510,8 +510,9 @@ fn a_misbehaving_model_is_rolled_back_automatically() {
         metric(m, "driftwatch_model_rollbacks_total{}") >= 1.0 && metric(m, "driftwatch_model_info{name=card-fraud,version=demo-1}") == 1.0
     });
     assert_eq!(metric(&m, "driftwatch_model_info{name=card-fraud,version=demo-alerts-everything}"), 0.0);
-    // One rollback only: the restored version keeps serving the rest of the stream.
-    std::thread::sleep(Duration::from_secs(2));
+    // One rollback only: the restored version serves the rest of the stream (every event
+    // handled and committed) without another.
+    wait_all_committed(&t.group, &t.transactions, Duration::from_secs(90), &engine);
     assert_eq!(metric(&engine.metrics(), "driftwatch_model_rollbacks_total{}"), 1.0);
     let (status, log) = engine.terminate();
     assert!(status.success(), "{log}");
@@ -547,8 +548,12 @@ fn a_candidate_is_shadow_scored_without_touching_production_alerts() {
         "[drift]\nenabled = false",
         &[("DRIFTWATCH_MODEL__REGISTRY", reg_text.as_str()), ("DRIFTWATCH_MODEL__REGISTRY_POLL_MS", "100"), ("DRIFTWATCH_MODEL__SHADOW_FRACTION", "1.0")],
     );
-    // Let the watcher load the candidate before the events arrive.
-    std::thread::sleep(Duration::from_secs(2));
+    // The watcher loads the candidate before the events arrive.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !engine.log_text().contains("Shadow candidate changed.") {
+        assert!(std::time::Instant::now() < deadline && !engine.exited(), "the candidate was never loaded; log:\n{}", engine.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     produce(&t.transactions, &events);
     let m = engine.wait_for("every event shadow-scored", Duration::from_secs(60), |m| metric(m, "driftwatch_shadow_scored_total{}") >= 2_000.0);
     let (expected, _, _) = expected_from_score_cli(&events);
