@@ -113,6 +113,12 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Consumer group; run more instances with the same group to scale out.
     pub group_id: String,
+    /// This instance's stable identity in the group (static membership, KIP-345): each worker
+    /// joins as `group.instance.id = <instance_id>-<worker>`, so a restarted instance gets its
+    /// partitions back at once instead of after `session.timeout.ms`, and with exactly-once its
+    /// `transactional.id` carries it (several instances per group). Unique per running instance;
+    /// empty: dynamic membership.
+    pub instance_id: String,
     /// Topic producers write transactions to.
     pub transactions_topic: String,
     /// Topic fraud alerts are written to (keyed by account).
@@ -150,6 +156,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: "127.0.0.1:19092".into(),
             group_id: "driftwatch".into(),
+            instance_id: String::new(),
             transactions_topic: "transactions".into(),
             alerts_topic: "fraud-alerts".into(),
             dead_letter_topic: "transactions.dlq".into(),
@@ -439,6 +446,9 @@ impl Config {
         if k.group_id.trim().is_empty() {
             return invalid("kafka.group_id", "must not be empty");
         }
+        if !k.instance_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) || k.instance_id.len() > 200 {
+            return invalid("kafka.instance_id", "letters, digits, '.', '_' and '-' only (at most 200), or empty");
+        }
         let topics = [&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic, &k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic];
         if topics.iter().any(|t| t.trim().is_empty()) {
             return invalid("kafka.*_topic", "topic names must not be empty");
@@ -453,7 +463,7 @@ impl Config {
             return invalid("kafka.auto_offset_reset", "must be `earliest` or `latest`");
         }
         for (key, _) in k.consumer_options.iter().chain(&k.producer_options).chain(&k.options) {
-            if matches!(key.as_str(), "enable.auto.offset.store" | "enable.idempotence" | "group.id" | "bootstrap.servers") {
+            if matches!(key.as_str(), "enable.auto.offset.store" | "enable.idempotence" | "group.id" | "bootstrap.servers" | "group.instance.id" | "transactional.id") {
                 return Err(ConfigError::Invalid {
                     key: "kafka.options",
                     problem: format!("`{key}` is set by driftwatch (it carries the delivery guarantee); use the dedicated setting"),

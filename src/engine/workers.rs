@@ -58,7 +58,12 @@ impl Engine {
         producer_config.set("client.id", format!("{client_id}-{member}"));
         if exactly_once {
             // Stable per member slot: a restarted member fences its predecessor's open transaction.
-            producer_config.set("transactional.id", format!("{}-{}-{member}", cfg.kafka.group_id, topic));
+            // With an instance id, several instances of one group each have their own ids.
+            let id = match cfg.kafka.instance_id.as_str() {
+                "" => format!("{}-{}-{member}", cfg.kafka.group_id, topic),
+                instance => format!("{}-{}-{instance}-{member}", cfg.kafka.group_id, topic),
+            };
+            producer_config.set("transactional.id", id);
         }
         let producer: Arc<OutputProducer> = Arc::new(
             producer_config
@@ -71,9 +76,13 @@ impl Engine {
             producer.begin_transaction().map_err(|source| EngineError::Kafka { context: "beginning a transaction".into(), source })?;
         }
         let tracker = Arc::new(Mutex::new(OffsetTracker::new(cfg.engine.batch_size)));
-        let consumer: BaseConsumer<ConsumerCtx> = cfg
-            .consumer_config()
-            .set("client.id", format!("{client_id}-{member}"))
+        let mut consumer_config = cfg.consumer_config();
+        consumer_config.set("client.id", format!("{client_id}-{member}"));
+        if !cfg.kafka.instance_id.is_empty() {
+            // Static membership: a restarted member takes its partitions back without a rebalance.
+            consumer_config.set("group.instance.id", format!("{}-{member}", cfg.kafka.instance_id));
+        }
+        let consumer: BaseConsumer<ConsumerCtx> = consumer_config
             .create_with_context(ConsumerCtx {
                 metrics: self.metrics.clone(),
                 producer: producer.clone(),
@@ -112,7 +121,15 @@ impl Engine {
                 }
                 match consumer.poll(poll_timeout) {
                     None => tracker.lock().expect("tracker lock").seal(),
-                    Some(Err(error)) => ConsumeFailed { error: &error }.emit(&self.metrics),
+                    Some(Err(error)) => {
+                        ConsumeFailed { error: &error }.emit(&self.metrics);
+                        // A fatal error (fenced by another member with our group.instance.id, a
+                        // fatal idempotence error) ends this consumer for good: stop.
+                        if let Some((code, reason)) = consumer.client().fatal_error() {
+                            let hint = if cfg.kafka.instance_id.is_empty() { String::new() } else { format!(" (is another instance running with kafka.instance_id = \"{}\"? it must be unique)", cfg.kafka.instance_id) };
+                            break 'run Err(EngineError::Kafka { context: format!("consuming: fatal error, {reason}{hint}"), source: rdkafka::error::KafkaError::MessageConsumption(code) });
+                        }
+                    }
                     Some(Ok(message)) => {
                         let mut t = tracker.lock().expect("tracker lock");
                         match handler.handle(&incoming(&message), &mut KafkaOutputs { sink: &sink, tracker: &mut t }) {
