@@ -464,3 +464,67 @@ fn a_tenfold_burst_is_absorbed_with_bounded_memory() {
     println!("peak RSS: {:.0} MiB after the steady part, {:.0} MiB after a burst of 300,000 events", mib(steady), mib(burst));
     assert!(burst < 512 * 1024 * 1024, "peak RSS {:.0} MiB under a burst", mib(burst));
 }
+
+#[test]
+fn a_deleted_alerts_topic_stops_the_engine_with_exit_5_and_nothing_is_lost() {
+    let _turn = turn();
+    let t = Topics::new(2);
+    let events = generated(20_000, 43);
+    let decisions = offline_decisions(&events);
+    let mut engine = start_engine_with_env(&t, "batch_size = 200", ENV);
+    feed(&t.transactions, Arc::new(events[..5_000].to_vec()), 5_000, Duration::ZERO).join().unwrap();
+    wait_all_committed(&t.group, &t.transactions, Duration::from_secs(60), &engine);
+    // Someone deletes the alerts topic under the running engine (the broker does not
+    // auto-create topics), then more events arrive.
+    for r in block_on(admin().delete_topics(&[&t.alerts], &AdminOptions::new())).unwrap() {
+        r.unwrap_or_else(|(t, e)| panic!("deleting {t}: {e}"));
+    }
+    let rest: Vec<Vec<u8>> = events[5_000..].to_vec();
+    let feeder = std::thread::spawn({
+        let topic = t.transactions.clone();
+        move || {
+            // Keyed as the first part continued (i5000, …) so positions stay meaningful.
+            let p: rdkafka::producer::BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+            for (j, e) in rest.iter().enumerate() {
+                let key = format!("i{}", 5_000 + j);
+                let mut record = rdkafka::producer::BaseRecord::to(&topic).payload(e).key(&key);
+                loop {
+                    match p.send(record) {
+                        Ok(()) => break,
+                        Err((_, r)) => {
+                            record = r;
+                            p.poll(Duration::from_millis(10));
+                        }
+                    }
+                }
+            }
+            rdkafka::producer::Producer::flush(&p, Duration::from_secs(60)).unwrap();
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = engine.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the engine kept running without its alerts topic; log:\n{}", engine.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    feeder.join().unwrap();
+    let log = engine.log_text();
+    assert_eq!(status.code(), Some(5), "exit 5; log:\n{log}");
+    assert!(log.contains(&format!("refused a fraud alert for topic `{}`", t.alerts)), "{log}");
+    let why = log.lines().find(|l| l.contains("refused a fraud alert")).unwrap_or_default().to_string();
+    drop(engine);
+    // The topic back, a restart delivers every alert of the events after the deletion.
+    create_topic(&t.alerts, 2);
+    let again = start_engine_with_env(&t, "batch_size = 200", ENV);
+    wait_all_committed(&t.group, &t.transactions, Duration::from_secs(120), &again);
+    let (status, log) = again.terminate();
+    assert!(status.success(), "{log}");
+    let expected = alerting_ids(&decisions[5_000..]);
+    let got: BTreeSet<String> = alert_ids_of(&consume_all(&t.alerts, expected.len(), Duration::from_secs(60))).into_iter().collect();
+    let missing: Vec<_> = expected.difference(&got).collect();
+    assert!(missing.is_empty(), "{} alerts lost: {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(got.is_subset(&expected), "only the offline scorer's alerts");
+    println!("alerts topic deleted under the engine: exit 5 ({why}); recreated, a restart delivered all {} alerts of the later events", expected.len());
+}
