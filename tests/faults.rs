@@ -302,14 +302,7 @@ fn a_topic_refusing_alerts_stops_the_engine_with_exit_5_and_nothing_is_lost() {
     let expected = alerting_ids(&decisions);
     feed(&t.transactions, Arc::new(events.clone()), 5_000, Duration::ZERO).join().unwrap();
     let mut engine = start_engine_with_env(&t, "batch_size = 50", ENV);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = engine.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the engine kept running with every alert refused; log:\n{}", engine.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = engine.wait_exit(Duration::from_secs(60), "the engine kept running with every alert refused");
     let log = engine.log_text();
     assert_eq!(status.code(), Some(5), "exit 5; log:\n{log}");
     assert!(log.contains(&format!("refused a fraud alert for topic `{}`", t.alerts)), "the error names the output and topic:\n{log}");
@@ -479,36 +472,8 @@ fn a_deleted_alerts_topic_stops_the_engine_with_exit_5_and_nothing_is_lost() {
     for r in block_on(admin().delete_topics(&[&t.alerts], &AdminOptions::new())).unwrap() {
         r.unwrap_or_else(|(t, e)| panic!("deleting {t}: {e}"));
     }
-    let rest: Vec<Vec<u8>> = events[5_000..].to_vec();
-    let feeder = std::thread::spawn({
-        let topic = t.transactions.clone();
-        move || {
-            // Keyed as the first part continued (i5000, …) so positions stay meaningful.
-            let p: rdkafka::producer::BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
-            for (j, e) in rest.iter().enumerate() {
-                let key = format!("i{}", 5_000 + j);
-                let mut record = rdkafka::producer::BaseRecord::to(&topic).payload(e).key(&key);
-                loop {
-                    match p.send(record) {
-                        Ok(()) => break,
-                        Err((_, r)) => {
-                            record = r;
-                            p.poll(Duration::from_millis(10));
-                        }
-                    }
-                }
-            }
-            rdkafka::producer::Producer::flush(&p, Duration::from_secs(60)).unwrap();
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = engine.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the engine kept running without its alerts topic; log:\n{}", engine.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let feeder = feed_from(&t.transactions, Arc::new(events[5_000..].to_vec()), 5_000, 15_000, Duration::ZERO);
+    let status = engine.wait_exit(Duration::from_secs(120), "the engine kept running without its alerts topic");
     feeder.join().unwrap();
     let log = engine.log_text();
     assert_eq!(status.code(), Some(5), "exit 5; log:\n{log}");

@@ -120,7 +120,11 @@ impl Engine {
                     break 'run Err(e);
                 }
                 match consumer.poll(poll_timeout) {
-                    None => tracker.lock().expect("tracker lock").seal(),
+                    None => {
+                        let mut t = tracker.lock().expect("tracker lock");
+                        t.seal();
+                        oldest_unacked.set(t.oldest_unacknowledged().map_or(0.0, |d| d.as_secs_f64()));
+                    }
                     Some(Err(error)) => {
                         ConsumeFailed { error: &error }.emit(&self.metrics);
                         // A fatal error (fenced by another member with our group.instance.id, a
@@ -163,11 +167,10 @@ impl Engine {
                         let _ = tracker.lock().expect("tracker lock").take_done();
                     }
                     None => {
-                        let mut t = tracker.lock().expect("tracker lock");
-                        if let Some(done) = t.take_done() {
+                        let done = tracker.lock().expect("tracker lock").take_done();
+                        if let Some(done) = done {
                             store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
                         }
-                        oldest_unacked.set(t.oldest_unacknowledged().map_or(0.0, |d| d.as_secs_f64()));
                     }
                 }
             }

@@ -72,20 +72,24 @@ pub fn produce(topic: &str, events: &[Vec<u8>]) {
 pub fn produce_compressed(topic: &str, events: &[Vec<u8>], codec: &str) {
     let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").set("compression.type", codec).create().unwrap();
     for (i, e) in events.iter().enumerate() {
-        let key = format!("k{}", i % 97);
-        let mut record = BaseRecord::to(topic).payload(e).key(&key);
-        loop {
-            match p.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    p.poll(Duration::from_millis(10));
-                }
-            }
-        }
-        p.poll(Duration::ZERO);
+        send_waiting(&p, topic, &format!("k{}", i % 97), e);
     }
     p.flush(Duration::from_secs(30)).expect("test producer flush");
+}
+
+/// Produces one record, waiting while the producer's queue is full.
+pub fn send_waiting(p: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
+    let mut record = BaseRecord::to(topic).payload(payload).key(key);
+    loop {
+        match p.send(record) {
+            Ok(()) => break,
+            Err((_, r)) => {
+                record = r;
+                p.poll(Duration::from_millis(10));
+            }
+        }
+    }
+    p.poll(Duration::ZERO);
 }
 
 #[derive(Debug, Clone)]
@@ -298,6 +302,18 @@ impl EngineProcess {
         kb * 1024
     }
 
+    /// Waits for the engine to exit on its own (`timeout` at most, else fails saying `why`).
+    pub fn wait_exit(&mut self, timeout: Duration, why: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{why}; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGTERM and wait; returns the exit status.
     pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
@@ -427,23 +443,17 @@ pub fn alert_ids_of(alerts: &[Received]) -> Vec<String> {
 /// Produces `events` keyed `i<index>` in chunks of `chunk` every `pause`, on a thread: a live
 /// stream, so faults land while events are in flight.
 pub fn feed(topic: &str, events: std::sync::Arc<Vec<Vec<u8>>>, chunk: usize, pause: Duration) -> std::thread::JoinHandle<()> {
+    feed_from(topic, events, 0, chunk, pause)
+}
+
+/// As [`feed`], the first event keyed `i<first>` (a stream continued).
+pub fn feed_from(topic: &str, events: std::sync::Arc<Vec<Vec<u8>>>, first: usize, chunk: usize, pause: Duration) -> std::thread::JoinHandle<()> {
     let topic = topic.to_string();
     std::thread::spawn(move || {
         let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").set("message.max.bytes", "2000000").set("message.timeout.ms", "300000").create().unwrap();
         for (c, part) in events.chunks(chunk).enumerate() {
             for (j, e) in part.iter().enumerate() {
-                let key = format!("i{}", c * chunk + j);
-                let mut record = BaseRecord::to(&topic).payload(e).key(&key);
-                loop {
-                    match p.send(record) {
-                        Ok(()) => break,
-                        Err((_, r)) => {
-                            record = r;
-                            p.poll(Duration::from_millis(10));
-                        }
-                    }
-                }
-                p.poll(Duration::ZERO);
+                send_waiting(&p, &topic, &format!("i{}", first + c * chunk + j), e);
             }
             std::thread::sleep(pause);
         }
