@@ -103,8 +103,12 @@ fn freeze_mid_stream(outage: Duration, engine_extra: &str) -> (usize, usize, Str
     let at_freeze = consumed_now(&engine);
     let frozen = Instant::now();
     std::thread::sleep(outage);
+    // The outputs produced into the outage wait: the age the alert rule watches has grown.
+    let waiting = engine.metrics();
     signal("-CONT", &pid);
     let outage = frozen.elapsed();
+    let oldest = waiting.iter().filter(|(k, _)| k.starts_with("driftwatch_output_oldest_unacked_age_seconds{")).map(|(_, v)| *v).fold(f64::NAN, f64::max);
+    assert!(oldest >= outage.as_secs_f64() / 2.0, "oldest unacknowledged output {oldest} s during a {outage:?} outage");
     assert!(at_freeze < 250_000.0, "frozen while the engine was still working through the backlog ({at_freeze} consumed)");
     assert!(!feeder.is_finished(), "the outage happened with events still arriving");
     feeder.join().unwrap();
@@ -116,7 +120,7 @@ fn freeze_mid_stream(outage: Duration, engine_extra: &str) -> (usize, usize, Str
     assert!(status.success(), "{log}");
     let duplicates = compare_alerts(&t, &expected);
     println!(
-        "broker frozen {:.1} s at {at_freeze} of 300,000 events ({engine_extra:?}): {} alerts expected, all delivered, {duplicates} duplicates, {failures} failed deliveries retried",
+        "broker frozen {:.1} s at {at_freeze} of 300,000 events ({engine_extra:?}): oldest unacknowledged output {oldest:.1} s at the end of the outage; {} alerts expected, all delivered, {duplicates} duplicates, {failures} failed deliveries retried",
         outage.as_secs_f64(),
         expected.len()
     );

@@ -76,6 +76,10 @@ pub struct Engine {
     drift: Option<SharedDrift>,
     /// Traces for events that carry (or are sampled into) a trace.
     pub(crate) telemetry: Option<Telemetry>,
+    /// Per worker: since when (epoch ms) its oldest unacknowledged output has waited, 0 when
+    /// none. Written by the worker, turned into an age by the supervisor, so the age keeps
+    /// growing while a worker is blocked waiting for the broker.
+    pub(crate) unacked_since_ms: Vec<AtomicI64>,
     /// Wall clock for `processed_at` (fixed in tests).
     clock: Clock,
 }
@@ -105,7 +109,8 @@ impl Engine {
         for topic in [&k.shadow_scores_topic, &k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic, &k.model_events_topic] {
             let _ = metrics.outputs_dropped.get_or_create(&crate::observe::metrics::TopicLabel { topic: topic.clone() });
         }
-        Engine { models: ModelLifecycle::new(pipeline, rules), config, metrics, drift, telemetry: None, clock: crate::time::now_ms }
+        let unacked_since_ms = (0..config.engine.effective_workers()).map(|_| AtomicI64::new(0)).collect();
+        Engine { models: ModelLifecycle::new(pipeline, rules), config, metrics, drift, telemetry: None, clock: crate::time::now_ms, unacked_since_ms }
     }
 
     /// Traces events with this tracer.

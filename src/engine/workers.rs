@@ -44,7 +44,15 @@ impl Engine {
     }
 
     fn run_members(&self, shutdown: &AtomicBool) -> Result<RunSummary, EngineError> {
-        supervise(self.config.engine.effective_workers(), shutdown, |stop, i| self.run_member(stop, i))
+        let gauges: Vec<_> = (0..self.unacked_since_ms.len()).map(|i| self.metrics.output_oldest_unacked_age.get_or_create(&WorkerLabel { worker: i.to_string() }).clone()).collect();
+        let tick = || {
+            let now = crate::time::now_ms();
+            for (since, gauge) in self.unacked_since_ms.iter().zip(&gauges) {
+                let since = since.load(Ordering::Relaxed);
+                gauge.set(if since == 0 { 0.0 } else { (now - since).max(0) as f64 / 1000.0 });
+            }
+        };
+        supervise(self.config.engine.effective_workers(), shutdown, |stop, i| self.run_member(stop, i), tick)
     }
 
     /// One consumer-group member: its own consumer, producer and offset tracker.
@@ -108,7 +116,11 @@ impl Engine {
             metrics: &self.metrics,
         };
         let mut redelivery = Redelivery::new(retry_rx, &cfg.engine, self.metrics.clone());
-        let oldest_unacked = self.metrics.output_oldest_unacked_age.get_or_create(&WorkerLabel { worker: member.to_string() }).clone();
+        let unacked_since = &self.unacked_since_ms[member];
+        let note_unacked = |t: &OffsetTracker| {
+            let since = t.oldest_unacknowledged().map_or(0, |age| crate::time::now_ms() - age.as_millis() as i64);
+            unacked_since.store(since, Ordering::Relaxed);
+        };
         let mut last_commit = Instant::now();
         // The loop ends on shutdown (Ok) or on an error that stops the engine; either way the
         // tail below commits what is safe.
@@ -123,7 +135,7 @@ impl Engine {
                     None => {
                         let mut t = tracker.lock().expect("tracker lock");
                         t.seal();
-                        oldest_unacked.set(t.oldest_unacknowledged().map_or(0.0, |d| d.as_secs_f64()));
+                        note_unacked(&t);
                     }
                     Some(Err(error)) => {
                         ConsumeFailed { error: &error }.emit(&self.metrics);
@@ -143,7 +155,7 @@ impl Engine {
                         }
                         if handler.summary().consumed % 64 == 0 {
                             t.seal_if_older_than(cfg.engine.poll_timeout_ms);
-                            oldest_unacked.set(t.oldest_unacknowledged().map_or(0.0, |d| d.as_secs_f64()));
+                            note_unacked(&t);
                         }
                         if let Some(open) = &transaction {
                             let mut open = open.lock().expect("transaction lock");
@@ -296,7 +308,9 @@ impl Engine {
 /// Runs `workers` members on threads until `shutdown` is set or one of them ends: when one
 /// fails (an error or a panic), the others are told to stop, and they commit what is safe
 /// and return. Returns the sum of the members' summaries, or the first failure.
-pub fn supervise<F>(workers: usize, shutdown: &AtomicBool, member: F) -> Result<RunSummary, EngineError>
+/// `tick` runs every 20 ms on the supervising thread (gauges that must move while a worker
+/// is blocked).
+pub fn supervise<F>(workers: usize, shutdown: &AtomicBool, member: F, tick: impl Fn()) -> Result<RunSummary, EngineError>
 where
     F: Fn(&AtomicBool, usize) -> Result<RunSummary, EngineError> + Sync,
 {
@@ -331,6 +345,7 @@ where
             if shutdown.load(Ordering::Relaxed) {
                 break;
             }
+            tick();
             std::thread::sleep(Duration::from_millis(20));
         }
         stop_all.store(true, Ordering::Relaxed);
@@ -376,7 +391,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Ok(RunSummary { consumed: 10, ..Default::default() })
-        });
+        }, || {});
         match result {
             Err(EngineError::WorkerFailed { worker: 1, message }) => assert_eq!(message, "worker 1 hit a bug"),
             other => panic!("expected worker 1's failure, got {other:?}"),
@@ -399,7 +414,7 @@ mod tests {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Ok(RunSummary { consumed: 7, ..Default::default() })
-            })
+            }, || {})
         });
         assert_eq!(result.unwrap().consumed, 14);
     }
