@@ -201,7 +201,8 @@ fn sigterm_is_honoured_while_the_producer_queue_is_full() {
     let took = asked.elapsed();
     signal("-CONT", &pid);
     let log = engine.kill();
-    assert!(took < Duration::from_millis(5_000 + 1_500), "stopped {took:?} after SIGTERM, shutdown_timeout_ms = 5000; log:\n{log}");
+    // Within the timeout (the exit is seen by polling every 50 ms).
+    assert!(took < Duration::from_millis(5_000 + 50), "stopped {took:?} after SIGTERM, shutdown_timeout_ms = 5000; log:\n{log}");
     println!("SIGTERM with a full producer queue and a frozen broker: exited after {:.2} s (shutdown_timeout_ms = 5000)", took.as_secs_f64());
     // Nothing lost: a new engine delivers every alert (every event alerts at threshold 0).
     let again = start_engine_with_env(&t, "", &[("DRIFTWATCH_MODEL__THRESHOLD", "0.0")]);

@@ -69,7 +69,14 @@ fn exactly_once_runs_several_instances_of_a_group_when_each_has_an_id() {
     let eos = "delivery = \"exactly_once\"\n[drift]\nenabled = false";
     let a = start_engine_with_env(&t, eos, &[("DRIFTWATCH_KAFKA__INSTANCE_ID", "eos-a")]);
     let b = start_engine_with_env(&t, eos, &[("DRIFTWATCH_KAFKA__INSTANCE_ID", "eos-b")]);
-    feed(&t.transactions, Arc::new(events.clone()), 1_000, Duration::from_millis(50)).join().unwrap();
+    // Both instances hold partitions before the stream starts (else the first to join reads it all).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let holds_partitions = |e: &EngineProcess| e.log_text().lines().any(|l| l.contains("Partitions assigned. partitions=[") && !l.contains("partitions=[]"));
+    while !(holds_partitions(&a) && holds_partitions(&b)) {
+        assert!(Instant::now() < deadline, "both instances never held partitions;\na:\n{}\nb:\n{}", a.log_text(), b.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    feed(&t.transactions, Arc::new(events.clone()), 1_000, Duration::from_millis(100)).join().unwrap();
     wait_all_committed(&t.group, &t.transactions, Duration::from_secs(120), &a);
     let consumed = |e: &EngineProcess| metric(&e.metrics(), "driftwatch_events_consumed_total{}");
     let (ca, cb) = (consumed(&a), consumed(&b));
