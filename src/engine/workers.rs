@@ -122,6 +122,8 @@ impl Engine {
             unacked_since.store(since, Ordering::Relaxed);
         };
         let mut last_commit = Instant::now();
+        // Shutdown came while an event's outputs were half produced (a full queue).
+        let mut interrupted = false;
         // The loop ends on shutdown (Ok) or on an error that stops the engine; either way the
         // tail below commits what is safe.
         let outcome: Result<(), EngineError> = 'run: {
@@ -150,7 +152,10 @@ impl Engine {
                         let mut t = tracker.lock().expect("tracker lock");
                         match handler.handle(&incoming(&message), &mut KafkaOutputs { sink: &sink, tracker: &mut t }) {
                             Ok(()) => {}
-                            Err(EngineError::Interrupted) => break 'run Ok(()),
+                            Err(EngineError::Interrupted) => {
+                                interrupted = true;
+                                break 'run Ok(());
+                            }
                             Err(e) => break 'run Err(e),
                         }
                         if handler.summary().consumed % 64 == 0 {
@@ -192,7 +197,9 @@ impl Engine {
         let mut refused_at_shutdown = None;
         let left = match &transaction {
             Some(open) => {
-                if outcome.is_ok() {
+                // An interrupted event's outputs are in the open transaction but its offset is
+                // not: committing would show them and read the event again. Abort instead.
+                if outcome.is_ok() && !interrupted {
                     let mut open = open.lock().expect("transaction lock");
                     if open.events > 0 {
                         info!(message = "Shutting down: committing the open transaction.", events = open.events);
