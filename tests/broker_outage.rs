@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use driftwatch::generate::{Generator, GeneratorConfig};
 
 /// One broker fault at a time.
 static BROKER: Mutex<()> = Mutex::new(());
@@ -43,18 +42,11 @@ fn resume_broker() {
 }
 
 fn events(rows: usize, seed: u64) -> Arc<Vec<Vec<u8>>> {
-    Arc::new(Generator::new(GeneratorConfig { seed, rows: rows as u64, ..Default::default() }).take(rows).map(|e| serde_json::to_vec(&e).unwrap()).collect())
+    Arc::new(generated(rows, seed))
 }
 
 fn expected_alerts(events: &[Vec<u8>]) -> BTreeSet<String> {
-    offline_decisions(events)
-        .into_iter()
-        .filter(|d| d.alerts(THRESHOLD))
-        .map(|d| match d {
-            Decision::Scored { id, .. } => id,
-            Decision::Invalid(_) => unreachable!(),
-        })
-        .collect()
+    alerting_ids(&offline_decisions(events), THRESHOLD)
 }
 
 /// Every expected alert delivered, no other; returns the duplicates.

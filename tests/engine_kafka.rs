@@ -12,10 +12,6 @@ use std::time::Duration;
 use common::*;
 use driftwatch::generate::{Generator, GeneratorConfig};
 
-fn generated(rows: usize, seed: u64) -> Vec<Vec<u8>> {
-    Generator::new(GeneratorConfig { seed, rows: rows as u64, ..Default::default() }).take(rows).map(|t| serde_json::to_vec(&t).unwrap()).collect()
-}
-
 /// What `driftwatch score` decides for these events: (alert ids, fraud count, outlier count).
 fn expected_from_score_cli(events: &[Vec<u8>]) -> (BTreeSet<String>, usize, usize) {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
@@ -192,8 +188,8 @@ fn restart_run(kill_hard: bool) -> (usize, usize, usize, usize) {
         log
     };
     assert!(!feeder.is_finished(), "stopped while events were still arriving");
-    let (committed, ends) = offsets_now(&t.group, &t.transactions, 3);
-    assert!(committed.iter().zip(&ends).any(|(c, e)| c < e), "stopped mid-stream, as intended; log:\n{log}");
+    let (committed, ends) = (committed_offsets(&t.group, &t.transactions, 3), end_offsets(&t.transactions, 3));
+    assert!(committed.iter().zip(&ends).any(|(c, e)| c.1 < e.1), "stopped mid-stream, as intended; log:\n{log}");
 
     let second = start_engine(&t, "batch_size = 500");
     feeder.join().unwrap();
@@ -210,35 +206,17 @@ fn restart_run(kill_hard: bool) -> (usize, usize, usize, usize) {
     assert!(unique.is_subset(&expected_ids), "alerts that `driftwatch score` would not raise");
     // The bound: alerting events in [committed, end) at the stop, per partition.
     let source = consume_all(&t.transactions, events.len(), Duration::from_secs(60));
-    let mut offsets = [0i64; 3];
+    let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut rereadable = 0;
     for m in &source {
-        let p = m.partition as usize;
+        let offset = offsets.entry(m.partition).or_default();
         let id = serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["transaction_id"].as_str().unwrap().to_string();
-        if expected_ids.contains(&id) && committed[p] <= offsets[p] && offsets[p] < ends[p] {
+        if expected_ids.contains(&id) && committed[&m.partition] <= *offset && *offset < ends[&m.partition] {
             rereadable += 1;
         }
-        offsets[p] += 1;
+        *offset += 1;
     }
     (expected_ids.len(), ids.len(), ids.len() - unique.len(), rereadable)
-}
-
-/// The group's committed offsets and the partitions' end offsets, now.
-fn offsets_now(group: &str, topic: &str, partitions: i32) -> (Vec<i64>, Vec<i64>) {
-    retrying(|| offsets_now_once(group, topic, partitions))
-}
-
-fn offsets_now_once(group: &str, topic: &str, partitions: i32) -> (Vec<i64>, Vec<i64>) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-    let committed = (0..partitions).map(|p| got.find_partition(topic, p).and_then(|e| e.offset().to_raw()).filter(|&o| o >= 0).unwrap_or(0)).collect();
-    let ends = (0..partitions).map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1).collect();
-    (committed, ends)
 }
 
 #[test]
@@ -409,15 +387,7 @@ fn promoting_under_load_switches_cleanly_and_a_corrupt_artifact_is_refused() {
 
     let t = Topics::new(3);
     let events = generated(40_000, 555);
-    let feeder = {
-        let (topic, events) = (t.transactions.clone(), events.clone());
-        std::thread::spawn(move || {
-            for chunk in events.chunks(1000) {
-                produce(&topic, chunk);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let feeder = feed(&t.transactions, std::sync::Arc::new(events.clone()), 1_000, Duration::from_millis(100));
     let reg_text = reg.display().to_string();
     let engine = start_engine_with_env(
         &t,

@@ -18,15 +18,7 @@ fn sigkill_during_a_stream_never_loses_or_repeats_a_committed_alert() {
     let events: Vec<Vec<u8>> = Generator::new(GeneratorConfig { seed: 1, rows: 90_000, ..Default::default() }).take(90_000).skip(50_000).map(|e| serde_json::to_vec(&e).unwrap()).collect();
     let expected = offline_alert_ids(&events);
     // Events keep arriving while the engine is killed and restarted.
-    let feeder = {
-        let (topic, events) = (t.transactions.clone(), events.clone());
-        std::thread::spawn(move || {
-            for chunk in events.chunks(1_000) {
-                produce(&topic, chunk);
-                std::thread::sleep(Duration::from_millis(800));
-            }
-        })
-    };
+    let feeder = feed(&t.transactions, std::sync::Arc::new(events.clone()), 1_000, Duration::from_millis(800));
     let kills = 4;
     let mut mid_stream = 0;
     for k in 0..kills {

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use driftwatch::generate::{Generator, GeneratorConfig};
 use rand::{Rng, SeedableRng};
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 
 /// One test at a time: they load the 2-core machine heavily, and the kill test counts kills
 /// that land while events arrive.
@@ -32,35 +32,12 @@ const ENV: &[(&str, &str)] = &[("DRIFTWATCH_MODEL__THRESHOLD", "0.02")];
 /// A killed member's partitions move on after 6 s instead of 45.
 const SHORT_SESSION: &str = "batch_size = 500\n[kafka.consumer_options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"";
 
-fn generated(rows: usize, seed: u64) -> Vec<Vec<u8>> {
-    Generator::new(GeneratorConfig { seed, rows: rows as u64, ..Default::default() }).take(rows).map(|e| serde_json::to_vec(&e).unwrap()).collect()
-}
-
-fn alerting_ids(decisions: &[Decision]) -> BTreeSet<String> {
-    decisions
-        .iter()
-        .filter(|d| d.alerts(THRESHOLD))
-        .map(|d| match d {
-            Decision::Scored { id, .. } => id.clone(),
-            Decision::Invalid(_) => unreachable!(),
-        })
-        .collect()
-}
-
 fn admin() -> AdminClient<DefaultClientContext> {
     ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap()
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
-/// Creates a topic with a topic-level `max.message.bytes`.
-fn create_limited_topic(name: &str, partitions: i32, max_message_bytes: &str) {
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1)).set("max.message.bytes", max_message_bytes);
-    for r in block_on(admin().create_topics(&[topic], &AdminOptions::new())).unwrap() {
-        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
-    }
 }
 
 /// Where each event keyed `i<index>` landed: index → (partition, offset).
@@ -84,30 +61,6 @@ fn positions(topic: &str, n: usize) -> HashMap<usize, (i32, i64)> {
         }
     }
     out
-}
-
-/// The group's committed offset per partition (0 when none).
-fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    retrying(|| committed_once(group, topic, partitions))
-}
-
-fn committed_once(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-    got.elements().iter().map(|e| (e.partition(), e.offset().to_raw().filter(|&o| o >= 0).unwrap_or(0))).collect()
-}
-
-fn high_watermarks(topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    retrying(|| high_watermarks_once(topic, partitions))
-}
-
-fn high_watermarks_once(topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
-    (0..partitions).map(|p| (p, c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1)).collect()
 }
 
 /// Structure-aware malformed events: each starts as a valid event and breaks it one way. The
@@ -285,7 +238,7 @@ fn poison_never_halts_the_engine_and_every_malformed_event_is_dead_lettered_with
     assert!(malformed_invalid * 10 >= mutated * 9, "the generator made mostly invalid events: {malformed_invalid} of {mutated}");
     assert!(invalid_by_class.iter().all(|&n| n > 0), "every mutation class produced invalid events: {invalid_by_class:?}");
 
-    let expected = alerting_ids(&decisions);
+    let expected = alerting_ids(&decisions, THRESHOLD);
     let got: BTreeSet<String> = alert_ids_of(&consume_all(&t.alerts, expected.len(), Duration::from_secs(60))).into_iter().collect();
     assert_eq!(got, expected, "alerts equal the offline scorer's on the valid events");
     println!("poison: 100,000 malformed (invalid {malformed_invalid}; by class {invalid_by_class:?}), 20,000 valid, one of 1,000,500 bytes: 0 crashes, {} dead letters with the offline reasons {reasons:?}, {} alerts as offline", dlq.len(), expected.len());
@@ -296,10 +249,10 @@ fn a_topic_refusing_alerts_stops_the_engine_with_exit_5_and_nothing_is_lost() {
     let _turn = turn();
     let t = Topics::new(2);
     // Alerts are ~700 bytes: a 200-byte limit refuses every one (a misconfigured topic).
-    create_limited_topic(&t.alerts, 1, "200");
+    create_topic_with(&t.alerts, 1, &[("max.message.bytes", "200")]);
     let events = generated(5_000, 41);
     let decisions = offline_decisions(&events);
-    let expected = alerting_ids(&decisions);
+    let expected = alerting_ids(&decisions, THRESHOLD);
     feed(&t.transactions, Arc::new(events.clone()), 5_000, Duration::ZERO).join().unwrap();
     let mut engine = start_engine_with_env(&t, "batch_size = 50", ENV);
     let status = engine.wait_exit(Duration::from_secs(60), "the engine kept running with every alert refused");
@@ -316,7 +269,7 @@ fn a_topic_refusing_alerts_stops_the_engine_with_exit_5_and_nothing_is_lost() {
             *e = (*e).min(o);
         }
     }
-    let done = committed(&t.group, &t.transactions, 2);
+    let done = committed_offsets(&t.group, &t.transactions, 2);
     for (p, first) in &first_alert {
         assert!(done[p] <= *first, "partition {p}: committed {} past the refused alert's event at {first}", done[p]);
     }
@@ -339,8 +292,8 @@ fn a_topic_refusing_alerts_stops_the_engine_with_exit_5_and_nothing_is_lost() {
 fn small_topic_limits_turn_dead_letters_into_references_and_drop_drift_reports() {
     let _turn = turn();
     let t = Topics::new(2);
-    create_limited_topic(&t.dlq, 1, "4096");
-    create_limited_topic(&t.reports, 1, "1000");
+    create_topic_with(&t.dlq, 1, &[("max.message.bytes", "4096")]);
+    create_topic_with(&t.reports, 1, &[("max.message.bytes", "1000")]);
     // 100 tx/s of event time: 20-s windows close every 10 s of event time.
     let mut events: Vec<Vec<u8>> = Generator::new(GeneratorConfig { seed: 5, rows: 8_000, rate_per_sec: 100.0, ..Default::default() }).take(8_000).map(|e| serde_json::to_vec(&e).unwrap()).collect();
     let broken: Vec<usize> = (0..20).map(|i| 100 + i * 300).collect();
@@ -352,7 +305,7 @@ fn small_topic_limits_turn_dead_letters_into_references_and_drop_drift_reports()
         events[i] = format!("{{\"transaction_id\": \"broken-{i}\", \"pad\": \"{pad}\"").into_bytes();
     }
     let decisions = offline_decisions(&events);
-    let expected = alerting_ids(&decisions);
+    let expected = alerting_ids(&decisions, THRESHOLD);
     let drift = "batch_size = 200\n[drift]\nsample_fraction = 0.5\nwindow_seconds = 20\nslide_seconds = 10\nlateness_seconds = 5\nmin_samples = 50";
     let engine = start_engine_with_env(&t, drift, ENV);
     feed(&t.transactions, Arc::new(events.clone()), 1_000, Duration::from_millis(100)).join().unwrap();
@@ -386,7 +339,7 @@ fn five_sigkills_during_a_million_events_lose_nothing_and_duplicates_are_bounded
     let n = 1_000_000;
     let events = Arc::new(generated(n, 2024));
     let decisions = offline_decisions(&events);
-    let expected = alerting_ids(&decisions);
+    let expected = alerting_ids(&decisions, THRESHOLD);
     // About 60 s of stream: the kills land while events arrive and are in flight.
     let feeder = feed(&t.transactions, events.clone(), 10_000, Duration::from_millis(550));
     let mut windows = Vec::new();
@@ -394,11 +347,11 @@ fn five_sigkills_during_a_million_events_lose_nothing_and_duplicates_are_bounded
     let kills = 5;
     for k in 0..kills {
         let engine = start_engine_with_env(&t, SHORT_SESSION, ENV);
-        let before = committed(&t.group, &t.transactions, partitions).values().sum::<i64>();
+        let before = committed_offsets(&t.group, &t.transactions, partitions).values().sum::<i64>();
         engine.wait_for("this run to handle events", Duration::from_secs(90), |m| metric(m, "driftwatch_events_consumed_total{}") >= 20_000.0);
         // ... and to commit some (librdkafka commits stored offsets every second).
         let deadline = Instant::now() + Duration::from_secs(30);
-        while committed(&t.group, &t.transactions, partitions).values().sum::<i64>() <= before {
+        while committed_offsets(&t.group, &t.transactions, partitions).values().sum::<i64>() <= before {
             assert!(Instant::now() < deadline, "run {k} committed nothing in 30 s; log:\n{}", engine.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -406,7 +359,7 @@ fn five_sigkills_during_a_million_events_lose_nothing_and_duplicates_are_bounded
         let log = engine.kill();
         assert!(!log.contains("ERROR"), "run {k} was healthy until killed: {log}");
         // What the next run re-reads: from the committed offsets to what had been written.
-        windows.push((committed(&t.group, &t.transactions, partitions), high_watermarks(&t.transactions, partitions)));
+        windows.push((committed_offsets(&t.group, &t.transactions, partitions), end_offsets(&t.transactions, partitions)));
     }
     assert!(mid_stream >= 4, "only {mid_stream} of {kills} kills hit while events were still arriving");
     feeder.join().unwrap();
@@ -486,7 +439,7 @@ fn a_deleted_alerts_topic_stops_the_engine_with_exit_5_and_nothing_is_lost() {
     wait_all_committed(&t.group, &t.transactions, Duration::from_secs(120), &again);
     let (status, log) = again.terminate();
     assert!(status.success(), "{log}");
-    let expected = alerting_ids(&decisions[5_000..]);
+    let expected = alerting_ids(&decisions[5_000..], THRESHOLD);
     let got: BTreeSet<String> = alert_ids_of(&consume_all(&t.alerts, expected.len(), Duration::from_secs(60))).into_iter().collect();
     let missing: Vec<_> = expected.difference(&got).collect();
     assert!(missing.is_empty(), "{} alerts lost: {:?}", missing.len(), &missing[..missing.len().min(5)]);

@@ -10,11 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use driftwatch::generate::{Generator, GeneratorConfig};
-
-fn generated(rows: usize, seed: u64) -> Vec<Vec<u8>> {
-    Generator::new(GeneratorConfig { seed, rows: rows as u64, ..Default::default() }).take(rows).map(|e| serde_json::to_vec(&e).unwrap()).collect()
-}
 
 /// A 60 s session: a dynamic member's partitions would wait that long after a crash.
 const LONG_SESSION: &str = "[kafka.consumer_options]\n\"session.timeout.ms\" = \"60000\"\n\"heartbeat.interval.ms\" = \"3000\"";

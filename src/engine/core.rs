@@ -261,24 +261,25 @@ impl Member<'_> {
         let payload = message.payload.unwrap_or(&[]);
         let telemetry = e.telemetry.as_ref();
         let trace = telemetry.and_then(|t| t.start_event(message));
-        match self.score(payload, trace.as_ref()) {
-            Ok(score) => {
-                // Only a model without a timestamp column leaves the event time unset.
-                if self.tx.event_time_ms.is_none() && e.config.engine.event_time_from_kafka {
-                    self.tx.event_time_ms = message.timestamp_ms.filter(|t| t.abs() <= crate::time::MAX_EPOCH_MS);
-                }
-                let bounded = match self.event_time_bound(message.timestamp_ms) {
-                    None => true,
-                    Some(bound) => {
-                        m.event_time_out_of_bounds.get_or_create(&ReasonLabel { reason: bound.0.into() }).inc();
-                        if e.config.engine.event_time_out_of_bounds == OutOfBounds::DeadLetter {
-                            self.dead_letter(message, payload, InvalidReason::EventTimeOutOfBounds, &bound.1, out)?;
-                            out.handled(message.partition, message.offset);
-                            return Ok(());
-                        }
-                        false
+        let scored = self.score(payload, trace.as_ref()).and_then(|score| {
+            // Only a model without a timestamp column leaves the event time unset.
+            if self.tx.event_time_ms.is_none() && e.config.engine.event_time_from_kafka {
+                self.tx.event_time_ms = message.timestamp_ms.filter(|t| t.abs() <= crate::time::MAX_EPOCH_MS);
+            }
+            // `bounded`: the event time is within bounds (else: scored, but not windowed).
+            match self.event_time_bound(message.timestamp_ms) {
+                None => Ok((score, true)),
+                Some((bound, text)) => {
+                    m.event_time_out_of_bounds.get_or_create(&ReasonLabel { reason: bound.into() }).inc();
+                    match e.config.engine.event_time_out_of_bounds {
+                        OutOfBounds::DeadLetter => Err((InvalidReason::EventTimeOutOfBounds, text)),
+                        OutOfBounds::Score => Ok((score, false)),
                     }
-                };
+                }
+            }
+        });
+        match scored {
+            Ok((score, bounded)) => {
                 m.events_scored.inc();
                 self.summary.scored += 1;
                 if score.is_outlier {
@@ -414,15 +415,14 @@ impl Member<'_> {
         let size_of = |headers: &[(Cow<'_, str>, Option<Cow<'_, [u8]>>)]| headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + HEADER_OVERHEAD).sum::<usize>();
         let mut body = payload;
         if key.map_or(0, <[u8]>::len) + size_of(&headers) + payload.len() > max {
-            use sha2::Digest;
-            let digest: String = sha2::Sha256::digest(payload).iter().map(|b| format!("{b:02x}")).collect();
+            let digest = crate::pipeline::train::sha256_hex(payload);
             let mut ours = headers.split_off(own);
             ours.push((Cow::Borrowed(dlq::ORIGINAL_BYTES), Some(Cow::Owned(payload.len().to_string().into_bytes()))));
             ours.push((Cow::Borrowed(dlq::ORIGINAL_SHA256), Some(Cow::Owned(digest.into_bytes()))));
-            ours.push((Cow::Borrowed(dlq::PAYLOAD), Some(Cow::Borrowed(b"truncated".as_slice()))));
-            let fixed = key.map_or(0, <[u8]>::len) + size_of(&ours);
+            // Room for `dlq.payload` too, at its longer value.
+            let fixed = key.map_or(0, <[u8]>::len) + size_of(&ours) + dlq::PAYLOAD.len() + "truncated".len() + HEADER_OVERHEAD;
             let room_with_own = max.saturating_sub(fixed + size_of(&headers));
-            let (kind, kept) = if room_with_own >= max / 2 {
+            let (kind, kept): (&'static str, usize) = if room_with_own >= max / 2 {
                 // The event's headers fit: keep them and as many payload bytes as fit.
                 headers.extend(ours);
                 ("truncated", room_with_own)
@@ -431,9 +431,7 @@ impl Member<'_> {
                 headers = ours;
                 ("omitted", 0)
             };
-            if kind == "omitted" {
-                headers.last_mut().expect("pushed above").1 = Some(Cow::Borrowed(b"omitted".as_slice()));
-            }
+            headers.push((Cow::Borrowed(dlq::PAYLOAD), Some(Cow::Borrowed(kind.as_bytes()))));
             body = &payload[..kept.min(payload.len())];
             e.metrics.dead_letters_reduced.get_or_create(&ReasonLabel { reason: kind.into() }).inc();
         }

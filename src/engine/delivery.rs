@@ -15,21 +15,17 @@
 //!   (`engine.noncritical_output_failure = "drop"`, the default) or stops the engine (`"stop"`).
 
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::BaseRecord;
 use rdkafka::Message;
-use tracing::{error, warn};
-
-use super::kafka::{Delivery, Sink};
+use super::kafka::{refused, Delivery, Sink};
 use super::records::OutputKind;
 use super::EngineError;
 use crate::config::NoncriticalFailure;
 use crate::message::dead_letter::headers as dlq;
-use crate::observe::metrics::{Metrics, ReasonLabel, TopicLabel};
 
 /// How a failed delivery is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,19 +116,16 @@ pub struct Retry {
     pub error: KafkaError,
 }
 
-/// A member's failed outputs, waiting for their retry.
+/// A member's failed outputs, waiting for their retry (the policy is its [`Sink`]'s).
 pub struct Redelivery {
     failed: Receiver<Retry>,
     waiting: Vec<(Instant, Retry)>,
-    max_backoff: Duration,
-    policy: NoncriticalFailure,
-    metrics: Arc<Metrics>,
 }
 
 impl Redelivery {
     /// Retries for the failures arriving on `failed`.
-    pub fn new(failed: Receiver<Retry>, config: &crate::config::EngineSettings, metrics: Arc<Metrics>) -> Redelivery {
-        Redelivery { failed, waiting: Vec::new(), max_backoff: Duration::from_millis(config.retry_backoff_max_ms), policy: config.noncritical_output_failure, metrics }
+    pub fn new(failed: Receiver<Retry>) -> Redelivery {
+        Redelivery { failed, waiting: Vec::new() }
     }
 
     /// Exactly-once: a failed delivery fails the transaction's commit, which aborts it.
@@ -141,31 +134,21 @@ impl Redelivery {
         self.waiting.clear();
     }
 
-    /// Outputs waiting for a retry.
-    pub fn waiting(&self) -> usize {
-        self.waiting.len()
-    }
-
     /// Takes the new failures, then produces again those whose wait is over. A permanent
     /// failure that stops the engine is returned (its batch stays uncommitted).
     pub fn pump(&mut self, sink: &Sink<'_>) -> Result<(), EngineError> {
         while let Ok(mut retry) = self.failed.try_recv() {
             retry.delivery.attempts += 1;
             let is_reference = header(&retry.message, dlq::PAYLOAD) == Some(b"omitted".as_slice());
-            match decide(classify(&retry.error), retry.delivery.kind, is_reference, retry.delivery.attempts, self.max_backoff, self.policy) {
+            match sink.decide(&retry.error, retry.delivery.kind, is_reference, retry.delivery.attempts) {
                 Action::RetryAfter(wait) => self.waiting.push((Instant::now() + wait, retry)),
                 Action::Reference => {
-                    warn!(message = "Dead letter too large for its topic; producing a reference to the event instead.", topic = retry.message.topic(), error = %retry.error);
-                    self.metrics.dead_letters_reduced.get_or_create(&ReasonLabel { reason: "omitted".into() }).inc();
+                    sink.referenced(retry.message.topic(), &retry.error);
                     retry.message = reference(&retry.message);
                     self.waiting.push((Instant::now(), retry));
                 }
-                Action::Drop => {
-                    error!(message = "Output refused permanently; dropped (engine.noncritical_output_failure = \"drop\").", topic = retry.message.topic(), error = %retry.error);
-                    self.metrics.outputs_dropped.get_or_create(&TopicLabel { topic: retry.message.topic().to_string() }).inc();
-                    retry.delivery.pending.done();
-                }
-                Action::Stop => return Err(EngineError::OutputRefused { kind: retry.delivery.kind.name(), topic: retry.message.topic().to_string(), source: retry.error }),
+                Action::Drop => sink.dropped(retry.message.topic(), &retry.error, &retry.delivery.pending),
+                Action::Stop => return Err(refused(retry.delivery.kind, retry.message.topic(), retry.error)),
             }
         }
         let now = Instant::now();
@@ -201,7 +184,6 @@ pub fn reference(message: &OwnedMessage) -> OwnedMessage {
 
 /// The headers of a reference to a dead letter with this payload and these headers.
 pub fn reference_headers(payload: &[u8], original: Option<&OwnedHeaders>) -> OwnedHeaders {
-    use sha2::Digest;
     let mut headers = OwnedHeaders::new();
     let mut sized = false;
     if let Some(h) = original {
@@ -211,7 +193,7 @@ pub fn reference_headers(payload: &[u8], original: Option<&OwnedHeaders>) -> Own
         }
     }
     if !sized {
-        let digest: String = sha2::Sha256::digest(payload).iter().map(|b| format!("{b:02x}")).collect();
+        let digest = crate::pipeline::train::sha256_hex(payload);
         headers = headers.insert(Header { key: dlq::ORIGINAL_BYTES, value: Some(payload.len().to_string().as_bytes()) });
         headers = headers.insert(Header { key: dlq::ORIGINAL_SHA256, value: Some(digest.as_bytes()) });
     }

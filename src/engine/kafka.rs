@@ -424,8 +424,8 @@ impl Sink<'_> {
                 }
                 Err((error, mut r)) => {
                     r.delivery_opaque.attempts += 1;
-                    let (kind, attempts) = (r.delivery_opaque.kind, r.delivery_opaque.attempts);
-                    match decide(classify(&error), kind, reduced.is_some(), attempts, self.max_backoff, self.noncritical) {
+                    let kind = r.delivery_opaque.kind;
+                    match self.decide(&error, kind, reduced.is_some(), r.delivery_opaque.attempts) {
                         Action::RetryAfter(wait) => {
                             warn!(message = "Produce refused; retrying.", %error, topic = r.topic, wait_ms = wait.as_millis() as u64);
                             if self.stop.load(Ordering::Relaxed) {
@@ -435,8 +435,7 @@ impl Sink<'_> {
                             record = r;
                         }
                         Action::Reference => {
-                            warn!(message = "Dead letter too large; producing a reference to the event instead.", %error, topic = r.topic);
-                            self.metrics.dead_letters_reduced.get_or_create(&ReasonLabel { reason: "omitted".into() }).inc();
+                            self.referenced(r.topic, &error);
                             let headers = reduced.insert(super::delivery::reference_headers(r.payload.unwrap_or_default(), r.headers.as_ref()));
                             record = BaseRecord::with_opaque_to(r.topic, r.delivery_opaque).payload(&[][..]).headers(headers.clone());
                             if let Some(k) = r.key {
@@ -444,17 +443,38 @@ impl Sink<'_> {
                             }
                         }
                         Action::Drop => {
-                            error!(message = "Output refused permanently; dropped (engine.noncritical_output_failure = \"drop\").", %error, topic = r.topic);
-                            self.metrics.outputs_dropped.get_or_create(&TopicLabel { topic: r.topic.to_string() }).inc();
-                            r.delivery_opaque.pending.done();
+                            self.dropped(r.topic, &error, &r.delivery_opaque.pending);
                             return Ok(());
                         }
-                        Action::Stop => return Err(EngineError::OutputRefused { kind: kind.name(), topic: r.topic.to_string(), source: error }),
+                        Action::Stop => return Err(refused(kind, r.topic, error)),
                     }
                 }
             }
         }
     }
+
+    /// What to do with an output of `kind` that failed with `error` after `attempts` tries.
+    pub fn decide(&self, error: &KafkaError, kind: OutputKind, is_reference: bool, attempts: u32) -> Action {
+        decide(classify(error), kind, is_reference, attempts, self.max_backoff, self.noncritical)
+    }
+
+    /// A dead letter too large for `topic` is produced again as a reference: logged and counted.
+    pub fn referenced(&self, topic: &str, error: &KafkaError) {
+        warn!(message = "Dead letter too large for its topic; producing a reference to the event instead.", %error, topic);
+        self.metrics.dead_letters_reduced.get_or_create(&ReasonLabel { reason: "omitted".into() }).inc();
+    }
+
+    /// A non-critical output refused for good is dropped: logged, counted, its batch released.
+    pub fn dropped(&self, topic: &str, error: &KafkaError, pending: &PendingOutput) {
+        error!(message = "Output refused permanently; dropped (engine.noncritical_output_failure = \"drop\").", %error, topic);
+        self.metrics.outputs_dropped.get_or_create(&TopicLabel { topic: topic.to_string() }).inc();
+        pending.done();
+    }
+}
+
+/// The error that stops the engine when an output of `kind` for `topic` is refused for good.
+pub fn refused(kind: OutputKind, topic: &str, source: KafkaError) -> EngineError {
+    EngineError::OutputRefused { kind: kind.name(), topic: topic.to_string(), source }
 }
 
 /// The core's outputs in a member: each record is produced with a share of its batch's

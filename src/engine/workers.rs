@@ -115,7 +115,7 @@ impl Engine {
             max_backoff: Duration::from_millis(cfg.engine.retry_backoff_max_ms),
             metrics: &self.metrics,
         };
-        let mut redelivery = Redelivery::new(retry_rx, &cfg.engine, self.metrics.clone());
+        let mut redelivery = Redelivery::new(retry_rx);
         let unacked_since = &self.unacked_since_ms[member];
         let note_unacked = |t: &OffsetTracker| {
             let since = t.oldest_unacknowledged().map_or(0, |age| crate::time::now_ms() - age.as_millis() as i64);
@@ -223,22 +223,21 @@ impl Engine {
                 tracker.lock().expect("tracker lock").seal();
                 let deadline = Instant::now() + Duration::from_millis(wait);
                 loop {
-                    if let Err(error) = redelivery.pump(&sink) {
-                        // Nothing after the refused output can be committed: stop waiting.
+                    // After a refused output nothing later can be committed: store what is done, stop waiting.
+                    let refused = redelivery.pump(&sink).err();
+                    if refused.is_none() {
+                        let _ = producer.flush(Duration::from_millis(200));
+                    }
+                    let done = tracker.lock().expect("tracker lock").take_done();
+                    if let Some(done) = done {
+                        store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
+                    }
+                    if let Some(error) = refused {
                         warn!(message = "Output refused during shutdown; its event and later ones stay uncommitted.", %error);
                         if outcome.is_ok() {
                             refused_at_shutdown = Some(error);
                         }
-                        let done = tracker.lock().expect("tracker lock").take_done();
-                        if let Some(done) = done {
-                            store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
-                        }
                         break;
-                    }
-                    let _ = producer.flush(Duration::from_millis(200));
-                    let done = tracker.lock().expect("tracker lock").take_done();
-                    if let Some(done) = done {
-                        store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
                     }
                     if tracker.lock().expect("tracker lock").outstanding_events() == 0 || Instant::now() >= deadline {
                         break;

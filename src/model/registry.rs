@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use crate::message::model_event::{ModelEvent, Stage, StageChange};
@@ -166,7 +165,7 @@ impl Registry {
     pub fn register(&self, artifact_path: &Path, by: &str) -> Result<(String, VersionEntry, Option<ModelEvent>), RegistryError> {
         let artifact = Artifact::load(artifact_path)?;
         let bytes = std::fs::read(artifact_path).map_err(io(artifact_path))?;
-        let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let sha = crate::pipeline::train::sha256_hex(&bytes);
         let (name, version) = (artifact.model.name.clone(), artifact.model.version.clone());
         if name.contains(['/', '\\']) || version.contains(['/', '\\']) || version.starts_with('.') {
             return Err(RegistryError::Invalid(format!("model name `{name}` / version `{version}` cannot be used as a file name")));

@@ -231,7 +231,7 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
         timestamp_unit: opts.timestamp_unit,
         label: opts.label.clone(),
     };
-    let data_sha256 = hex(&Sha256::digest(data));
+    let data_sha256 = sha256_hex(data);
     let mut artifact = Artifact {
         format_version: FORMAT_VERSION,
         model: ModelIdentity { name: opts.name.clone(), version: String::new() },
@@ -566,4 +566,10 @@ fn derived_version(a: &Artifact) -> String {
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of `bytes`, lower-case hex: the checksum of training data, registered artifacts and
+/// dead-lettered events.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }

@@ -54,10 +54,16 @@ impl Topics {
 }
 
 pub fn create_topic(name: &str, partitions: i32) {
+    create_topic_with(name, partitions, &[]);
+}
+
+/// Creates a topic with topic-level settings (e.g. `max.message.bytes`).
+pub fn create_topic_with(name: &str, partitions: i32, settings: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let topic = settings.iter().fold(NewTopic::new(name, partitions, TopicReplication::Fixed(1)), |t, (k, v)| t.set(k, v));
     let res = rt
-        .block_on(admin.create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &AdminOptions::new()))
+        .block_on(admin.create_topics(&[topic], &AdminOptions::new()))
         .unwrap_or_else(|e| panic!("cannot reach Kafka at {} to create a topic: {e}", brokers()));
     for r in res {
         r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
@@ -473,4 +479,45 @@ pub fn wait_all_committed(group: &str, topic: &str, timeout: Duration, engine: &
         assert!(Instant::now() < deadline, "{left} events still uncommitted after {timeout:?}; log:\n{}", engine.log_text());
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// `rows` generated transactions (seed `seed`), as JSON.
+pub fn generated(rows: usize, seed: u64) -> Vec<Vec<u8>> {
+    driftwatch::generate::Generator::new(driftwatch::generate::GeneratorConfig { seed, rows: rows as u64, ..Default::default() })
+        .take(rows)
+        .map(|e| serde_json::to_vec(&e).unwrap())
+        .collect()
+}
+
+/// The transaction ids the engine alerts on at `threshold`, by the offline scorer's decisions.
+pub fn alerting_ids(decisions: &[Decision], threshold: f64) -> std::collections::BTreeSet<String> {
+    decisions
+        .iter()
+        .filter(|d| d.alerts(threshold))
+        .map(|d| match d {
+            Decision::Scored { id, .. } => id.clone(),
+            Decision::Invalid(_) => unreachable!("an invalid event does not alert"),
+        })
+        .collect()
+}
+
+/// The group's committed offset per partition (0 when none), retried while the broker recovers.
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> std::collections::BTreeMap<i32, i64> {
+    retrying(|| {
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+        got.elements().iter().map(|e| (e.partition(), e.offset().to_raw().filter(|&o| o >= 0).unwrap_or(0))).collect()
+    })
+}
+
+/// Each partition's end offset (high watermark), retried while the broker recovers.
+pub fn end_offsets(topic: &str, partitions: i32) -> std::collections::BTreeMap<i32, i64> {
+    retrying(|| {
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+        (0..partitions).map(|p| (p, c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1)).collect()
+    })
 }
