@@ -25,6 +25,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Fit a pipeline artifact (preprocessing + fraud model + outlier detector + drift reference).
     Train(TrainArgs),
+    /// Import a model trained elsewhere (ONNX from skl2onnx or onnxmltools) into a pipeline artifact.
+    Import(ImportArgs),
     /// Score JSONL transactions with an artifact: one JSON line out per line in.
     Score(ScoreArgs),
     /// Compare a current file with a reference file: PSI, KL, JS, χ², KS, Wasserstein per feature.
@@ -446,6 +448,79 @@ pub struct TrainArgs {
     pub reference_top_k: usize,
 }
 
+/// `driftwatch import`.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// The ONNX model: a scikit-learn pipeline exported by skl2onnx, or a LightGBM / XGBoost
+    /// classifier exported by onnxmltools.
+    #[arg(long)]
+    pub onnx: PathBuf,
+    /// Data for the drift reference, outlier detector, threshold, held-out metrics and tree
+    /// covers (the model's training data, for tree reasons equal to its library's), CSV or JSONL.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Label column: 0/1 or true/false.
+    #[arg(long)]
+    pub label: String,
+    /// Where to write the artifact.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Event fields of an input with several columns, in column order: `INPUT=FIELD,FIELD,…`
+    /// (repeat per input). An input with one column is the field of its own name.
+    #[arg(long = "input-fields", value_name = "INPUT=FIELDS")]
+    pub input_fields: Vec<String>,
+    /// What tree covers count for TreeSHAP reasons; `auto`: hessian sums for XGBoost exports
+    /// (`BRANCH_LT` splits, logistic output), row counts otherwise (LightGBM, scikit-learn).
+    #[arg(long, value_enum, default_value_t = TreeCoverArg::Auto)]
+    pub tree_cover: TreeCoverArg,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+    /// Seed for the held-out split and k-means.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Model name.
+    #[arg(long, default_value = "card-fraud")]
+    pub name: String,
+    /// Model version [default: derived from the data hash, settings and the ONNX file's hash].
+    #[arg(long)]
+    pub model_version: Option<String>,
+    /// Top-K levels per categorical feature in the outlier detector's encoding.
+    #[arg(long, default_value_t = 20)]
+    pub max_categories: usize,
+    /// Fraction of rows held out (stratified) for the threshold and metrics.
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// Choose the threshold so this fraction of held-out transactions alert.
+    #[arg(long, conflicts_with = "target_precision")]
+    pub target_alert_rate: Option<f64>,
+    /// Choose the lowest threshold whose held-out precision reaches this.
+    #[arg(long)]
+    pub target_precision: Option<f64>,
+    /// k-means clusters of the outlier detector.
+    #[arg(long, default_value_t = 8)]
+    pub clusters: usize,
+    /// Outlier false-positive rate on the data.
+    #[arg(long, default_value_t = 0.01)]
+    pub outlier_fpr: f64,
+    /// Reference bins per numeric feature (drift).
+    #[arg(long, default_value_t = 10)]
+    pub bins: usize,
+    /// Top-K levels per categorical feature in the drift reference.
+    #[arg(long, default_value_t = 50)]
+    pub reference_top_k: usize,
+}
+
+/// `import --tree-cover`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TreeCoverArg {
+    /// By the exporter's conventions.
+    Auto,
+    /// Training rows per node (LightGBM, scikit-learn).
+    Count,
+    /// Sum of p(1 − p) per node, boosting round by round (XGBoost).
+    Hessian,
+}
+
 /// Class weighting of the logistic regression.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ClassWeight {
@@ -477,6 +552,10 @@ pub struct ScoreArgs {
     /// Exit with status 4 when any line could not be scored (without it: only when none could).
     #[arg(long)]
     pub fail_on_error: bool,
+    /// Add every feature's contribution to the log-odds (`contributions`, `base_value`) to each
+    /// line: coefficient × value for linear models, exact TreeSHAP for imported tree ensembles.
+    #[arg(long)]
+    pub contributions: bool,
 }
 
 #[cfg(test)]

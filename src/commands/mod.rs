@@ -10,6 +10,7 @@
 pub mod demo;
 pub mod drift;
 pub mod generate;
+pub mod import;
 pub mod model;
 pub mod produce;
 pub mod run;
@@ -66,6 +67,9 @@ pub enum CommandError {
     /// `train` failed.
     #[error(transparent)]
     Train(#[from] train::TrainCommandError),
+    /// `import` failed.
+    #[error(transparent)]
+    Import(#[from] import::ImportCommandError),
     /// `score` failed.
     #[error(transparent)]
     Score(#[from] score::ScoreCommandError),
@@ -103,6 +107,7 @@ pub fn execute(command: Command) -> Result<Outcome, CommandError> {
     Ok(match command {
         Command::Generate(a) => generate::execute(a)?,
         Command::Train(a) => train::execute(a)?,
+        Command::Import(a) => import::execute(a)?,
         Command::Score(a) => score::execute(a)?,
         Command::Drift(a) => drift::execute(a)?,
         Command::Run(a) => run::execute(a)?,

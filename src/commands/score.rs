@@ -26,7 +26,12 @@ pub struct ScoreSummary {
 ///
 /// A line that cannot be scored (not JSON, wrong types, missing required fields, blank)
 /// produces an error line with its number and the reason, and scoring goes on.
-pub fn score_lines(pipeline: &Pipeline, input: impl BufRead, mut out: impl Write) -> std::io::Result<ScoreSummary> {
+pub fn score_lines(pipeline: &Pipeline, input: impl BufRead, out: impl Write) -> std::io::Result<ScoreSummary> {
+    score_lines_with(pipeline, input, out, false)
+}
+
+/// [`score_lines`], with every feature's contribution on each line when `contributions` is set.
+pub fn score_lines_with(pipeline: &Pipeline, input: impl BufRead, mut out: impl Write, contributions: bool) -> std::io::Result<ScoreSummary> {
     let model = &pipeline.artifact().model;
     let has_id = pipeline.artifact().columns.id.is_some();
     let mut tx = pipeline.new_transaction();
@@ -66,7 +71,15 @@ pub fn score_lines(pipeline: &Pipeline, input: impl BufRead, mut out: impl Write
                     reasons: reasons_json(pipeline, &tx, &s),
                     model: model.name.clone(),
                     model_version: model.version.clone(),
+                    contributions: None,
+                    base_value: None,
                 };
+                let mut out_line = out_line;
+                if contributions {
+                    let (base, c) = pipeline.contributions(&tx);
+                    out_line.base_value = Some(base);
+                    out_line.contributions = Some(c.into_iter().map(|(f, v)| (pipeline.feature_name(f).to_string(), v)).collect());
+                }
                 serde_json::to_writer(&mut out, &out_line)?;
             }
             Err(e) => {
@@ -107,11 +120,11 @@ pub fn execute(a: ScoreArgs) -> Result<Outcome, ScoreCommandError> {
             let file = std::fs::File::open(path).map_err(io(format!("cannot open {}", path.display())))?;
             let len = file.metadata().map(|m| m.len()).ok();
             let bar = super::progress(len, "{spinner} scoring {binary_bytes}/{binary_total_bytes} {wide_bar} {eta}");
-            let summary = score_lines(&pipeline, std::io::BufReader::new(bar.wrap_read(file)), out);
+            let summary = score_lines_with(&pipeline, std::io::BufReader::new(bar.wrap_read(file)), out, a.contributions);
             bar.finish_and_clear();
             summary
         }
-        None => score_lines(&pipeline, std::io::stdin().lock(), out),
+        None => score_lines_with(&pipeline, std::io::stdin().lock(), out, a.contributions),
     }
     .map_err(io("scoring".into()))?;
     eprintln!("scored {} lines ({} fraud, {} outliers), {} lines could not be scored", summary.scored, summary.fraud, summary.outliers, summary.errors);

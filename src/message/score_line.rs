@@ -27,6 +27,13 @@ pub struct ScoreLine {
     pub model: String,
     /// Model version.
     pub model_version: String,
+    /// With `score --contributions`: every feature's contribution to the log-odds (raw score).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contributions: Option<std::collections::BTreeMap<String, f64>>,
+    /// With `score --contributions`: the value the contributions start from (their sum plus
+    /// this is the score's log-odds, or raw score).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_value: Option<f64>,
 }
 
 /// One output line of `driftwatch score` for an input that could not be scored.

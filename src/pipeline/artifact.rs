@@ -34,8 +34,13 @@ pub struct Artifact {
     pub features: Features,
     /// Names of the encoded (design) columns, in the order of `coefficients` and centroids.
     pub design_columns: Vec<String>,
-    /// The fraud model.
+    /// The fraud model (for an imported model: the preprocessing's scale only, coefficients zero).
     pub logistic: LogisticModel,
+    /// A model trained elsewhere and imported from ONNX (`driftwatch import`): when present, it
+    /// gives the fraud probability and the reasons; the rest of the artifact (features,
+    /// outlier detector, threshold, reference) is fitted on the data given to `import`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<crate::pipeline::onnx::ImportedModel>,
     /// How a probability becomes a decision.
     pub decision: Decision,
     /// The outlier detector.
@@ -493,6 +498,9 @@ impl Artifact {
             && self.outlier.threshold.is_finite();
         if !finite {
             return Err("non-finite model parameters".into());
+        }
+        if let Some(m) = &self.imported {
+            crate::pipeline::onnx::ImportRuntime::new(m, &self.features).map_err(|e| format!("imported model: {e}"))?;
         }
         Ok(())
     }

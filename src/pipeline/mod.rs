@@ -12,6 +12,7 @@ pub mod artifact;
 mod decode;
 pub mod evaluation;
 pub mod logistic;
+pub mod onnx;
 pub mod reference;
 pub mod train;
 
@@ -151,6 +152,8 @@ pub struct Pipeline {
     k: usize,
     d: usize,
     outlier_threshold: f64,
+    /// A model imported from ONNX, which then gives the probability and reasons.
+    imported: Option<onnx::ImportRuntime>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -234,6 +237,7 @@ impl Pipeline {
             k,
             d,
             outlier_threshold: a.outlier.threshold,
+            imported: a.imported.as_ref().map(|m| onnx::ImportRuntime::new(m, &a.features).expect("artifact passed check_consistency")),
             artifact,
         }
     }
@@ -312,7 +316,10 @@ impl Pipeline {
                 *acc += self.block_norms[c * n_blocks + i] - 2.0 * self.centroids[c * self.d + col] + 1.0;
             }
         }
-        let probability = 1.0 / (1.0 + (-logit).exp());
+        let mut probability = 1.0 / (1.0 + (-logit).exp());
+        if let Some(m) = &self.imported {
+            (probability, top) = self.score_imported(m, tx);
+        }
         let outlier_score = dist.iter().copied().fold(f64::INFINITY, f64::min).max(0.0).sqrt();
         Score {
             probability,
@@ -323,6 +330,52 @@ impl Pipeline {
             n_reasons: top.n,
             unseen_categories: unseen,
         }
+    }
+
+    /// Probability and reasons from an imported model. Reasons of a tree ensemble (TreeSHAP, far
+    /// costlier than the score) are computed only for a score at or over the threshold.
+    fn score_imported(&self, m: &onnx::ImportRuntime, tx: &Transaction) -> (f64, TopReasons) {
+        IMPORT_SCRATCH.with_borrow_mut(|(x, contributions)| {
+            x.resize(m.width(), 0.0);
+            m.fill(tx, x);
+            let probability = m.probability(x);
+            let mut top = TopReasons::default();
+            if m.cheap_reasons() || probability >= self.threshold {
+                contributions.resize(m.n_features(), 0.0);
+                m.contributions(x, contributions);
+                for (i, &c) in contributions.iter().enumerate() {
+                    top.offer(m.feature_ref(i), c);
+                }
+            }
+            (probability, top)
+        })
+    }
+
+    /// Every feature's contribution to the score's log-odds (raw score for a model whose output
+    /// is not logistic), and the value they start from: for the built-in model the intercept
+    /// and coefficient × standardised value (a category: its level's coefficient); for an
+    /// imported linear model coefficient × transformed value; for an imported tree ensemble exact
+    /// TreeSHAP values. Allocates; for explanations, not the hot path.
+    pub fn contributions(&self, tx: &Transaction) -> (f64, Vec<(FeatureRef, f64)>) {
+        if let Some(m) = &self.imported {
+            let mut x = vec![0.0; m.width()];
+            m.fill(tx, &mut x);
+            let mut c = vec![0.0; m.n_features()];
+            m.contributions(&x, &mut c);
+            return (m.base_value(), c.into_iter().enumerate().map(|(i, v)| (m.feature_ref(i), v)).collect());
+        }
+        let mut out = Vec::with_capacity(self.numeric.len() + self.categorical.len());
+        for (i, (f, &x)) in self.numeric.iter().zip(&tx.numeric).enumerate() {
+            let missing = x.is_nan();
+            let z = ((if missing { f.fill } else { x }) - f.mean) * f.inv_std;
+            let ind = f.indicator.map_or(0.0, |(coef, _)| coef * f64::from(u8::from(missing)));
+            out.push((FeatureRef::Numeric(i as u16), f.coef * z + ind));
+        }
+        for (i, (block, value)) in self.categorical.iter().zip(&tx.categorical).enumerate() {
+            let (level, _) = self.level_of(block, value);
+            out.push((FeatureRef::Categorical(i as u16), self.coefficients[block.offset + level]));
+        }
+        (self.intercept, out)
     }
 
     /// Writes the transaction's design row (the model's input vector) into `out` (length d).
@@ -407,6 +460,11 @@ pub struct RowColumns {
     pub timestamp: Option<usize>,
     /// Label column.
     pub label: Option<usize>,
+}
+
+thread_local! {
+    /// Per-thread buffers for imported models: the classifier's input and the contributions.
+    static IMPORT_SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f64>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 #[derive(Default)]

@@ -66,6 +66,9 @@ pub struct TrainOptions {
     pub version: Option<String>,
     /// Everything else.
     pub hyper: Hyperparameters,
+    /// A model imported from ONNX (`driftwatch import`): it replaces the logistic regression;
+    /// everything else is fitted as usual. Tree covers are fitted on the data's rows.
+    pub imported: Option<(crate::pipeline::onnx::ImportedModel, Option<crate::pipeline::onnx::Cover>)>,
 }
 
 impl Default for Hyperparameters {
@@ -95,6 +98,7 @@ impl TrainOptions {
     pub fn new(label: &str) -> TrainOptions {
         TrainOptions {
             label: label.to_string(),
+            imported: None,
             numeric: None,
             categorical: None,
             id: None,
@@ -239,6 +243,7 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
         features,
         design_columns,
         logistic: LogisticModel { intercept: 0.0, prior_correction: 0.0, coefficients: vec![0.0; d] },
+        imported: None,
         decision: Decision { threshold: 0.5, policy: h.threshold_policy },
         outlier: OutlierModel { centroids: vec![vec![0.0; d]], threshold: f64::MAX, false_positive_rate: h.outlier_false_positive_rate },
         reference: empty_reference(),
@@ -255,7 +260,9 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
             holdout_metrics: HoldoutMetrics { roc_auc: 0.0, pr_auc: 0.0, precision: 0.0, recall: 0.0, alert_rate: 0.0, positives: 0 },
         },
     };
+    artifact.imported = opts.imported.as_ref().map(|(m, _)| m.clone());
     artifact.model.version = opts.version.clone().unwrap_or_else(|| derived_version(&artifact));
+    artifact.imported = None;
 
     // Design rows for every row, through the scoring pipeline's own encoder.
     let encoder = Pipeline::new(artifact.clone());
@@ -268,23 +275,41 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
     }
     let train_x = design.select(ndarray::Axis(0), &train_rows);
 
-    // 4. Logistic regression with class weights.
-    let train_pos = train_rows.iter().filter(|&&r| labels[r]).count() as f64;
-    let n_train = train_rows.len() as f64;
-    let (w_pos, w_neg) = match h.class_weight.as_str() {
-        "balanced" => (n_train / (2.0 * train_pos), n_train / (2.0 * (n_train - train_pos))),
-        _ => (1.0, 1.0),
-    };
-    let y: Vec<f64> = train_rows.iter().map(|&r| f64::from(u8::from(labels[r]))).collect();
-    let w: Vec<f64> = train_rows.iter().map(|&r| if labels[r] { w_pos } else { w_neg }).collect();
-    let fit = logistic::fit(
-        train_x.view(),
-        &y,
-        &w,
-        SolverSettings { c: h.c, max_iterations: h.max_iterations, tolerance: h.tolerance },
-    )?;
-    artifact.logistic = LogisticModel { intercept: fit.intercept, prior_correction: -(w_pos / w_neg).ln(), coefficients: fit.coefficients };
-    artifact.training.solver = SolverReport { method: "newton-irls".into(), iterations: fit.iterations, converged: fit.converged, gradient_norm: fit.gradient_norm };
+    // 4. Logistic regression with class weights, or the imported model (its tree covers from
+    //    every row of the data, the way the model's own library counts them).
+    if let Some((model, cover)) = &opts.imported {
+        let mut model = model.clone();
+        let rt = crate::pipeline::onnx::ImportRuntime::new(&model, &artifact.features)
+            .map_err(|e| TrainError::Invalid(format!("the imported model does not fit the data's features: {e}")))?;
+        let mut rows = vec![0f32; table.rows * rt.width()];
+        for (r, x) in rows.chunks_exact_mut(rt.width()).enumerate() {
+            encoder.fill_from_row(table, &row_cols, r, &mut tx);
+            rt.fill(&tx, x);
+        }
+        if let crate::pipeline::onnx::Classifier::Trees(t) = &mut model.classifier {
+            let cover = cover.unwrap_or_else(|| t.default_cover());
+            t.fit_covers(rows.chunks_exact(rt.width()), cover);
+        }
+        artifact.training.solver = SolverReport { method: "imported".into(), iterations: 0, converged: true, gradient_norm: 0.0 };
+        artifact.imported = Some(model);
+    } else {
+        let train_pos = train_rows.iter().filter(|&&r| labels[r]).count() as f64;
+        let n_train = train_rows.len() as f64;
+        let (w_pos, w_neg) = match h.class_weight.as_str() {
+            "balanced" => (n_train / (2.0 * train_pos), n_train / (2.0 * (n_train - train_pos))),
+            _ => (1.0, 1.0),
+        };
+        let y: Vec<f64> = train_rows.iter().map(|&r| f64::from(u8::from(labels[r]))).collect();
+        let w: Vec<f64> = train_rows.iter().map(|&r| if labels[r] { w_pos } else { w_neg }).collect();
+        let fit = logistic::fit(
+            train_x.view(),
+            &y,
+            &w,
+            SolverSettings { c: h.c, max_iterations: h.max_iterations, tolerance: h.tolerance },
+        )?;
+        artifact.logistic = LogisticModel { intercept: fit.intercept, prior_correction: -(w_pos / w_neg).ln(), coefficients: fit.coefficients };
+        artifact.training.solver = SolverReport { method: "newton-irls".into(), iterations: fit.iterations, converged: fit.converged, gradient_norm: fit.gradient_norm };
+    }
 
     // 5. k-means on (a seeded sample of) the train split.
     let mut cluster_rows: Vec<usize> = (0..train_rows.len()).collect();
@@ -560,6 +585,9 @@ fn derived_version(a: &Artifact) -> String {
     h.update(a.training.data_sha256.as_bytes());
     h.update(serde_json::to_vec(&a.features).expect("serialises"));
     h.update(serde_json::to_vec(&a.training.hyperparameters).expect("serialises"));
+    if let Some(m) = &a.imported {
+        h.update(m.source.sha256.as_bytes());
+    }
     format!("v-{}", &hex(&h.finalize())[..12])
 }
 

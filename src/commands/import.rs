@@ -1,0 +1,112 @@
+//! `driftwatch import`: translate an ONNX model trained elsewhere into a pipeline artifact.
+//!
+//! The ONNX graph becomes the artifact's fraud model ([`crate::pipeline::onnx`]); the data
+//! file gives everything else exactly as `train` fits it (features from the model's inputs,
+//! outlier detector, threshold, held-out metrics, drift reference), plus the tree covers that
+//! TreeSHAP reasons weigh paths by.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use super::train::{run, TrainCommandError};
+use super::Outcome;
+use crate::cli::{ImportArgs, TreeCoverArg};
+use crate::pipeline::artifact::ThresholdPolicy;
+use crate::pipeline::onnx::{self, Cover, ImportOptions, OnnxError};
+use crate::pipeline::train::TrainOptions;
+
+/// Why `import` failed.
+#[derive(Debug, Error)]
+pub enum ImportCommandError {
+    /// The ONNX file could not be read.
+    #[error("cannot read the ONNX model {path}: {source}")]
+    Read {
+        /// Path.
+        path: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The graph could not be translated.
+    #[error("cannot import {path}: {source}")]
+    Onnx {
+        /// Path.
+        path: String,
+        /// What is wrong.
+        source: OnnxError,
+    },
+    /// Bad options.
+    #[error("{0}")]
+    Usage(String),
+    /// Fitting the rest of the artifact, or writing it, failed.
+    #[error(transparent)]
+    Train(#[from] TrainCommandError),
+}
+
+/// Runs `import` from its command-line arguments; a summary goes to stderr.
+pub fn execute(a: ImportArgs) -> Result<Outcome, ImportCommandError> {
+    let path = a.onnx.display().to_string();
+    let bytes = std::fs::read(&a.onnx).map_err(|source| ImportCommandError::Read { path: path.clone(), source })?;
+    let mut input_fields = BTreeMap::new();
+    for spec in &a.input_fields {
+        let (input, fields) = spec.split_once('=').ok_or_else(|| ImportCommandError::Usage(format!("--input-fields `{spec}`: expected INPUT=FIELD,FIELD,…")))?;
+        input_fields.insert(input.to_string(), fields.split(',').map(|f| f.trim().to_string()).collect::<Vec<_>>());
+    }
+    let file_name = a.onnx.file_name().map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
+    let model = onnx::compile(&bytes, &file_name, &ImportOptions { input_fields }).map_err(|source| ImportCommandError::Onnx { path: path.clone(), source })?;
+    if a.columns.numeric.is_some() || a.columns.categorical.is_some() {
+        return Err(ImportCommandError::Usage("import takes its features from the model's inputs; --numeric and --categorical do not apply".into()));
+    }
+    let mut opts = TrainOptions::new(&a.label);
+    a.columns.apply(&mut opts);
+    opts.numeric = Some(model.inputs.iter().filter(|i| !i.categorical).flat_map(|i| i.fields.clone()).collect());
+    opts.categorical = Some(model.inputs.iter().filter(|i| i.categorical).flat_map(|i| i.fields.clone()).collect());
+    opts.name = a.name;
+    opts.version = a.model_version;
+    let h = &mut opts.hyper;
+    h.seed = a.seed;
+    h.max_categories = a.max_categories;
+    h.holdout_fraction = a.holdout;
+    h.kmeans_clusters = a.clusters;
+    h.outlier_false_positive_rate = a.outlier_fpr;
+    h.reference_bins = a.bins;
+    h.reference_top_k = a.reference_top_k;
+    if let Some(rate) = a.target_alert_rate {
+        h.threshold_policy = ThresholdPolicy::AlertRate { rate };
+    }
+    if let Some(precision) = a.target_precision {
+        h.threshold_policy = ThresholdPolicy::Precision { precision };
+    }
+    let cover = match a.tree_cover {
+        TreeCoverArg::Auto => None,
+        TreeCoverArg::Count => Some(Cover::Count),
+        TreeCoverArg::Hessian => Some(Cover::Hessian),
+    };
+    let kind = match &model.classifier {
+        onnx::Classifier::Linear(_) => "linear classifier".to_string(),
+        onnx::Classifier::Trees(t) => format!("{} trees", t.trees.len()),
+    };
+    let producer = model.source.producer.clone();
+    opts.imported = Some((model, cover));
+    let artifact = run(&a.data, &a.out, &opts)?;
+    let m = &artifact.training.holdout_metrics;
+    let cover = match &artifact.imported.as_ref().map(|i| &i.classifier) {
+        Some(onnx::Classifier::Trees(t)) => format!(", tree covers: {:?}", t.cover).to_lowercase(),
+        _ => String::new(),
+    };
+    eprintln!(
+        "wrote {} ({} {}) from {} ({producer}, {kind}{cover}): {} numeric + {} categorical features, held-out ROC AUC {:.4}, PR AUC {:.4}, precision {:.3} / recall {:.3} at threshold {:.4}",
+        a.out.display(),
+        artifact.model.name,
+        artifact.model.version,
+        file_name,
+        artifact.features.numeric.len(),
+        artifact.features.categorical.len(),
+        m.roc_auc,
+        m.pr_auc,
+        m.precision,
+        m.recall,
+        artifact.decision.threshold
+    );
+    Ok(Outcome::Success)
+}
