@@ -21,6 +21,7 @@
 //! `BENCH_COMPARE_BIN=/path/to/other/driftwatch` adds that binary (1 worker, drift on) as one
 //! more variant: a before/after comparison in one sitting on the same loaded topic
 //! (`BENCH_COMPARE_MODEL`: the artifact that binary reads, when the format moved on since).
+//! `BENCH_EXTRA_MODEL=ARTIFACT` adds this engine with another artifact (e.g. an imported one).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -228,6 +229,9 @@ fn main() {
         ("engine, 1 worker, exactly-once".into(), engine(1, true, "delivery = \"exactly_once\"")),
         (format!("engine, {cores} workers, drift 5 %"), engine(cores, true, "")),
     ];
+    if let Ok(extra_model) = std::env::var("BENCH_EXTRA_MODEL") {
+        variants.push((format!("engine with {extra_model}, 1 worker, drift 5 %"), Variant::Engine { bin: this_bin.clone(), model: extra_model.into(), workers: 1, drift: true, extra: "" }));
+    }
     if let Ok(other) = std::env::var("BENCH_COMPARE_BIN") {
         let other_model = std::env::var("BENCH_COMPARE_MODEL").map(std::path::PathBuf::from).unwrap_or_else(|_| model.clone());
         variants.push((format!("compared {other}, 1 worker, drift 5 %"), Variant::Engine { bin: other.into(), model: other_model, workers: 1, drift: true, extra: "" }));

@@ -1,6 +1,9 @@
 //! Scoring hot path: (a) score an already-decoded transaction, (b) decode JSON and score.
 //!
-//! `cargo bench --bench scoring`; uses the shipped demo model and generated events.
+//! `cargo bench --bench scoring`; uses the shipped demo model and generated events. With
+//! `DRIFTWATCH_BENCH_IMPORTED=ARTIFACT` (an artifact from `driftwatch import`; `scripts/bench-import`
+//! makes a 200-tree LightGBM one) the same cases run for that model in the same run, plus the
+//! cost of its reasons (every feature's contribution: TreeSHAP for trees).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -10,7 +13,15 @@ use driftwatch::generate::Generator;
 use driftwatch::pipeline::Pipeline;
 
 fn scoring(c: &mut Criterion) {
-    let pipeline = Pipeline::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/demo.json"))).expect("demo model");
+    let demo = Pipeline::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/demo.json"))).expect("demo model");
+    cases(c, "scoring", &demo, false);
+    if let Ok(path) = std::env::var("DRIFTWATCH_BENCH_IMPORTED") {
+        let imported = Pipeline::load(Path::new(&path)).unwrap_or_else(|e| panic!("DRIFTWATCH_BENCH_IMPORTED={path}: {e}"));
+        cases(c, "scoring_imported", &imported, true);
+    }
+}
+
+fn cases(c: &mut Criterion, name: &str, pipeline: &Pipeline, reasons: bool) {
     let events: Vec<Vec<u8>> = Generator::new(Default::default()).take(4096).map(|t| serde_json::to_vec(&t).unwrap()).collect();
     let decoded: Vec<_> = events
         .iter()
@@ -21,7 +32,7 @@ fn scoring(c: &mut Criterion) {
         })
         .collect();
     let mean_len = events.iter().map(Vec::len).sum::<usize>() / events.len();
-    let mut group = c.benchmark_group("scoring");
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     let mut i = 0;
     group.bench_function("score_decoded", |b| {
@@ -39,6 +50,22 @@ fn scoring(c: &mut Criterion) {
             black_box(pipeline.score(&tx))
         })
     });
+    if reasons {
+        let mut p = 0;
+        group.bench_function("probability_only_no_reasons", |b| {
+            b.iter(|| {
+                p = (p + 1) & 4095;
+                black_box(pipeline.probability(black_box(&decoded[p])))
+            })
+        });
+        let mut k = 0;
+        group.bench_function("all_contributions", |b| {
+            b.iter(|| {
+                k = (k + 1) & 4095;
+                black_box(pipeline.contributions(black_box(&decoded[k])))
+            })
+        });
+    }
     group.finish();
 }
 

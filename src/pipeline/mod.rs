@@ -351,6 +351,19 @@ impl Pipeline {
         })
     }
 
+    /// The fraud probability alone: what [`Pipeline::score`] computes before reasons (for an
+    /// imported tree ensemble, without TreeSHAP). For benchmarks and offline checks.
+    pub fn probability(&self, tx: &Transaction) -> f64 {
+        match &self.imported {
+            Some(m) => IMPORT_SCRATCH.with_borrow_mut(|(x, _)| {
+                x.resize(m.width(), 0.0);
+                m.fill(tx, x);
+                m.probability(x)
+            }),
+            None => self.score(tx).probability,
+        }
+    }
+
     /// Every feature's contribution to the score's log-odds (raw score for a model whose output
     /// is not logistic), and the value they start from: for the built-in model the intercept
     /// and coefficient × standardised value (a category: its level's coefficient); for an

@@ -8,7 +8,9 @@ the libraries' own per-feature contributions: LightGBM `pred_contrib=True`, XGBo
 linear pipeline, coefficient x transformed value from scikit-learn's own transform.
 """
 import json
-import math
+import pathlib
+
+import jsonschema
 
 import numpy as np
 import onnxruntime as ort
@@ -66,10 +68,24 @@ def data(driftwatch, tmp_path_factory):
     return d, train, held, rows
 
 
+SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "schemas"
+
+
 def _score(driftwatch, artifact, held):
+    # The imported artifact and the score lines are what the schemas say (a real validator).
+    jsonschema.validate(json.loads(pathlib.Path(artifact).read_text()), json.loads((SCHEMAS / "pipeline.schema.json").read_text()))
     out = driftwatch("score", "--model", artifact, "--input", held, "--contributions").stdout.decode().splitlines()
     lines = [json.loads(l) for l in out]
     assert all("error" not in l for l in lines), [l for l in lines if "error" in l][:3]
+    line_schema = json.loads((SCHEMAS / "score-line.schema.json").read_text())
+    for l in lines[:200]:
+        jsonschema.validate(l, line_schema)
+    # The registry takes it like any artifact.
+    registry = pathlib.Path(artifact).parent / f"registry-{pathlib.Path(artifact).stem}"
+    version = json.loads(pathlib.Path(artifact).read_text())["model"]["version"]
+    driftwatch("model", "register", "--registry", registry, str(artifact))
+    driftwatch("model", "promote", "--registry", registry, version)
+    assert version in driftwatch("model", "list", "--registry", registry).stdout.decode()
     return lines
 
 

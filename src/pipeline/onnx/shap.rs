@@ -17,10 +17,10 @@ struct PathElement {
 
 /// Adds every tree's contributions for `x` to `phi` (one per column).
 pub fn tree_shap(ensemble: &TreeEnsemble, x: &[f32], phi: &mut [f64]) {
+    let depth = ensemble.trees.iter().map(|t| max_depth(t, 0)).max().unwrap_or(0);
+    // One path per recursion level, each at most depth + 2 long; reused across trees.
+    let mut paths = vec![PathElement::default(); (depth + 3) * (depth + 4) / 2 + 2];
     for tree in &ensemble.trees {
-        let depth = max_depth(tree, 0);
-        // One path per recursion level, each at most depth + 2 long.
-        let mut paths = vec![PathElement::default(); (depth + 3) * (depth + 4) / 2 + 2];
         recurse(tree, x, phi, 0, &mut paths, 0, 0, 1.0, 1.0, usize::MAX);
     }
 }
@@ -125,6 +125,12 @@ fn recurse(
         unwind(path, depth, k);
         depth -= 1;
     }
-    recurse(tree, x, phi, hot, paths, offset, depth + 1, hot_zero * incoming_zero, incoming_one, split);
-    recurse(tree, x, phi, cold, paths, offset, depth + 1, cold_zero * incoming_zero, 0.0, split);
+    // A branch no training row reached and `x` does not take weighs nothing (every path weight
+    // below it is zero); skipping it also keeps the unwinding from dividing by zero.
+    if hot_zero * incoming_zero != 0.0 || incoming_one != 0.0 {
+        recurse(tree, x, phi, hot, paths, offset, depth + 1, hot_zero * incoming_zero, incoming_one, split);
+    }
+    if cold_zero * incoming_zero != 0.0 {
+        recurse(tree, x, phi, cold, paths, offset, depth + 1, cold_zero * incoming_zero, 0.0, split);
+    }
 }
