@@ -64,19 +64,46 @@ fn unwind(path: &mut [PathElement], depth: usize, index: usize) {
     }
 }
 
+/// 1 / n for n = 1..=64, so the innermost loop multiplies instead of dividing.
+const RECIPROCALS: [f64; 65] = {
+    let mut t = [0.0; 65];
+    let mut n = 1;
+    while n < 65 {
+        t[n] = 1.0 / n as f64;
+        n += 1;
+    }
+    t
+};
+
+#[inline]
+fn recip(n: usize) -> f64 {
+    if n < RECIPROCALS.len() {
+        RECIPROCALS[n]
+    } else {
+        1.0 / n as f64
+    }
+}
+
+/// The sum of the path's weights with element `index` unwound, without changing the path
+/// (the innermost loop of TreeSHAP: divisions replaced by multiplications by reciprocals).
 fn unwound_sum(path: &[PathElement], depth: usize, index: usize) -> f64 {
     let one = path[index].one_fraction;
     let zero = path[index].zero_fraction;
-    let d = depth as f64;
+    let d1 = depth as f64 + 1.0;
     let mut next = path[depth].weight;
     let mut total = 0.0;
-    for i in (0..depth).rev() {
-        if one != 0.0 {
-            let tmp = next * (d + 1.0) / ((i as f64 + 1.0) * one);
+    if one != 0.0 {
+        let scale = d1 / one;
+        let zero_over = zero * recip(depth + 1);
+        for i in (0..depth).rev() {
+            let tmp = next * scale * recip(i + 1);
             total += tmp;
-            next = path[i].weight - tmp * zero * ((d - i as f64) / (d + 1.0));
-        } else if zero != 0.0 {
-            total += (path[i].weight / zero) / ((d - i as f64) / (d + 1.0));
+            next = path[i].weight - tmp * zero_over * (depth - i) as f64;
+        }
+    } else if zero != 0.0 {
+        let scale = d1 / zero;
+        for i in (0..depth).rev() {
+            total += path[i].weight * scale * recip(depth - i);
         }
     }
     total
