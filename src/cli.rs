@@ -407,22 +407,30 @@ pub struct TrainArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub columns: ColumnArgs,
-    /// Seed for the held-out split and k-means.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Model name.
-    #[arg(long, default_value = "card-fraud")]
-    pub name: String,
-    /// Model version [default: derived from the data hash and settings].
-    #[arg(long)]
-    pub model_version: Option<String>,
+    #[command(flatten)]
+    pub fit: FitArgs,
     /// Inverse L2 strength (as scikit-learn's C).
     #[arg(long, default_value_t = 1.0, value_parser = positive)]
     pub c: f64,
     /// Class weighting.
     #[arg(long, value_enum, default_value_t = ClassWeight::Balanced)]
     pub class_weight: ClassWeight,
-    /// Top-K levels per categorical feature in the model (the rest share an "other" column).
+}
+
+/// What `train` and `import` fit around the fraud model: identity, split, threshold, outlier
+/// detector, drift reference.
+#[derive(clap::Args)]
+pub struct FitArgs {
+    /// Seed for the held-out split and k-means.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Model name.
+    #[arg(long, default_value = "card-fraud")]
+    pub name: String,
+    /// Model version [default: derived from the data hash and settings (and an imported model's hash)].
+    #[arg(long)]
+    pub model_version: Option<String>,
+    /// Top-K levels per categorical feature in the model's encoding (the rest share an "other" column).
     #[arg(long, default_value_t = 20)]
     pub max_categories: usize,
     /// Fraction of rows held out (stratified) for the threshold and metrics.
@@ -475,39 +483,8 @@ pub struct ImportArgs {
     pub tree_cover: TreeCoverArg,
     #[command(flatten)]
     pub columns: ColumnArgs,
-    /// Seed for the held-out split and k-means.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Model name.
-    #[arg(long, default_value = "card-fraud")]
-    pub name: String,
-    /// Model version [default: derived from the data hash, settings and the ONNX file's hash].
-    #[arg(long)]
-    pub model_version: Option<String>,
-    /// Top-K levels per categorical feature in the outlier detector's encoding.
-    #[arg(long, default_value_t = 20)]
-    pub max_categories: usize,
-    /// Fraction of rows held out (stratified) for the threshold and metrics.
-    #[arg(long, default_value_t = 0.2)]
-    pub holdout: f64,
-    /// Choose the threshold so this fraction of held-out transactions alert.
-    #[arg(long, conflicts_with = "target_precision")]
-    pub target_alert_rate: Option<f64>,
-    /// Choose the lowest threshold whose held-out precision reaches this.
-    #[arg(long)]
-    pub target_precision: Option<f64>,
-    /// k-means clusters of the outlier detector.
-    #[arg(long, default_value_t = 8)]
-    pub clusters: usize,
-    /// Outlier false-positive rate on the data.
-    #[arg(long, default_value_t = 0.01)]
-    pub outlier_fpr: f64,
-    /// Reference bins per numeric feature (drift).
-    #[arg(long, default_value_t = 10)]
-    pub bins: usize,
-    /// Top-K levels per categorical feature in the drift reference.
-    #[arg(long, default_value_t = 50)]
-    pub reference_top_k: usize,
+    #[command(flatten)]
+    pub fit: FitArgs,
 }
 
 /// `import --tree-cover`.

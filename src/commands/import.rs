@@ -12,7 +12,6 @@ use thiserror::Error;
 use super::train::{run, TrainCommandError};
 use super::Outcome;
 use crate::cli::{ImportArgs, TreeCoverArg};
-use crate::pipeline::artifact::ThresholdPolicy;
 use crate::pipeline::onnx::{self, Cover, ImportOptions, OnnxError};
 use crate::pipeline::train::TrainOptions;
 
@@ -61,22 +60,7 @@ pub fn execute(a: ImportArgs) -> Result<Outcome, ImportCommandError> {
     a.columns.apply(&mut opts);
     opts.numeric = Some(model.inputs.iter().filter(|i| !i.categorical).flat_map(|i| i.fields.clone()).collect());
     opts.categorical = Some(model.inputs.iter().filter(|i| i.categorical).flat_map(|i| i.fields.clone()).collect());
-    opts.name = a.name;
-    opts.version = a.model_version;
-    let h = &mut opts.hyper;
-    h.seed = a.seed;
-    h.max_categories = a.max_categories;
-    h.holdout_fraction = a.holdout;
-    h.kmeans_clusters = a.clusters;
-    h.outlier_false_positive_rate = a.outlier_fpr;
-    h.reference_bins = a.bins;
-    h.reference_top_k = a.reference_top_k;
-    if let Some(rate) = a.target_alert_rate {
-        h.threshold_policy = ThresholdPolicy::AlertRate { rate };
-    }
-    if let Some(precision) = a.target_precision {
-        h.threshold_policy = ThresholdPolicy::Precision { precision };
-    }
+    a.fit.apply(&mut opts);
     let cover = match a.tree_cover {
         TreeCoverArg::Auto => None,
         TreeCoverArg::Count => Some(Cover::Count),

@@ -7,7 +7,7 @@ use thiserror::Error;
 use crate::dataset::{DatasetError, Table};
 use crate::pipeline::train::{train, TrainError, TrainOptions};
 use super::Outcome;
-use crate::cli::{ColumnArgs, TrainArgs};
+use crate::cli::{ColumnArgs, FitArgs, TrainArgs};
 use crate::pipeline::artifact::ThresholdPolicy;
 use crate::pipeline::Artifact;
 
@@ -65,28 +65,36 @@ impl ColumnArgs {
     }
 }
 
+impl FitArgs {
+    /// Sets what `train` and `import` share: identity, split, threshold policy, outlier
+    /// detector and drift reference.
+    pub fn apply(&self, opts: &mut TrainOptions) {
+        opts.name = self.name.clone();
+        opts.version = self.model_version.clone();
+        let h = &mut opts.hyper;
+        h.seed = self.seed;
+        h.max_categories = self.max_categories;
+        h.holdout_fraction = self.holdout;
+        h.kmeans_clusters = self.clusters;
+        h.outlier_false_positive_rate = self.outlier_fpr;
+        h.reference_bins = self.bins;
+        h.reference_top_k = self.reference_top_k;
+        if let Some(rate) = self.target_alert_rate {
+            h.threshold_policy = ThresholdPolicy::AlertRate { rate };
+        }
+        if let Some(precision) = self.target_precision {
+            h.threshold_policy = ThresholdPolicy::Precision { precision };
+        }
+    }
+}
+
 /// Runs `train` from its command-line arguments; a summary goes to stderr.
 pub fn execute(a: TrainArgs) -> Result<Outcome, TrainCommandError> {
     let mut opts = TrainOptions::new(&a.label);
     a.columns.apply(&mut opts);
-    opts.name = a.name;
-    opts.version = a.model_version;
-    let h = &mut opts.hyper;
-    h.seed = a.seed;
-    h.c = a.c;
-    h.class_weight = a.class_weight.as_str().to_string();
-    h.max_categories = a.max_categories;
-    h.holdout_fraction = a.holdout;
-    h.kmeans_clusters = a.clusters;
-    h.outlier_false_positive_rate = a.outlier_fpr;
-    h.reference_bins = a.bins;
-    h.reference_top_k = a.reference_top_k;
-    if let Some(rate) = a.target_alert_rate {
-        h.threshold_policy = ThresholdPolicy::AlertRate { rate };
-    }
-    if let Some(precision) = a.target_precision {
-        h.threshold_policy = ThresholdPolicy::Precision { precision };
-    }
+    a.fit.apply(&mut opts);
+    opts.hyper.c = a.c;
+    opts.hyper.class_weight = a.class_weight.as_str().to_string();
     let artifact = run(&a.data, &a.out, &opts)?;
     let m = &artifact.training.holdout_metrics;
     eprintln!(
