@@ -402,6 +402,110 @@ fn sigmoid(s: f64) -> f64 {
     1.0 / (1.0 + (-s).exp())
 }
 
+/// Deepest tree the complete layout takes (2^depth leaves per tree).
+const COMPLETE_MAX_DEPTH: usize = 10;
+
+/// A tree ensemble laid out for branch-free evaluation: every tree completed to the same depth
+/// D (a shallower leaf is copied into every leaf below it), nodes in breadth-first order
+/// (children of i at 2i + 1 and 2i + 2), every comparison turned into `x ≤ t` with the child
+/// order and the missing-value direction adjusted. Each tree then takes exactly D steps of
+/// load, compare and index arithmetic with no data-dependent branch, and consecutive trees
+/// overlap in the CPU. Built when every split is ≤, <, ≥ or > and no tree is deeper than
+/// [`COMPLETE_MAX_DEPTH`]; otherwise the node-by-node evaluation is used.
+struct CompleteTrees {
+    depth: usize,
+    /// Per tree `2^D − 1` nodes.
+    nodes: Vec<CompleteNode>,
+    /// Per tree `2^D` leaf values.
+    leaves: Vec<f64>,
+    base: f64,
+}
+
+#[derive(Clone, Copy)]
+struct CompleteNode {
+    threshold: f32,
+    feature: u32,
+    /// A missing value goes left.
+    nan_left: bool,
+}
+
+impl CompleteTrees {
+    fn build(t: &TreeEnsemble) -> Option<CompleteTrees> {
+        fn depth_of(tree: &[TreeNode], i: usize) -> usize {
+            let n = &tree[i];
+            if n.mode == NodeMode::Leaf {
+                0
+            } else {
+                1 + depth_of(tree, n.yes as usize).max(depth_of(tree, n.no as usize))
+            }
+        }
+        if t.trees.iter().flatten().any(|n| matches!(n.mode, NodeMode::Eq | NodeMode::Neq)) {
+            return None;
+        }
+        let depth = t.trees.iter().map(|tr| depth_of(tr, 0)).max()?;
+        if depth == 0 || depth > COMPLETE_MAX_DEPTH {
+            return None;
+        }
+        let (n_nodes, n_leaves) = ((1usize << depth) - 1, 1usize << depth);
+        let mut out = CompleteTrees { depth, nodes: Vec::with_capacity(t.trees.len() * n_nodes), leaves: Vec::with_capacity(t.trees.len() * n_leaves), base: t.base_value };
+        for tree in &t.trees {
+            let mut nodes = vec![CompleteNode { threshold: 0.0, feature: 0, nan_left: true }; n_nodes];
+            let mut leaves = vec![0.0; n_leaves];
+            // (position in the complete tree, level, source node)
+            let mut stack = vec![(0usize, 0usize, 0usize)];
+            while let Some((pos, level, src)) = stack.pop() {
+                let n = &tree[src];
+                if level == depth {
+                    leaves[pos - n_nodes] = n.value;
+                    continue;
+                }
+                if n.mode == NodeMode::Leaf {
+                    // Both children are this leaf: the comparison does not matter.
+                    stack.push((2 * pos + 1, level + 1, src));
+                    stack.push((2 * pos + 2, level + 1, src));
+                    continue;
+                }
+                // left = the child taken when x ≤ threshold.
+                let (threshold, left, right) = match n.mode {
+                    NodeMode::Leq => (n.threshold, n.yes, n.no),
+                    // x < t  ⇔  x ≤ the largest f32 below t (x is an f32).
+                    NodeMode::Lt => (n.threshold.next_down(), n.yes, n.no),
+                    // x > t  ⇔  ¬(x ≤ t): yes is the right child.
+                    NodeMode::Gt => (n.threshold, n.no, n.yes),
+                    // x ≥ t  ⇔  ¬(x < t).
+                    NodeMode::Gte => (n.threshold.next_down(), n.no, n.yes),
+                    _ => unreachable!("checked above"),
+                };
+                // A missing value goes to `yes` if tracked, else where a false comparison goes (`no`).
+                let nan_child = if n.missing_yes { n.yes } else { n.no };
+                nodes[pos] = CompleteNode { threshold, feature: n.feature, nan_left: nan_child == left };
+                stack.push((2 * pos + 1, level + 1, left as usize));
+                stack.push((2 * pos + 2, level + 1, right as usize));
+            }
+            out.nodes.extend(nodes);
+            out.leaves.extend(leaves);
+        }
+        Some(out)
+    }
+
+    #[inline]
+    fn margin(&self, x: &[f32]) -> f64 {
+        let n_nodes = (1usize << self.depth) - 1;
+        let mut s = self.base;
+        for (nodes, leaves) in self.nodes.chunks_exact(n_nodes).zip(self.leaves.chunks_exact(n_nodes + 1)) {
+            let mut i = 0usize;
+            for _ in 0..self.depth {
+                let n = nodes[i];
+                let v = x[n.feature as usize];
+                let left = (v <= n.threshold) | (v.is_nan() & n.nan_left);
+                i = 2 * i + 2 - usize::from(left);
+            }
+            s += leaves[i - n_nodes];
+        }
+        s
+    }
+}
+
 struct NumericSlot {
     slot: u32,
     feature: u16,
@@ -430,6 +534,8 @@ pub struct ImportRuntime {
     n_features: usize,
     n_numeric: usize,
     classifier: Classifier,
+    /// The tree ensemble in its branch-free layout, when it has one.
+    complete: Option<CompleteTrees>,
 }
 
 impl ImportRuntime {
@@ -456,6 +562,7 @@ impl ImportRuntime {
             n_features,
             n_numeric,
             classifier: model.classifier.clone(),
+            complete: None,
         };
         let mut block_of: FxHashMap<usize, usize> = FxHashMap::default();
         let mut block_slots: Vec<Vec<(u32, &Vec<(String, f32)>, f32)>> = Vec::new();
@@ -513,6 +620,9 @@ impl ImportRuntime {
             }
             Classifier::Linear(_) => {}
         }
+        if let Classifier::Trees(t) = &rt.classifier {
+            rt.complete = CompleteTrees::build(t);
+        }
         Ok(rt)
     }
 
@@ -552,7 +662,10 @@ impl ImportRuntime {
         match &self.classifier {
             Classifier::Linear(l) => l.probability(x),
             Classifier::Trees(t) => {
-                let s = t.margin(x);
+                let s = match &self.complete {
+                    Some(c) => c.margin(x),
+                    None => t.margin(x),
+                };
                 match t.post_transform {
                     PostTransform::Logistic => sigmoid(s),
                     _ => s,

@@ -201,3 +201,30 @@ fn an_unsupported_operator_is_named_with_its_node() {
     let e = compile(&model(vec![]), "t.onnx", &ImportOptions::default()).unwrap_err().to_string();
     assert!(e.contains("no LinearClassifier or TreeEnsembleClassifier"), "{e}");
 }
+
+#[test]
+fn the_branch_free_layout_scores_exactly_as_node_by_node_with_ties_and_missing_values() {
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let modes = [NodeMode::Leq, NodeMode::Lt, NodeMode::Gt, NodeMode::Gte];
+    for trial in 0..50usize {
+        let mut trees: Vec<Vec<TreeNode>> = (0..5).map(|k| random_tree(&mut rng, 1 + (trial + k) % 5, 3)).collect();
+        let mut thresholds = vec![f32::NAN];
+        for (k, t) in trees.iter_mut().enumerate() {
+            for (j, n) in t.iter_mut().enumerate() {
+                if n.mode != NodeMode::Leaf {
+                    n.mode = modes[(trial + k + j) % 4];
+                    n.missing_yes = (trial + j) % 3 == 0;
+                    thresholds.push(n.threshold);
+                    thresholds.push(n.threshold.next_up());
+                    thresholds.push(n.threshold.next_down());
+                }
+            }
+        }
+        let ens = TreeEnsemble { trees, base_value: 0.5, post_transform: PostTransform::None, cover: Cover::Count, expected_value: 0.0 };
+        let fast = CompleteTrees::build(&ens).expect("shallow trees with ordered splits");
+        for a in 0..thresholds.len() {
+            let x = [thresholds[a], thresholds[(a * 7 + 3) % thresholds.len()], thresholds[(a * 13 + 1) % thresholds.len()]];
+            assert_eq!(fast.margin(&x), ens.margin(&x), "trial {trial}, x = {x:?}");
+        }
+    }
+}
