@@ -207,7 +207,7 @@ fn the_branch_free_layout_scores_exactly_as_node_by_node_with_ties_and_missing_v
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let modes = [NodeMode::Leq, NodeMode::Lt, NodeMode::Gt, NodeMode::Gte];
     for trial in 0..50usize {
-        let mut trees: Vec<Vec<TreeNode>> = (0..5).map(|k| random_tree(&mut rng, 1 + (trial + k) % 5, 3)).collect();
+        let mut trees: Vec<Vec<TreeNode>> = (0..13).map(|k| random_tree(&mut rng, 1 + (trial + k) % 5, 3)).collect();
         let mut thresholds = vec![f32::NAN];
         for (k, t) in trees.iter_mut().enumerate() {
             for (j, n) in t.iter_mut().enumerate() {
