@@ -74,8 +74,11 @@ pub fn execute(a: ImportArgs) -> Result<Outcome, ImportCommandError> {
     opts.imported = Some((model, cover));
     let artifact = run(&a.data, &a.out, &opts)?;
     let m = &artifact.training.holdout_metrics;
-    let cover = match &artifact.imported.as_ref().map(|i| &i.classifier) {
-        Some(onnx::Classifier::Trees(t)) => format!(", tree covers: {:?}", t.cover).to_lowercase(),
+    let cover = match artifact.imported.as_ref() {
+        Some(m @ onnx::ImportedModel { classifier: onnx::Classifier::Trees(t), .. }) => {
+            let tables = onnx::ImportRuntime::new(m, &artifact.features).map_or(0, |rt| rt.explanation_bytes());
+            format!(", tree covers: {}, TreeSHAP tables: {:.1} MiB", format!("{:?}", t.cover).to_lowercase(), tables as f64 / (1 << 20) as f64)
+        }
         _ => String::new(),
     };
     eprintln!(

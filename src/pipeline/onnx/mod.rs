@@ -556,6 +556,8 @@ pub struct ImportRuntime {
     classifier: Classifier,
     /// The tree ensemble in its branch-free layout, when it has one.
     complete: Option<CompleteTrees>,
+    /// Precomputed TreeSHAP tables, when they fit.
+    tables: Option<shap::PathTables>,
 }
 
 impl ImportRuntime {
@@ -583,6 +585,7 @@ impl ImportRuntime {
             n_numeric,
             classifier: model.classifier.clone(),
             complete: None,
+            tables: None,
         };
         let mut block_of: FxHashMap<usize, usize> = FxHashMap::default();
         let mut block_slots: Vec<Vec<(u32, &Vec<(String, f32)>, f32)>> = Vec::new();
@@ -642,6 +645,7 @@ impl ImportRuntime {
         }
         if let Classifier::Trees(t) = &rt.classifier {
             rt.complete = CompleteTrees::build(t);
+            rt.tables = shap::PathTables::build(t);
         }
         Ok(rt)
     }
@@ -715,7 +719,10 @@ impl ImportRuntime {
             }
             Classifier::Trees(t) => {
                 let mut phi = vec![0.0; self.width];
-                shap::tree_shap(t, x, &mut phi);
+                match &self.tables {
+                    Some(tables) => tables.shap(t, x, &mut phi, &mut Vec::new()),
+                    None => shap::tree_shap(t, x, &mut phi),
+                }
                 for (j, p) in phi.iter().enumerate() {
                     if let Some(f) = self.origin[j] {
                         out[usize::from(f)] += p;
@@ -748,6 +755,11 @@ impl ImportRuntime {
         } else {
             FeatureRef::Categorical((ordinal - self.n_numeric) as u16)
         }
+    }
+
+    /// Memory of the precomputed TreeSHAP tables, in bytes (0 without them).
+    pub fn explanation_bytes(&self) -> usize {
+        self.tables.as_ref().map_or(0, shap::PathTables::bytes)
     }
 
     /// Number of features (length of the contributions).

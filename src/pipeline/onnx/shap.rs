@@ -161,3 +161,166 @@ fn recurse(
         recurse(tree, x, phi, cold, paths, offset, depth + 1, cold_zero * incoming_zero, 0.0, split);
     }
 }
+
+/// Precomputed TreeSHAP (the idea of Yang's "Fast TreeSHAP" v2): for one leaf with the unique
+/// path features U (k of them), the path-dependent value of a coalition S is
+/// `v · Π_{j∈U} (j ∈ S ? o_j : z_j)`, where `z_j` is the product of the cover fractions of the
+/// path's splits on j and `o_j ∈ {0, 1}` says whether `x` satisfies all of them. Hence
+/// `φ_i += v (o_i − z_i) · T_i(A ∖ {i})` with A the set of satisfied features and
+/// `T_i(B) = Σ_{S ⊆ B} |S|!(k−|S|−1)!/k! · Π_{j ∈ U∖S∖{i}} z_j`, which depends only on the tree.
+/// The tables (k · 2^(k−1) numbers per leaf) are built once; an explanation is then one
+/// comparison per node and k look-ups per leaf instead of the O(k²) unwinding per leaf.
+pub struct PathTables {
+    trees: Vec<TreeTables>,
+}
+
+struct TreeTables {
+    leaves: Vec<LeafTable>,
+    /// Internal nodes, decided once per explanation.
+    splits: Vec<usize>,
+}
+
+struct LeafTable {
+    value: f64,
+    /// Unique path features (columns), in order of first appearance.
+    features: Vec<u32>,
+    /// Each path split: (node, whether the path takes `yes`, position of its feature in `features`).
+    conditions: Vec<(u32, bool, u8)>,
+    /// Per position: the product of cover fractions of the path's splits on that feature.
+    zero: Vec<f64>,
+    /// Per position p, 2^(k−1) values of `T_p(B)`, B a mask over the other positions in order.
+    table: Vec<f64>,
+}
+
+/// Most unique features on one path the tables take (2^(k−1) entries per feature and leaf).
+const TABLE_MAX_PATH: usize = 12;
+/// Largest total table size built (bytes); beyond it the recursive algorithm is used.
+const TABLE_MAX_BYTES: usize = 64 << 20;
+
+impl PathTables {
+    /// Builds the tables, or `None` when they would be too large (deep trees).
+    pub fn build(ensemble: &TreeEnsemble) -> Option<PathTables> {
+        let mut bytes = 0usize;
+        let mut trees = Vec::with_capacity(ensemble.trees.len());
+        for tree in &ensemble.trees {
+            let mut leaves = Vec::new();
+            let mut path: Vec<(usize, bool)> = Vec::new();
+            collect(tree, 0, &mut path, &mut leaves)?;
+            for l in &leaves {
+                bytes += l.table.len() * 8;
+            }
+            if bytes > TABLE_MAX_BYTES {
+                return None;
+            }
+            let splits = (0..tree.len()).filter(|&i| tree[i].mode != NodeMode::Leaf).collect();
+            trees.push(TreeTables { leaves, splits });
+        }
+        Some(PathTables { trees })
+    }
+
+    /// Table memory in bytes.
+    pub fn bytes(&self) -> usize {
+        self.trees.iter().flat_map(|t| &t.leaves).map(|l| (l.table.len() + l.zero.len()) * 8 + l.conditions.len() * 8).sum()
+    }
+
+    /// Adds every tree's contributions for `x` to `phi`; `decisions` is scratch.
+    pub fn shap(&self, ensemble: &TreeEnsemble, x: &[f32], phi: &mut [f64], decisions: &mut Vec<bool>) {
+        for (tree, tables) in ensemble.trees.iter().zip(&self.trees) {
+            decisions.clear();
+            decisions.resize(tree.len(), false);
+            for &i in &tables.splits {
+                let n = &tree[i];
+                decisions[i] = n.goes_yes(x[n.feature as usize]);
+            }
+            for leaf in &tables.leaves {
+                let k = leaf.features.len();
+                if k == 0 {
+                    continue;
+                }
+                let mut satisfied: u32 = (1u32 << k) - 1;
+                for &(node, yes, pos) in &leaf.conditions {
+                    if decisions[node as usize] != yes {
+                        satisfied &= !(1u32 << pos);
+                    }
+                }
+                let half = 1usize << (k - 1);
+                for p in 0..k {
+                    let o = f64::from((satisfied >> p) & 1);
+                    let low = satisfied & ((1u32 << p) - 1);
+                    let others = low | ((satisfied >> (p + 1)) << p);
+                    phi[leaf.features[p] as usize] += leaf.value * (o - leaf.zero[p]) * leaf.table[p * half + others as usize];
+                }
+            }
+        }
+    }
+}
+
+fn fraction(tree: &[TreeNode], node: usize, child: usize) -> f64 {
+    let c = tree[node].cover;
+    if c > 0.0 {
+        tree[child].cover / c
+    } else {
+        0.5
+    }
+}
+
+fn collect(tree: &[TreeNode], node: usize, path: &mut Vec<(usize, bool)>, out: &mut Vec<LeafTable>) -> Option<()> {
+    let n = &tree[node];
+    if n.mode != NodeMode::Leaf {
+        for (yes, child) in [(true, n.yes as usize), (false, n.no as usize)] {
+            path.push((node, yes));
+            collect(tree, child, path, out)?;
+            path.pop();
+        }
+        return Some(());
+    }
+    let mut features: Vec<u32> = Vec::new();
+    let mut zero: Vec<f64> = Vec::new();
+    let mut conditions = Vec::with_capacity(path.len());
+    for &(split, yes) in path.iter() {
+        let f = tree[split].feature;
+        let child = if yes { tree[split].yes } else { tree[split].no } as usize;
+        let pos = match features.iter().position(|&g| g == f) {
+            Some(p) => p,
+            None => {
+                features.push(f);
+                zero.push(1.0);
+                features.len() - 1
+            }
+        };
+        zero[pos] *= fraction(tree, split, child);
+        conditions.push((split as u32, yes, pos as u8));
+    }
+    let k = features.len();
+    if k > TABLE_MAX_PATH {
+        return None;
+    }
+    let mut table = Vec::new();
+    if k > 0 {
+        let half = 1usize << (k - 1);
+        // w(s) = s! (k − s − 1)! / k!
+        let fact = |m: usize| (1..=m).map(|v| v as f64).product::<f64>();
+        let w: Vec<f64> = (0..k).map(|s| fact(s) * fact(k - s - 1) / fact(k)).collect();
+        table.reserve(k * half);
+        for p in 0..k {
+            let others: Vec<f64> = (0..k).filter(|&q| q != p).map(|q| zero[q]).collect();
+            // g(S) = w(|S|) · Π_{q ∉ S} z_q, then the subset sums over S ⊆ B.
+            let mut g: Vec<f64> = (0..half)
+                .map(|s| {
+                    let zs: f64 = others.iter().enumerate().filter(|(q, _)| s & (1 << q) == 0).map(|(_, z)| z).product();
+                    w[s.count_ones() as usize] * zs
+                })
+                .collect();
+            for bit in 0..k - 1 {
+                for s in 0..half {
+                    if s & (1 << bit) != 0 {
+                        g[s] += g[s ^ (1 << bit)];
+                    }
+                }
+            }
+            table.extend(g);
+        }
+    }
+    out.push(LeafTable { value: n.value, features, conditions, zero, table });
+    Some(())
+}

@@ -228,3 +228,28 @@ fn the_branch_free_layout_scores_exactly_as_node_by_node_with_ties_and_missing_v
         }
     }
 }
+
+#[test]
+fn precomputed_tables_give_the_recursive_treeshap_values() {
+    let mut rng = 0x1234_5678_9ABC_DEF1u64;
+    for trial in 0..40usize {
+        // Few columns, so features repeat on paths; a coarse row grid, so some nodes have no rows.
+        let trees: Vec<Vec<TreeNode>> = (0..4).map(|k| random_tree(&mut rng, 1 + (trial + k) % 6, 3)).collect();
+        let mut ens = TreeEnsemble { trees, base_value: -0.5, post_transform: PostTransform::Logistic, cover: Cover::Count, expected_value: 0.0 };
+        let rows: Vec<Vec<f32>> = (0..40).map(|r| (0..3).map(|f| ((r * 5 + f * 11) % 7) as f32 / 7.0).collect()).collect();
+        ens.fit_covers(rows.iter().map(Vec::as_slice), Cover::Hessian);
+        let tables = shap::PathTables::build(&ens).expect("small trees");
+        for r in 0..12 {
+            let mut x: Vec<f32> = (0..3).map(|f| ((r * 3 + f * 5 + trial) % 9) as f32 / 9.0).collect();
+            if r % 4 == 0 {
+                x[r % 3] = f32::NAN;
+            }
+            let (mut want, mut got) = (vec![0.0; 3], vec![0.0; 3]);
+            shap::tree_shap(&ens, &x, &mut want);
+            tables.shap(&ens, &x, &mut got, &mut Vec::new());
+            for f in 0..3 {
+                assert!((want[f] - got[f]).abs() < 1e-12, "trial {trial}, x {x:?}, feature {f}: {} vs {}", got[f], want[f]);
+            }
+        }
+    }
+}
