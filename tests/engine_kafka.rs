@@ -4,9 +4,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -14,23 +13,8 @@ use driftwatch::generate::{Generator, GeneratorConfig};
 
 /// What `driftwatch score` decides for these events: (alert ids, fraud count, outlier count).
 fn expected_from_score_cli(events: &[Vec<u8>]) -> (BTreeSet<String>, usize, usize) {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
-        .args(["score", "--model"])
-        .arg(model)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input: Vec<u8> = events.iter().flat_map(|e| e.iter().copied().chain([b'\n'])).collect();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
     let (mut ids, mut fraud, mut outliers) = (BTreeSet::new(), 0, 0);
-    for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+    for v in score_cli(&demo_model(), &[], events) {
         let (f, o) = (v["is_fraud"].as_bool().unwrap(), v["is_outlier"].as_bool().unwrap());
         fraud += usize::from(f);
         outliers += usize::from(o);

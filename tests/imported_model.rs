@@ -7,9 +7,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -36,32 +35,15 @@ fn import(dir: &Path) -> PathBuf {
 
 /// `score --contributions` per event: transaction id → (alerts?, reasons as (feature, contribution)).
 fn offline(model: &Path, events: &[Vec<u8>]) -> BTreeMap<String, (bool, Vec<(String, f64)>)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
-        .args(["score", "--contributions", "--model"])
-        .arg(model)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input: Vec<u8> = events.iter().flat_map(|e| e.iter().copied().chain([b'\n'])).collect();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out.stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_slice(l).unwrap();
-            let alerts = v["is_fraud"].as_bool().unwrap() || v["is_outlier"].as_bool().unwrap();
+    score_cli(model, &["--contributions"], events)
+        .into_iter()
+        .map(|v| {
             // Reasons: the three largest positive contributions, from the full set.
             let mut c: Vec<(String, f64)> = v["contributions"].as_object().unwrap().iter().map(|(k, x)| (k.clone(), x.as_f64().unwrap())).filter(|(_, x)| *x > 0.0).collect();
             c.sort_by(|a, b| b.1.total_cmp(&a.1));
             c.truncate(3);
-            (v["transaction_id"].as_str().unwrap().to_string(), (alerts && v["is_fraud"].as_bool().unwrap(), c))
+            (v["transaction_id"].as_str().unwrap().to_string(), (v["is_fraud"].as_bool().unwrap(), c))
         })
-        .map(|(id, (fraud, c))| (id, (fraud, c)))
         .collect()
 }
 

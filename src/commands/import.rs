@@ -73,7 +73,6 @@ pub fn execute(a: ImportArgs) -> Result<Outcome, ImportCommandError> {
     let producer = model.source.producer.clone();
     opts.imported = Some((model, cover));
     let artifact = run(&a.data, &a.out, &opts)?;
-    let m = &artifact.training.holdout_metrics;
     let cover = match artifact.imported.as_ref() {
         Some(m @ onnx::ImportedModel { classifier: onnx::Classifier::Trees(t), .. }) => {
             let tables = onnx::ImportRuntime::new(m, &artifact.features).map_or(0, |rt| rt.explanation_bytes());
@@ -81,19 +80,6 @@ pub fn execute(a: ImportArgs) -> Result<Outcome, ImportCommandError> {
         }
         _ => String::new(),
     };
-    eprintln!(
-        "wrote {} ({} {}) from {} ({producer}, {kind}{cover}): {} numeric + {} categorical features, held-out ROC AUC {:.4}, PR AUC {:.4}, precision {:.3} / recall {:.3} at threshold {:.4}",
-        a.out.display(),
-        artifact.model.name,
-        artifact.model.version,
-        file_name,
-        artifact.features.numeric.len(),
-        artifact.features.categorical.len(),
-        m.roc_auc,
-        m.pr_auc,
-        m.precision,
-        m.recall,
-        artifact.decision.threshold
-    );
+    eprintln!("{}", super::train::summary(&a.out, &artifact, &format!(" from {file_name} ({producer}, {kind}{cover})")));
     Ok(Outcome::Success)
 }

@@ -88,18 +88,13 @@ impl FitArgs {
     }
 }
 
-/// Runs `train` from its command-line arguments; a summary goes to stderr.
-pub fn execute(a: TrainArgs) -> Result<Outcome, TrainCommandError> {
-    let mut opts = TrainOptions::new(&a.label);
-    a.columns.apply(&mut opts);
-    a.fit.apply(&mut opts);
-    opts.hyper.c = a.c;
-    opts.hyper.class_weight = a.class_weight.as_str().to_string();
-    let artifact = run(&a.data, &a.out, &opts)?;
+/// The line `train` and `import` print: where the artifact went, its features and held-out
+/// metrics; `source` (e.g. " from model.onnx (…)") follows the version.
+pub fn summary(out: &Path, artifact: &Artifact, source: &str) -> String {
     let m = &artifact.training.holdout_metrics;
-    eprintln!(
-        "wrote {} ({} {}): {} numeric + {} categorical features, held-out ROC AUC {:.4}, PR AUC {:.4}, precision {:.3} / recall {:.3} at threshold {:.4}",
-        a.out.display(),
+    format!(
+        "wrote {} ({} {}){source}: {} numeric + {} categorical features, held-out ROC AUC {:.4}, PR AUC {:.4}, precision {:.3} / recall {:.3} at threshold {:.4}",
+        out.display(),
         artifact.model.name,
         artifact.model.version,
         artifact.features.numeric.len(),
@@ -109,7 +104,18 @@ pub fn execute(a: TrainArgs) -> Result<Outcome, TrainCommandError> {
         m.precision,
         m.recall,
         artifact.decision.threshold
-    );
+    )
+}
+
+/// Runs `train` from its command-line arguments; a summary goes to stderr.
+pub fn execute(a: TrainArgs) -> Result<Outcome, TrainCommandError> {
+    let mut opts = TrainOptions::new(&a.label);
+    a.columns.apply(&mut opts);
+    a.fit.apply(&mut opts);
+    opts.hyper.c = a.c;
+    opts.hyper.class_weight = a.class_weight.as_str().to_string();
+    let artifact = run(&a.data, &a.out, &opts)?;
+    eprintln!("{}", summary(&a.out, &artifact, ""));
     for c in &artifact.training.ignored_columns {
         eprintln!("  ignored column `{}`: {}", c.name, c.reason);
     }

@@ -202,7 +202,7 @@ pub fn start_engine(t: &Topics, engine_extra: &str) -> EngineProcess {
 /// As [`start_engine`], with extra environment variables (e.g. `DRIFTWATCH_MODEL__…` overrides).
 pub fn start_engine_with_env(t: &Topics, engine_extra: &str, env: &[(&str, &str)]) -> EngineProcess {
     let dir = tempfile::tempdir().unwrap();
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
+    let model = demo_model();
     let config = format!(
         "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nmodel_events_topic = \"{}\"\nshadow_scores_topic = \"{}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[engine]\nstatistics_interval_ms = 500\n{engine_extra}\n",
         brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, t.retrain.replace("retrain", "model-events"), t.retrain.replace("retrain", "shadow"), model.display()
@@ -376,19 +376,38 @@ pub fn metric(m: &HashMap<String, f64>, key: &str) -> f64 {
     }
 }
 
-/// The transaction ids `driftwatch score` alerts on (fraud or outlier) among `events`: the
-/// offline oracle the engine's alerts are compared with.
-pub fn offline_alert_ids(events: &[Vec<u8>]) -> std::collections::BTreeSet<String> {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["score", "--model"]).arg(model).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+/// The shipped demo model, which the engine tests run.
+pub fn demo_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json")
+}
+
+/// `driftwatch score --model MODEL [extra args]` on `events` (one per line): its output lines.
+pub fn score_cli(model: &Path, extra: &[&str], events: &[Vec<u8>]) -> Vec<serde_json::Value> {
+    assert!(events.iter().all(|e| !e.contains(&b'\n')), "an event with a newline cannot be one JSON line");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .args(["score", "--model"])
+        .arg(model)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let input: Vec<u8> = events.iter().flat_map(|e| e.iter().copied().chain([b'\n'])).collect();
     let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let lines: Vec<serde_json::Value> = out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(lines.len(), events.len(), "one output line per event");
+    lines
+}
+
+/// The transaction ids `driftwatch score` alerts on (fraud or outlier) among `events`: the
+/// offline oracle the engine's alerts are compared with.
+pub fn offline_alert_ids(events: &[Vec<u8>]) -> std::collections::BTreeSet<String> {
+    score_cli(&demo_model(), &[], events)
+        .into_iter()
         .filter(|v| v["is_fraud"] == true || v["is_outlier"] == true)
         .map(|v| v["transaction_id"].as_str().unwrap().to_string())
         .collect()
@@ -413,32 +432,17 @@ impl Decision {
 /// `driftwatch score`'s decision for each event, in order: the offline oracle. Events must not
 /// contain a newline byte (one event per line).
 pub fn offline_decisions(events: &[Vec<u8>]) -> Vec<Decision> {
-    assert!(events.iter().all(|e| !e.contains(&b'\n')), "an event with a newline cannot be one JSON line");
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(["score", "--model"]).arg(model).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input: Vec<u8> = events.iter().flat_map(|e| e.iter().copied().chain([b'\n'])).collect();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    let decisions: Vec<Decision> = out
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_slice(l).unwrap();
-            match v["reason"].as_str() {
-                Some(r) => Decision::Invalid(r.to_string()),
-                None => Decision::Scored {
-                    id: v["transaction_id"].as_str().unwrap().to_string(),
-                    score: v["score"].as_f64().unwrap(),
-                    is_outlier: v["is_outlier"].as_bool().unwrap(),
-                },
-            }
+    score_cli(&demo_model(), &[], events)
+        .into_iter()
+        .map(|v| match v["reason"].as_str() {
+            Some(r) => Decision::Invalid(r.to_string()),
+            None => Decision::Scored {
+                id: v["transaction_id"].as_str().unwrap().to_string(),
+                score: v["score"].as_f64().unwrap(),
+                is_outlier: v["is_outlier"].as_bool().unwrap(),
+            },
         })
-        .collect();
-    assert_eq!(decisions.len(), events.len(), "one decision per event");
-    decisions
+        .collect()
 }
 
 /// The transaction ids of alerts read from an alerts topic, in order.
