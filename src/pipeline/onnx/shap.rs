@@ -174,22 +174,29 @@ pub struct PathTables {
     trees: Vec<TreeTables>,
 }
 
+/// One tree's tables in contiguous arrays; leaves in the order of a yes-first depth-first walk.
 struct TreeTables {
-    leaves: Vec<LeafTable>,
-    /// Internal nodes, decided once per explanation.
-    splits: Vec<usize>,
+    /// Per node: the position of its split feature among the unique features of the path to it
+    /// (fixed by the path prefix, so the same for every leaf below).
+    position: Vec<u8>,
+    leaves: Vec<LeafHeader>,
+    /// Unique path features (columns) of every leaf, concatenated.
+    features: Vec<u32>,
+    /// Per feature of every leaf: the product of its splits' cover fractions on the path.
+    zero: Vec<f64>,
+    /// Per leaf and position p, 2^(k−1) values of `T_p(B)`, B a mask over the other positions.
+    table: Vec<f64>,
 }
 
-struct LeafTable {
+#[derive(Clone, Copy)]
+struct LeafHeader {
     value: f64,
-    /// Unique path features (columns), in order of first appearance.
-    features: Vec<u32>,
-    /// Each path split: (node, whether the path takes `yes`, position of its feature in `features`).
-    conditions: Vec<(u32, bool, u8)>,
-    /// Per position: the product of cover fractions of the path's splits on that feature.
-    zero: Vec<f64>,
-    /// Per position p, 2^(k−1) values of `T_p(B)`, B a mask over the other positions in order.
-    table: Vec<f64>,
+    /// Unique path features.
+    k: u32,
+    /// Offset into `features` and `zero`.
+    features: u32,
+    /// Offset into `table`.
+    table: u32,
 }
 
 /// Most unique features on one path the tables take (2^(k−1) entries per feature and leaf).
@@ -203,52 +210,52 @@ impl PathTables {
         let mut bytes = 0usize;
         let mut trees = Vec::with_capacity(ensemble.trees.len());
         for tree in &ensemble.trees {
-            let mut leaves = Vec::new();
+            let mut t = TreeTables { position: vec![0; tree.len()], leaves: Vec::new(), features: Vec::new(), zero: Vec::new(), table: Vec::new() };
             let mut path: Vec<(usize, bool)> = Vec::new();
-            collect(tree, 0, &mut path, &mut leaves)?;
-            for l in &leaves {
-                bytes += l.table.len() * 8;
-            }
-            if bytes > TABLE_MAX_BYTES {
+            collect(tree, 0, &mut path, &mut t)?;
+            bytes += t.table.len() * 8;
+            if bytes > TABLE_MAX_BYTES || t.table.len() > u32::MAX as usize {
                 return None;
             }
-            let splits = (0..tree.len()).filter(|&i| tree[i].mode != NodeMode::Leaf).collect();
-            trees.push(TreeTables { leaves, splits });
+            trees.push(t);
         }
         Some(PathTables { trees })
     }
 
     /// Table memory in bytes.
     pub fn bytes(&self) -> usize {
-        self.trees.iter().flat_map(|t| &t.leaves).map(|l| (l.table.len() + l.zero.len()) * 8 + l.conditions.len() * 8).sum()
+        self.trees.iter().map(|t| (t.table.len() + t.zero.len()) * 8 + t.features.len() * 4 + t.leaves.len() * 24 + t.position.len()).sum()
     }
 
-    /// Adds every tree's contributions for `x` to `phi`; `decisions` is scratch.
-    pub fn shap(&self, ensemble: &TreeEnsemble, x: &[f32], phi: &mut [f64], decisions: &mut Vec<bool>) {
-        for (tree, tables) in ensemble.trees.iter().zip(&self.trees) {
-            decisions.clear();
-            decisions.resize(tree.len(), false);
-            for &i in &tables.splits {
-                let n = &tree[i];
-                decisions[i] = n.goes_yes(x[n.feature as usize]);
-            }
-            for leaf in &tables.leaves {
-                let k = leaf.features.len();
+    /// Adds every tree's contributions for `x` to `phi`; `stack` is scratch.
+    pub fn shap(&self, ensemble: &TreeEnsemble, x: &[f32], phi: &mut [f64], stack: &mut Vec<(u32, u32)>) {
+        for (tree, t) in ensemble.trees.iter().zip(&self.trees) {
+            // Walk the tree carrying which path features `x` still satisfies.
+            let mut next_leaf = 0usize;
+            stack.clear();
+            stack.push((0, u32::MAX));
+            while let Some((node, satisfied)) = stack.pop() {
+                let n = &tree[node as usize];
+                if n.mode != NodeMode::Leaf {
+                    let unmet = satisfied & !(1u32 << t.position[node as usize]);
+                    let (yes, no) = if n.goes_yes(x[n.feature as usize]) { (satisfied, unmet) } else { (unmet, satisfied) };
+                    stack.push((n.no, no));
+                    stack.push((n.yes, yes));
+                    continue;
+                }
+                let leaf = t.leaves[next_leaf];
+                next_leaf += 1;
+                let k = leaf.k as usize;
                 if k == 0 {
                     continue;
                 }
-                let mut satisfied: u32 = (1u32 << k) - 1;
-                for &(node, yes, pos) in &leaf.conditions {
-                    if decisions[node as usize] != yes {
-                        satisfied &= !(1u32 << pos);
-                    }
-                }
+                let satisfied = satisfied & ((1u32 << k) - 1);
                 let half = 1usize << (k - 1);
+                let (f0, t0) = (leaf.features as usize, leaf.table as usize);
                 for p in 0..k {
                     let o = f64::from((satisfied >> p) & 1);
-                    let low = satisfied & ((1u32 << p) - 1);
-                    let others = low | ((satisfied >> (p + 1)) << p);
-                    phi[leaf.features[p] as usize] += leaf.value * (o - leaf.zero[p]) * leaf.table[p * half + others as usize];
+                    let others = (satisfied & ((1u32 << p) - 1)) | ((satisfied >> (p + 1)) << p);
+                    phi[t.features[f0 + p] as usize] += leaf.value * (o - t.zero[f0 + p]) * t.table[t0 + p * half + others as usize];
                 }
             }
         }
@@ -264,9 +271,27 @@ fn fraction(tree: &[TreeNode], node: usize, child: usize) -> f64 {
     }
 }
 
-fn collect(tree: &[TreeNode], node: usize, path: &mut Vec<(usize, bool)>, out: &mut Vec<LeafTable>) -> Option<()> {
+fn collect(tree: &[TreeNode], node: usize, path: &mut Vec<(usize, bool)>, out: &mut TreeTables) -> Option<()> {
+    // Unique features of the path so far, in order of first appearance.
+    let mut features: Vec<u32> = Vec::new();
+    let mut zero: Vec<f64> = Vec::new();
+    for &(split, yes) in path.iter() {
+        let f = tree[split].feature;
+        let child = if yes { tree[split].yes } else { tree[split].no } as usize;
+        let pos = features.iter().position(|&g| g == f).unwrap_or_else(|| {
+            features.push(f);
+            zero.push(1.0);
+            features.len() - 1
+        });
+        zero[pos] *= fraction(tree, split, child);
+    }
     let n = &tree[node];
     if n.mode != NodeMode::Leaf {
+        let pos = features.iter().position(|&g| g == n.feature).unwrap_or(features.len());
+        if pos >= TABLE_MAX_PATH {
+            return None;
+        }
+        out.position[node] = pos as u8;
         for (yes, child) in [(true, n.yes as usize), (false, n.no as usize)] {
             path.push((node, yes));
             collect(tree, child, path, out)?;
@@ -274,34 +299,15 @@ fn collect(tree: &[TreeNode], node: usize, path: &mut Vec<(usize, bool)>, out: &
         }
         return Some(());
     }
-    let mut features: Vec<u32> = Vec::new();
-    let mut zero: Vec<f64> = Vec::new();
-    let mut conditions = Vec::with_capacity(path.len());
-    for &(split, yes) in path.iter() {
-        let f = tree[split].feature;
-        let child = if yes { tree[split].yes } else { tree[split].no } as usize;
-        let pos = match features.iter().position(|&g| g == f) {
-            Some(p) => p,
-            None => {
-                features.push(f);
-                zero.push(1.0);
-                features.len() - 1
-            }
-        };
-        zero[pos] *= fraction(tree, split, child);
-        conditions.push((split as u32, yes, pos as u8));
-    }
     let k = features.len();
-    if k > TABLE_MAX_PATH {
-        return None;
-    }
-    let mut table = Vec::new();
+    out.leaves.push(LeafHeader { value: n.value, k: k as u32, features: out.features.len() as u32, table: out.table.len() as u32 });
+    out.features.extend(&features);
+    out.zero.extend(&zero);
     if k > 0 {
         let half = 1usize << (k - 1);
         // w(s) = s! (k − s − 1)! / k!
         let fact = |m: usize| (1..=m).map(|v| v as f64).product::<f64>();
         let w: Vec<f64> = (0..k).map(|s| fact(s) * fact(k - s - 1) / fact(k)).collect();
-        table.reserve(k * half);
         for p in 0..k {
             let others: Vec<f64> = (0..k).filter(|&q| q != p).map(|q| zero[q]).collect();
             // g(S) = w(|S|) · Π_{q ∉ S} z_q, then the subset sums over S ⊆ B.
@@ -318,9 +324,8 @@ fn collect(tree: &[TreeNode], node: usize, path: &mut Vec<(usize, bool)>, out: &
                     }
                 }
             }
-            table.extend(g);
+            out.table.extend(g);
         }
     }
-    out.push(LeafTable { value: n.value, features, conditions, zero, table });
     Some(())
 }
