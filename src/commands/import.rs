@@ -44,6 +44,9 @@ pub enum ImportCommandError {
 
 /// Runs `import` from its command-line arguments; a summary goes to stderr.
 pub fn execute(a: ImportArgs) -> Result<Outcome, ImportCommandError> {
+    if a.columns.numeric.is_some() || a.columns.categorical.is_some() {
+        return Err(ImportCommandError::Usage("import takes its features from the model's inputs; --numeric and --categorical do not apply".into()));
+    }
     let path = a.onnx.display().to_string();
     let bytes = std::fs::read(&a.onnx).map_err(|source| ImportCommandError::Read { path: path.clone(), source })?;
     let mut input_fields = BTreeMap::new();
@@ -53,9 +56,6 @@ pub fn execute(a: ImportArgs) -> Result<Outcome, ImportCommandError> {
     }
     let file_name = a.onnx.file_name().map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
     let model = onnx::compile(&bytes, &file_name, &ImportOptions { input_fields }).map_err(|source| ImportCommandError::Onnx { path: path.clone(), source })?;
-    if a.columns.numeric.is_some() || a.columns.categorical.is_some() {
-        return Err(ImportCommandError::Usage("import takes its features from the model's inputs; --numeric and --categorical do not apply".into()));
-    }
     let mut opts = TrainOptions::new(&a.label);
     a.columns.apply(&mut opts);
     opts.numeric = Some(model.inputs.iter().filter(|i| !i.categorical).flat_map(|i| i.fields.clone()).collect());

@@ -60,7 +60,7 @@ pub fn score_lines_with(pipeline: &Pipeline, input: impl BufRead, mut out: impl 
                 summary.scored += 1;
                 summary.fraud += u64::from(s.is_fraud);
                 summary.outliers += u64::from(s.is_outlier);
-                let out_line = ScoreLine {
+                let mut out_line = ScoreLine {
                     line: line_no,
                     transaction_id: has_id.then(|| tx.id.clone()),
                     score: s.probability,
@@ -74,7 +74,6 @@ pub fn score_lines_with(pipeline: &Pipeline, input: impl BufRead, mut out: impl 
                     contributions: None,
                     base_value: None,
                 };
-                let mut out_line = out_line;
                 if contributions {
                     let (base, c) = pipeline.contributions(&tx);
                     out_line.base_value = Some(base);

@@ -332,16 +332,24 @@ impl Pipeline {
         }
     }
 
-    /// Probability and reasons from an imported model. Reasons of a tree ensemble (TreeSHAP, far
-    /// costlier than the score) are computed only for a score at or over the threshold.
-    fn score_imported(&self, m: &onnx::ImportRuntime, tx: &Transaction) -> (f64, TopReasons) {
+    /// Runs `f` on the imported model's input vector for `tx`, in this thread's buffers (no
+    /// allocation once they are warm); `f` also gets the contributions buffer.
+    fn with_imported_input<R>(m: &onnx::ImportRuntime, tx: &Transaction, f: impl FnOnce(&[f32], &mut Vec<f64>) -> R) -> R {
         IMPORT_SCRATCH.with_borrow_mut(|(x, contributions)| {
             x.resize(m.width(), 0.0);
             m.fill(tx, x);
+            contributions.resize(m.n_features(), 0.0);
+            f(x, contributions)
+        })
+    }
+
+    /// Probability and reasons from an imported model. Reasons of a tree ensemble (TreeSHAP, far
+    /// costlier than the score) are computed only for a score at or over the threshold.
+    fn score_imported(&self, m: &onnx::ImportRuntime, tx: &Transaction) -> (f64, TopReasons) {
+        Self::with_imported_input(m, tx, |x, contributions| {
             let probability = m.probability(x);
             let mut top = TopReasons::default();
             if m.cheap_reasons() || probability >= self.threshold {
-                contributions.resize(m.n_features(), 0.0);
                 m.contributions(x, contributions);
                 for (i, &c) in contributions.iter().enumerate() {
                     top.offer(m.feature_ref(i), c);
@@ -355,11 +363,7 @@ impl Pipeline {
     /// imported tree ensemble, without TreeSHAP). For benchmarks and offline checks.
     pub fn probability(&self, tx: &Transaction) -> f64 {
         match &self.imported {
-            Some(m) => IMPORT_SCRATCH.with_borrow_mut(|(x, _)| {
-                x.resize(m.width(), 0.0);
-                m.fill(tx, x);
-                m.probability(x)
-            }),
+            Some(m) => Self::with_imported_input(m, tx, |x, _| m.probability(x)),
             None => self.score(tx).probability,
         }
     }
@@ -371,11 +375,11 @@ impl Pipeline {
     /// TreeSHAP values. Allocates; for explanations, not the hot path.
     pub fn contributions(&self, tx: &Transaction) -> (f64, Vec<(FeatureRef, f64)>) {
         if let Some(m) = &self.imported {
-            let mut x = vec![0.0; m.width()];
-            m.fill(tx, &mut x);
-            let mut c = vec![0.0; m.n_features()];
-            m.contributions(&x, &mut c);
-            return (m.base_value(), c.into_iter().enumerate().map(|(i, v)| (m.feature_ref(i), v)).collect());
+            let c = Self::with_imported_input(m, tx, |x, c| {
+                m.contributions(x, c);
+                c.iter().enumerate().map(|(i, &v)| (m.feature_ref(i), v)).collect()
+            });
+            return (m.base_value(), c);
         }
         let mut out = Vec::with_capacity(self.numeric.len() + self.categorical.len());
         for (i, (f, &x)) in self.numeric.iter().zip(&tx.numeric).enumerate() {

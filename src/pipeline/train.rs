@@ -260,9 +260,8 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
             holdout_metrics: HoldoutMetrics { roc_auc: 0.0, pr_auc: 0.0, precision: 0.0, recall: 0.0, alert_rate: 0.0, positives: 0 },
         },
     };
-    artifact.imported = opts.imported.as_ref().map(|(m, _)| m.clone());
-    artifact.model.version = opts.version.clone().unwrap_or_else(|| derived_version(&artifact));
-    artifact.imported = None;
+    let imported_sha256 = opts.imported.as_ref().map(|(m, _)| m.source.sha256.as_str());
+    artifact.model.version = opts.version.clone().unwrap_or_else(|| derived_version(&artifact, imported_sha256));
 
     // Design rows for every row, through the scoring pipeline's own encoder.
     let encoder = Pipeline::new(artifact.clone());
@@ -281,12 +280,12 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
         let mut model = model.clone();
         let rt = crate::pipeline::onnx::ImportRuntime::new(&model, &artifact.features)
             .map_err(|e| TrainError::Invalid(format!("the imported model does not fit the data's features: {e}")))?;
-        let mut rows = vec![0f32; table.rows * rt.width()];
-        for (r, x) in rows.chunks_exact_mut(rt.width()).enumerate() {
-            encoder.fill_from_row(table, &row_cols, r, &mut tx);
-            rt.fill(&tx, x);
-        }
         if let crate::pipeline::onnx::Classifier::Trees(t) = &mut model.classifier {
+            let mut rows = vec![0f32; table.rows * rt.width()];
+            for (r, x) in rows.chunks_exact_mut(rt.width()).enumerate() {
+                encoder.fill_from_row(table, &row_cols, r, &mut tx);
+                rt.fill(&tx, x);
+            }
             let cover = cover.unwrap_or_else(|| t.default_cover());
             t.fit_covers(rows.chunks_exact(rt.width()), cover);
         }
@@ -580,13 +579,13 @@ fn empty_reference() -> ReferenceProfile {
 }
 
 /// A version derived from the data hash, the features and the hyper-parameters.
-fn derived_version(a: &Artifact) -> String {
+fn derived_version(a: &Artifact, imported_sha256: Option<&str>) -> String {
     let mut h = Sha256::new();
     h.update(a.training.data_sha256.as_bytes());
     h.update(serde_json::to_vec(&a.features).expect("serialises"));
     h.update(serde_json::to_vec(&a.training.hyperparameters).expect("serialises"));
-    if let Some(m) = &a.imported {
-        h.update(m.source.sha256.as_bytes());
+    if let Some(sha) = imported_sha256 {
+        h.update(sha.as_bytes());
     }
     format!("v-{}", &hex(&h.finalize())[..12])
 }

@@ -100,8 +100,11 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    fn error(&self, message: impl Into<String>) -> OnnxError {
+        OnnxError::Node { node: self.node.name.clone(), op: self.node.op_type.clone(), message: message.into() }
+    }
     fn err<T>(&self, message: impl Into<String>) -> Result<T, OnnxError> {
-        Err(OnnxError::Node { node: self.node.name.clone(), op: self.node.op_type.clone(), message: message.into() })
+        Err(self.error(message))
     }
     fn attr(&self, name: &str) -> Option<&AttributeProto> {
         self.node.attribute.iter().find(|a| a.name == name)
@@ -196,12 +199,8 @@ pub fn compile(bytes: &[u8], file: &str, opts: &ImportOptions) -> Result<Importe
             }
         }
         let arg = |i: usize| -> Result<&Tensor, OnnxError> {
-            let name = node.input.get(i).ok_or_else(|| OnnxError::Node { node: node.name.clone(), op: node.op_type.clone(), message: format!("missing input {i}") })?;
-            values.get(name).ok_or_else(|| OnnxError::Node {
-                node: node.name.clone(),
-                op: node.op_type.clone(),
-                message: format!("input `{name}` is not computed before this node (the graph must be topologically sorted)"),
-            })
+            let name = node.input.get(i).ok_or_else(|| cx.error(format!("missing input {i}")))?;
+            values.get(name).ok_or_else(|| cx.error(format!("input `{name}` is not computed before this node (the graph must be topologically sorted)")))
         };
         let out: Vec<Tensor> = match (node.domain.as_str(), node.op_type.as_str()) {
             ("" | "ai.onnx", "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze") => vec![arg(0)?.clone()],
@@ -397,7 +396,7 @@ fn cast(cx: &Ctx<'_>, e: &Elem, to: i32) -> Result<Elem, OnnxError> {
 /// Applies an element-wise function; `extra` are strings the function treats specially (they
 /// become explicit cases of a categorical element that still is its own string).
 fn apply(cx: &Ctx<'_>, e: &Elem, extra: &[String], f: &dyn Fn(&Val) -> Option<Val>) -> Result<Elem, OnnxError> {
-    let bad = || OnnxError::Node { node: cx.node.name.clone(), op: cx.node.op_type.clone(), message: "an input has a type this operator does not take".into() };
+    let bad = || cx.error("an input has a type this operator does not take");
     Ok(match e {
         Elem::Const(v) => Elem::Const(f(v).ok_or_else(bad)?),
         Elem::Num { .. } => return cx.err("applies a categorical operation to a numeric field"),
@@ -444,7 +443,7 @@ fn zip(cx: &Ctx<'_>, args: &[&Tensor], f: impl Fn(&[Val]) -> Option<Val>, arithm
             let (Some(op), 2) = (arithmetic, elems.len()) else { return cx.err("combines a numeric field in a way that is not supported") };
             let other = elems[1 - pos];
             let Elem::Const(c) = other else { return cx.err("combines two fields element-wise; each model column must depend on one field") };
-            let c = c.as_f32().ok_or_else(|| OnnxError::Node { node: cx.node.name.clone(), op: cx.node.op_type.clone(), message: "arithmetic on a string".into() })?;
+            let c = c.as_f32().ok_or_else(|| cx.error("arithmetic on a string"))?;
             let fop = match (op, pos) {
                 ("Add", _) => FloatOp::Scale { offset: -c, scale: 1.0 },
                 ("Sub", 0) => FloatOp::Scale { offset: c, scale: 1.0 },
@@ -462,7 +461,7 @@ fn zip(cx: &Ctx<'_>, args: &[&Tensor], f: impl Fn(&[Val]) -> Option<Val>, arithm
             }
             fs.into_iter().next()
         };
-        let bad = || OnnxError::Node { node: cx.node.name.clone(), op: cx.node.op_type.clone(), message: "operand types are not supported".into() };
+        let bad = || cx.error("operand types are not supported");
         let at = |e: &Elem, key: Option<&str>| -> Val {
             match e {
                 Elem::Const(v) => v.clone(),
@@ -499,7 +498,7 @@ fn select(cx: &Ctx<'_>, x: &Tensor, idx: &Tensor) -> Result<Tensor, OnnxError> {
         .map(|e| match e {
             Elem::Const(Val::I(i)) => {
                 let i = if *i < 0 { *i + x.len() as i64 } else { *i };
-                x.get(i as usize).cloned().ok_or_else(|| OnnxError::Node { node: cx.node.name.clone(), op: cx.node.op_type.clone(), message: format!("index {i} outside {} columns", x.len()) })
+                x.get(i as usize).cloned().ok_or_else(|| cx.error(format!("index {i} outside {} columns", x.len())))
             }
             _ => cx.err("indices must be constant integers"),
         })
@@ -620,7 +619,7 @@ fn trees(cx: &Ctx<'_>, width: usize) -> Result<Classifier, OnnxError> {
     for (t, mut members) in by_tree {
         members.sort_by_key(|&k| node_ids[k]);
         let index: HashMap<i64, usize> = members.iter().enumerate().map(|(pos, &k)| (node_ids[k], pos)).collect();
-        let root = *index.get(&0).ok_or_else(|| OnnxError::Node { node: cx.node.name.clone(), op: cx.node.op_type.clone(), message: format!("tree {t} has no node 0") })?;
+        let root = *index.get(&0).ok_or_else(|| cx.error(format!("tree {t} has no node 0")))?;
         let mut nodes = Vec::with_capacity(members.len());
         for &k in &members {
             let mode = match modes[k].as_str() {
@@ -634,7 +633,7 @@ fn trees(cx: &Ctx<'_>, width: usize) -> Result<Classifier, OnnxError> {
                 other => return cx.err(format!("node mode {other}")),
             };
             let child = |id: i64| -> Result<u32, OnnxError> {
-                index.get(&id).map(|&p| p as u32).ok_or_else(|| OnnxError::Node { node: cx.node.name.clone(), op: cx.node.op_type.clone(), message: format!("tree {t} refers to a missing node {id}") })
+                index.get(&id).map(|&p| p as u32).ok_or_else(|| cx.error(format!("tree {t} refers to a missing node {id}")))
             };
             let leaf = mode == NodeMode::Leaf;
             if !leaf && (features[k] < 0 || features[k] as usize >= width) {

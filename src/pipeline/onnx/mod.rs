@@ -300,6 +300,16 @@ impl TreeEnsemble {
         }
     }
 
+    /// Depth of the subtree under node `i` (0 for a leaf).
+    pub(crate) fn depth(tree: &[TreeNode], i: usize) -> usize {
+        let n = &tree[i];
+        if n.mode == NodeMode::Leaf {
+            0
+        } else {
+            1 + Self::depth(tree, n.yes as usize).max(Self::depth(tree, n.no as usize))
+        }
+    }
+
     /// The raw score (before the post-transform).
     #[inline]
     pub fn margin(&self, x: &[f32]) -> f64 {
@@ -338,7 +348,7 @@ impl TreeEnsemble {
                 let w = match cover {
                     Cover::Count => 1.0,
                     Cover::Hessian => {
-                        let p = 1.0 / (1.0 + (-margin).exp());
+                        let p = sigmoid(margin);
                         p * (1.0 - p)
                     }
                 };
@@ -370,29 +380,33 @@ impl LinearModel {
         self.coefficients.len() / self.rows
     }
 
-    /// Per-column coefficient of the positive class's log-odds.
-    fn log_odds_coefficient(&self, j: usize) -> f64 {
-        let w = self.width();
-        let pos = f64::from(self.coefficients[self.positive * w + j]);
+    /// The positive class's log-odds (raw score) from a per-row quantity: the positive row's,
+    /// less the other row's under a two-row softmax. Scores, coefficients and intercepts all
+    /// go through this one rule.
+    fn log_odds(&self, of_row: impl Fn(usize) -> f64) -> f64 {
+        let pos = of_row(self.positive);
         if self.rows == 2 && self.post_transform == PostTransform::Softmax {
-            pos - f64::from(self.coefficients[(1 - self.positive) * w + j])
+            pos - of_row(1 - self.positive)
         } else {
             pos
         }
     }
 
+    /// Per-column coefficient of the positive class's log-odds.
+    fn log_odds_coefficient(&self, j: usize) -> f64 {
+        let w = self.width();
+        self.log_odds(|r| f64::from(self.coefficients[r * w + j]))
+    }
+
     fn probability(&self, x: &[f32]) -> f64 {
         let w = self.width();
-        let score = |r: usize| -> f64 {
+        let s = self.log_odds(|r| {
             let row = &self.coefficients[r * w..(r + 1) * w];
             f64::from(self.intercepts[r]) + row.iter().zip(x).map(|(&c, &v)| f64::from(c) * f64::from(v)).sum::<f64>()
-        };
-        let s = score(self.positive);
+        });
         match self.post_transform {
             PostTransform::None => s,
-            PostTransform::Logistic => sigmoid(s),
-            PostTransform::Softmax if self.rows == 2 => sigmoid(s - score(1 - self.positive)),
-            PostTransform::Softmax => sigmoid(s),
+            PostTransform::Logistic | PostTransform::Softmax => sigmoid(s),
         }
     }
 }
@@ -429,20 +443,22 @@ struct CompleteNode {
     nan_left: bool,
 }
 
+impl CompleteNode {
+    /// The breadth-first index of the child `x` goes to from index `i`, without a branch.
+    #[inline(always)]
+    fn child(self, i: usize, x: &[f32]) -> usize {
+        let v = x[self.feature as usize];
+        let left = (v <= self.threshold) | (v.is_nan() & self.nan_left);
+        2 * i + 2 - usize::from(left)
+    }
+}
+
 impl CompleteTrees {
     fn build(t: &TreeEnsemble) -> Option<CompleteTrees> {
-        fn depth_of(tree: &[TreeNode], i: usize) -> usize {
-            let n = &tree[i];
-            if n.mode == NodeMode::Leaf {
-                0
-            } else {
-                1 + depth_of(tree, n.yes as usize).max(depth_of(tree, n.no as usize))
-            }
-        }
         if t.trees.iter().flatten().any(|n| matches!(n.mode, NodeMode::Eq | NodeMode::Neq)) {
             return None;
         }
-        let depth = t.trees.iter().map(|tr| depth_of(tr, 0)).max()?;
+        let depth = t.trees.iter().map(|tr| TreeEnsemble::depth(tr, 0)).max()?;
         if depth == 0 || depth > COMPLETE_MAX_DEPTH {
             return None;
         }
@@ -501,10 +517,7 @@ impl CompleteTrees {
             let mut idx = [0usize; Self::LANES];
             for _ in 0..self.depth {
                 for (k, i) in idx.iter_mut().enumerate() {
-                    let n = self.nodes[(t + k) * n_nodes + *i];
-                    let v = x[n.feature as usize];
-                    let left = (v <= n.threshold) | (v.is_nan() & n.nan_left);
-                    *i = 2 * *i + 2 - usize::from(left);
+                    *i = self.nodes[(t + k) * n_nodes + *i].child(*i, x);
                 }
             }
             for (k, i) in idx.iter().enumerate() {
@@ -515,10 +528,7 @@ impl CompleteTrees {
         for t in t..n_trees {
             let mut i = 0usize;
             for _ in 0..self.depth {
-                let n = self.nodes[t * n_nodes + i];
-                let v = x[n.feature as usize];
-                let left = (v <= n.threshold) | (v.is_nan() & n.nan_left);
-                i = 2 * i + 2 - usize::from(left);
+                i = self.nodes[t * n_nodes + i].child(i, x);
             }
             s += self.leaves[(t << self.depth) + i - n_nodes];
         }
@@ -541,6 +551,8 @@ struct CategoricalBlock {
     values: Vec<f32>,
     /// Row for a missing field (the empty string's, else other).
     missing_row: u32,
+    /// Row for any other string (the last).
+    other_row: u32,
 }
 
 /// An imported model compiled for the scorer.
@@ -601,7 +613,7 @@ impl ImportRuntime {
                     let i = categorical_index(field).ok_or_else(|| format!("the model reads `{field}` as a string, but it is not a categorical feature"))?;
                     let b = *block_of.entry(i).or_insert_with(|| {
                         block_slots.push(Vec::new());
-                        rt.blocks.push(CategoricalBlock { feature: i as u16, slots: Vec::new(), rows: FxHashMap::default(), values: Vec::new(), missing_row: 0 });
+                        rt.blocks.push(CategoricalBlock { feature: i as u16, slots: Vec::new(), rows: FxHashMap::default(), values: Vec::new(), missing_row: 0, other_row: 0 });
                         block_slots.len() - 1
                     });
                     block_slots[b].push((k as u32, cases, *other));
@@ -623,9 +635,10 @@ impl ImportRuntime {
             for (_, _, other) in slots {
                 block.values.push(*other);
             }
-            block.missing_row = block.rows.get("").copied().unwrap_or(keys.len() as u32);
+            block.other_row = keys.len() as u32;
+            block.missing_row = block.rows.get("").copied().unwrap_or(block.other_row);
         }
-        match &rt.classifier {
+        match &model.classifier {
             Classifier::Linear(l) if l.rows == 0 || l.coefficients.len() != l.rows * width || l.intercepts.len() != l.rows || l.positive >= l.rows => {
                 return Err("the linear classifier's coefficients do not match its columns".into())
             }
@@ -640,12 +653,10 @@ impl ImportRuntime {
                         }
                     }
                 }
+                rt.complete = CompleteTrees::build(t);
+                rt.tables = shap::PathTables::build(t);
             }
             Classifier::Linear(_) => {}
-        }
-        if let Classifier::Trees(t) = &rt.classifier {
-            rt.complete = CompleteTrees::build(t);
-            rt.tables = shap::PathTables::build(t);
         }
         Ok(rt)
     }
@@ -670,8 +681,7 @@ impl ImportRuntime {
         }
         for b in &self.blocks {
             let value = &tx.categorical[usize::from(b.feature)];
-            let other = (b.values.len() / b.slots.len() - 1) as u32;
-            let row = if value.present { b.rows.get(value.text.as_str()).copied().unwrap_or(other) } else { b.missing_row };
+            let row = if value.present { b.rows.get(value.text.as_str()).copied().unwrap_or(b.other_row) } else { b.missing_row };
             let n = b.slots.len();
             let vals = &b.values[row as usize * n..(row as usize + 1) * n];
             for (&s, &v) in b.slots.iter().zip(vals) {
@@ -736,14 +746,7 @@ impl ImportRuntime {
     /// intercept's log-odds for linear models.
     pub fn base_value(&self) -> f64 {
         match &self.classifier {
-            Classifier::Linear(l) => {
-                let pos = f64::from(l.intercepts[l.positive]);
-                if l.rows == 2 && l.post_transform == PostTransform::Softmax {
-                    pos - f64::from(l.intercepts[1 - l.positive])
-                } else {
-                    pos
-                }
-            }
+            Classifier::Linear(l) => l.log_odds(|r| f64::from(l.intercepts[r])),
             Classifier::Trees(t) => t.expected_value,
         }
     }

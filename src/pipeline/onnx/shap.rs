@@ -17,20 +17,11 @@ struct PathElement {
 
 /// Adds every tree's contributions for `x` to `phi` (one per column).
 pub fn tree_shap(ensemble: &TreeEnsemble, x: &[f32], phi: &mut [f64]) {
-    let depth = ensemble.trees.iter().map(|t| max_depth(t, 0)).max().unwrap_or(0);
+    let depth = ensemble.trees.iter().map(|t| TreeEnsemble::depth(t, 0)).max().unwrap_or(0);
     // One path per recursion level, each at most depth + 2 long; reused across trees.
     let mut paths = vec![PathElement::default(); (depth + 3) * (depth + 4) / 2 + 2];
     for tree in &ensemble.trees {
         recurse(tree, x, phi, 0, &mut paths, 0, 0, 1.0, 1.0, usize::MAX);
-    }
-}
-
-fn max_depth(tree: &[TreeNode], i: usize) -> usize {
-    let n = &tree[i];
-    if n.mode == NodeMode::Leaf {
-        0
-    } else {
-        1 + max_depth(tree, n.yes as usize).max(max_depth(tree, n.no as usize))
     }
 }
 
