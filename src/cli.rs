@@ -27,6 +27,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Import a model trained elsewhere (ONNX from skl2onnx or onnxmltools) into a pipeline artifact.
     Import(ImportArgs),
+    /// Score labelled data with an artifact and write its metrics (ROC AUC, PR AUC, precision and recall at its threshold).
+    Evaluate(EvaluateArgs),
     /// Score JSONL transactions with an artifact: one JSON line out per line in.
     Score(ScoreArgs),
     /// Compare a current file with a reference file: PSI, KL, JS, χ², KS, Wasserstein per feature.
@@ -68,9 +70,16 @@ pub struct ModelArgs {
     /// The registry operation.
     #[command(subcommand)]
     pub command: ModelCommand,
-    /// Registry directory (the same variable as the engine's `model.registry`).
+    /// Registry: a directory, or `mlflow:NAME` for MLflow's registered model NAME (the same
+    /// variable as the engine's `model.registry`).
     #[arg(long, global = true, env = "DRIFTWATCH_MODEL__REGISTRY", default_value = "registry")]
-    pub registry: PathBuf,
+    pub registry: String,
+    /// MLflow tracking server of an `mlflow:NAME` registry.
+    #[arg(long, global = true, env = "MLFLOW_TRACKING_URI")]
+    pub mlflow_uri: Option<String>,
+    /// MLflow experiment where `register` logs its run.
+    #[arg(long, global = true, env = "MLFLOW_EXPERIMENT_NAME", default_value = "driftwatch")]
+    pub mlflow_experiment: String,
     /// Model name (needed when the registry holds several).
     #[arg(long, global = true)]
     pub name: Option<String>,
@@ -98,6 +107,11 @@ pub enum ModelCommand {
     /// Show one version (JSON).
     Show {
         /// The version.
+        version: String,
+    },
+    /// Shadow-score a version: MLflow's `challenger` alias (a directory registry shadow-scores its newest candidate).
+    Challenge {
+        /// The version (an MLflow version number or a driftwatch version).
         version: String,
     },
     /// Make a version production (the current one is archived).
@@ -454,6 +468,34 @@ pub struct FitArgs {
     /// Top-K levels per categorical feature in the drift reference.
     #[arg(long, default_value_t = 50)]
     pub reference_top_k: usize,
+    /// Also write the held-out metrics to this small JSON file (for `dvc metrics show`).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_out: Option<PathBuf>,
+    /// Log the training as an MLflow run (params, held-out metrics, data checksum, the artifact)
+    /// and register it as a new version of the registered model `--name`, on this tracking
+    /// server (given without a value: `MLFLOW_TRACKING_URI`).
+    #[arg(long, value_name = "URI", num_args = 0..=1, default_missing_value = "")]
+    pub mlflow: Option<String>,
+    /// MLflow experiment of the run.
+    #[arg(long, env = "MLFLOW_EXPERIMENT_NAME", default_value = "driftwatch")]
+    pub mlflow_experiment: String,
+}
+
+/// `driftwatch evaluate`.
+#[derive(clap::Args)]
+pub struct EvaluateArgs {
+    /// The pipeline artifact.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labelled data, CSV or JSONL.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Label column: 0/1 or true/false.
+    #[arg(long)]
+    pub label: String,
+    /// Where to write the metrics (JSON; stdout when absent).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `driftwatch import`.

@@ -186,9 +186,16 @@ pub struct ModelConfig {
     pub threshold: Option<f64>,
     /// Also alert on transactions the outlier detector flags.
     pub alert_on_outlier: bool,
-    /// Model registry directory: when set, the engine serves the registry's production version
-    /// (instead of `path`) and swaps to a new one when it changes (hot reload).
+    /// Model registry: a directory, or `mlflow:NAME` (MLflow's registered model NAME: alias
+    /// `champion` is production, `challenger` is shadow-scored). When set, the engine serves the
+    /// registry's production version (instead of `path`) and swaps when it changes (hot reload).
     pub registry: String,
+    /// MLflow tracking server for `registry = "mlflow:NAME"` (empty: `MLFLOW_TRACKING_URI`).
+    pub mlflow_uri: String,
+    /// MLflow experiment where registrations log their runs.
+    pub mlflow_experiment: String,
+    /// Where artifacts downloaded from MLflow are kept (empty: the system's temporary directory).
+    pub mlflow_cache: String,
     /// Model name in the registry (empty: the registry's only model).
     pub registry_name: String,
     /// How often the registry is checked.
@@ -210,6 +217,18 @@ pub struct ModelConfig {
     pub guard_latency_min_samples: u64,
 }
 
+impl ModelConfig {
+    /// The MLflow settings of the registry.
+    pub fn mlflow(&self) -> crate::model::registry::MlflowSettings {
+        crate::model::registry::MlflowSettings { uri: self.mlflow_uri.clone(), experiment: self.mlflow_experiment.clone(), cache: self.mlflow_cache.clone() }
+    }
+
+    /// The registry `registry` names (the caller checks it is set).
+    pub fn open_registry(&self) -> Result<Box<dyn crate::model::registry::ModelRegistry>, crate::model::registry::RegistryError> {
+        crate::model::registry::open(&self.registry, &self.mlflow())
+    }
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
@@ -217,6 +236,9 @@ impl Default for ModelConfig {
             threshold: None,
             alert_on_outlier: true,
             registry: String::new(),
+            mlflow_uri: String::new(),
+            mlflow_experiment: "driftwatch".into(),
+            mlflow_cache: String::new(),
             registry_name: String::new(),
             registry_poll_ms: 2000,
             shadow_fraction: 0.1,
@@ -486,6 +508,18 @@ impl Config {
         }
         if self.model.registry_poll_ms < 100 {
             return invalid("model.registry_poll_ms", "must be at least 100");
+        }
+        if let Some(name) = self.model.registry.strip_prefix(crate::model::registry::MLFLOW_PREFIX) {
+            if name.is_empty() {
+                return invalid("model.registry", "`mlflow:` needs the registered model's name: mlflow:NAME");
+            }
+            match self.model.mlflow().tracking_uri() {
+                None => return invalid("model.mlflow_uri", "needed for an MLflow registry (or set MLFLOW_TRACKING_URI)"),
+                Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                    return invalid("model.mlflow_uri", "must be the tracking server's http:// or https:// address")
+                }
+                Some(_) => {}
+            }
         }
         if self.engine.workers > 64 {
             return invalid("engine.workers", "must be 0 (one per core) to 64");

@@ -81,5 +81,6 @@ pub fn execute(a: ImportArgs) -> Result<Outcome, ImportCommandError> {
         _ => String::new(),
     };
     eprintln!("{}", super::train::summary(&a.out, &artifact, &format!(" from {file_name} ({producer}, {kind}{cover})")));
+    super::train::publish(&a.fit, &a.out, &artifact)?;
     Ok(Outcome::Success)
 }

@@ -9,6 +9,7 @@
 
 pub mod demo;
 pub mod drift;
+pub mod evaluate;
 pub mod generate;
 pub mod import;
 pub mod model;
@@ -70,6 +71,9 @@ pub enum CommandError {
     /// `import` failed.
     #[error(transparent)]
     Import(#[from] import::ImportCommandError),
+    /// `evaluate` failed.
+    #[error(transparent)]
+    Evaluate(#[from] evaluate::EvaluateError),
     /// `score` failed.
     #[error(transparent)]
     Score(#[from] score::ScoreCommandError),
@@ -108,6 +112,7 @@ pub fn execute(command: Command) -> Result<Outcome, CommandError> {
         Command::Generate(a) => generate::execute(a)?,
         Command::Train(a) => train::execute(a)?,
         Command::Import(a) => import::execute(a)?,
+        Command::Evaluate(a) => evaluate::execute(a)?,
         Command::Score(a) => score::execute(a)?,
         Command::Drift(a) => drift::execute(a)?,
         Command::Run(a) => run::execute(a)?,

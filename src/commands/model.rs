@@ -7,7 +7,8 @@ use super::Outcome;
 use crate::cli::{ModelArgs, ModelCommand};
 use crate::message::ModelEvent;
 use crate::model::diff::diff;
-use crate::model::registry::{Registry, RegistryError};
+use crate::model::mlflow::MlflowRegistry;
+use crate::model::registry::{self, MlflowSettings, RegistryError};
 use crate::pipeline::{Artifact, ArtifactError};
 
 /// Why a `model` command failed.
@@ -41,31 +42,41 @@ fn stage_name(stage: crate::message::Stage) -> String {
 
 /// Runs one registry operation.
 pub fn execute(a: ModelArgs) -> Result<Outcome, ModelCommandError> {
-    let reg = Registry::open(&a.registry);
+    let settings = MlflowSettings { uri: a.mlflow_uri.clone().unwrap_or_default(), experiment: a.mlflow_experiment.clone(), cache: String::new() };
+    let reg = registry::open(&a.registry, &settings)?;
     let by = a.by.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
     let name = a.name.as_deref();
     let events: Vec<ModelEvent> = match a.command {
         ModelCommand::Register { artifact } => {
             let (model, entry, event) = reg.register(&artifact, &by)?;
             match event {
-                Some(_) => eprintln!("registered {model} {} as candidate", entry.version),
-                None => eprintln!("{model} {} is already registered (same contents)", entry.version),
+                Some(_) => eprintln!("registered {model} {} as candidate ({})", entry.version, entry.file),
+                None => eprintln!("{model} {} is already registered (same contents; {})", entry.version, entry.file),
             }
+            // For scripts: what was registered, where (an MLflow version is `models:/NAME/N`).
+            println!("{}", serde_json::json!({"model": model, "version": entry.version, "file": entry.file, "sha256": entry.artifact_sha256}));
             event.into_iter().collect()
         }
         ModelCommand::List => {
-            let index = reg.index()?;
-            println!("{:<16} {:<20} {:<11} {:<25} {:>8} {:>8}", "model", "version", "stage", "created", "roc_auc", "pr_auc");
-            for (model, entry) in &index.models {
-                for v in &entry.versions {
-                    println!("{model:<16} {:<20} {:<11} {:<25} {:>8.4} {:>8.4}", v.version, stage_name(v.stage), v.created, v.metrics.roc_auc, v.metrics.pr_auc);
-                }
+            println!("{:<16} {:<20} {:<11} {:<25} {:>8} {:>8}  {}", "model", "version", "stage", "created", "roc_auc", "pr_auc", "file");
+            for (model, v) in reg.list()? {
+                println!("{model:<16} {:<20} {:<11} {:<25} {:>8.4} {:>8.4}  {}", v.version, stage_name(v.stage), v.created, v.metrics.roc_auc, v.metrics.pr_auc, v.file);
             }
             vec![]
         }
         ModelCommand::Show { version } => {
             let (entry, path) = reg.show(name, &version)?;
             println!("{}", json(&serde_json::json!({"entry": entry, "artifact": path})));
+            vec![]
+        }
+        ModelCommand::Challenge { version } => {
+            let Some(model) = a.registry.strip_prefix(registry::MLFLOW_PREFIX) else {
+                return Err(RegistryError::Invalid("a directory registry shadow-scores its newest candidate: register the version instead".into()).into());
+            };
+            let uri = settings.tracking_uri().ok_or_else(|| RegistryError::Invalid("--mlflow-uri or MLFLOW_TRACKING_URI is needed".into()))?;
+            let mlflow = MlflowRegistry::new(&uri, model, &settings.experiment, settings.cache_dir())?;
+            let v = mlflow.challenge(&version, &by)?;
+            eprintln!("{model} version {} ({}) is the challenger", v.number, v.driftwatch_version());
             vec![]
         }
         ModelCommand::Promote { version, reason } => reg.promote(name, &version, &by, &reason)?,

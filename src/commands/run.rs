@@ -43,7 +43,7 @@ pub fn run(config: Config, metrics: Arc<Metrics>, shutdown: Arc<AtomicBool>) -> 
     let pipeline = if config.model.registry.is_empty() {
         Pipeline::load(&config.model.path)?
     } else {
-        let registry = crate::model::registry::Registry::open(std::path::Path::new(&config.model.registry));
+        let registry = config.model.open_registry()?;
         let name = (!config.model.registry_name.is_empty()).then_some(config.model.registry_name.as_str());
         let (_, path) = registry.production(name)?.ok_or_else(|| {
             crate::model::registry::RegistryError::Invalid(format!("registry {} has no production version; promote one first", config.model.registry))

@@ -20,6 +20,9 @@ pub enum TrainCommandError {
     /// Training failed.
     #[error(transparent)]
     Train(#[from] TrainError),
+    /// The MLflow run or registration failed (the artifact was written).
+    #[error("the artifact was written, but logging it to MLflow failed: {0}")]
+    Mlflow(#[from] crate::model::registry::RegistryError),
     /// The artifact could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -107,6 +110,43 @@ pub fn summary(out: &Path, artifact: &Artifact, source: &str) -> String {
     )
 }
 
+/// The metrics file of `--metrics-out` and `evaluate`: flat keys, as `dvc metrics show` reads them.
+pub fn metrics_json(m: &crate::pipeline::artifact::HoldoutMetrics, rows: u64, threshold: f64) -> serde_json::Value {
+    serde_json::json!({
+        "roc_auc": m.roc_auc,
+        "pr_auc": m.pr_auc,
+        "precision": m.precision,
+        "recall": m.recall,
+        "alert_rate": m.alert_rate,
+        "positives": m.positives,
+        "rows": rows,
+        "threshold": threshold,
+    })
+}
+
+/// Writes `value` as pretty JSON to `path`.
+pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), TrainCommandError> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
+    std::fs::write(path, text).map_err(|source| TrainCommandError::Write { path: path.display().to_string(), source })
+}
+
+/// What `train` and `import` do once the artifact is written: the metrics file
+/// (`--metrics-out`) and the MLflow run and model version (`--mlflow`).
+pub fn publish(fit: &FitArgs, out: &Path, artifact: &Artifact) -> Result<(), TrainCommandError> {
+    if let Some(path) = &fit.metrics_out {
+        write_json(path, &metrics_json(&artifact.training.holdout_metrics, artifact.training.holdout_rows, artifact.decision.threshold))?;
+    }
+    if let Some(uri) = &fit.mlflow {
+        let settings = crate::model::registry::MlflowSettings { uri: uri.clone(), experiment: fit.mlflow_experiment.clone(), cache: String::new() };
+        let uri = settings.tracking_uri().ok_or_else(|| crate::model::registry::RegistryError::Invalid("--mlflow needs a URI (or MLFLOW_TRACKING_URI)".into()))?;
+        let by = std::env::var("USER").unwrap_or_else(|_| "driftwatch".into());
+        let registry = crate::model::mlflow::MlflowRegistry::new(&uri, &artifact.model.name, &settings.experiment, settings.cache_dir())?;
+        let (entry, version, _) = registry.register_run(out, &by)?;
+        eprintln!("logged to MLflow at {uri}: registered model {} version {} ({}, experiment `{}`)", artifact.model.name, version.number, entry.version, settings.experiment);
+    }
+    Ok(())
+}
+
 /// Runs `train` from its command-line arguments; a summary goes to stderr.
 pub fn execute(a: TrainArgs) -> Result<Outcome, TrainCommandError> {
     let mut opts = TrainOptions::new(&a.label);
@@ -119,5 +159,6 @@ pub fn execute(a: TrainArgs) -> Result<Outcome, TrainCommandError> {
     for c in &artifact.training.ignored_columns {
         eprintln!("  ignored column `{}`: {}", c.name, c.reason);
     }
+    publish(&a.fit, &a.out, &artifact)?;
     Ok(Outcome::Success)
 }

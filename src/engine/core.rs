@@ -30,7 +30,6 @@ use crate::message::dead_letter::headers as dlq;
 use crate::message::{reasons_json, FraudAlert, InvalidReason, ModelEvent, ShadowScore, SourcePosition};
 use crate::model::guard::{GuardRules, GuardVerdict};
 use crate::model::lifecycle::{ModelLifecycle, SwapError};
-use crate::model::registry::Registry;
 use crate::observe::events::{DriftStatusChanged, EventInvalid, InternalEvent, ModelRolledBack, ModelSwapped, RetrainRequested};
 use crate::observe::metrics::{AgreeLabel, FeatureLabel, Metrics, ModelLabels, ReasonLabel};
 use crate::observe::traces::Telemetry;
@@ -188,9 +187,8 @@ impl Engine {
             GuardVerdict::Ignored | GuardVerdict::Watching { .. } => return Vec::new(),
         };
         let c = &self.config.model;
-        let registry = Registry::open(std::path::Path::new(&c.registry));
         let name = (!c.registry_name.is_empty()).then_some(c.registry_name.as_str());
-        match registry.rollback_if_serving(name, &version, "guard", &format!("{version}: {reason}")) {
+        match c.open_registry().and_then(|registry| registry.rollback_if_serving(name, &version, "guard", &format!("{version}: {reason}"))) {
             Ok(events) if events.is_empty() => {
                 tracing::warn!(message = "Guard found the version no longer in production (rolled back by another engine, or replaced); nothing changed.", %version, %reason);
                 events

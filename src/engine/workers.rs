@@ -19,7 +19,6 @@ use super::kafka::{commit, commit_transaction, incoming, store, ConsumerCtx, Del
 use super::tracker::OffsetTracker;
 use super::EngineError;
 use crate::model::lifecycle::{RegistryChange, RegistryWatch};
-use crate::model::registry::Registry;
 use crate::observe::events::{ConsumeFailed, InternalEvent, ModelRefused};
 use crate::observe::metrics::WorkerLabel;
 use crate::pipeline::Pipeline;
@@ -266,7 +265,14 @@ impl Engine {
     /// running model.
     fn watch_registry(&self, stop: &AtomicBool) {
         let m = &self.config.model;
-        let registry = Registry::open(std::path::Path::new(&m.registry));
+        let registry = match m.open_registry() {
+            Ok(r) => r,
+            Err(error) => {
+                error!(message = "Cannot open the model registry; hot reload is off, the running model stays.", %error);
+                return;
+            }
+        };
+        let registry = registry.as_ref();
         let name = (!m.registry_name.is_empty()).then_some(m.registry_name.as_str());
         let mut watch = RegistryWatch::default();
         while !stop.load(Ordering::Relaxed) {
@@ -277,7 +283,7 @@ impl Engine {
             let serving = self.current_pipeline().artifact().model.version.clone();
             let shadow = self.models.shadow().map(|p| p.artifact().model.version.clone());
             let shadowing = (m.shadow_fraction > 0.0).then_some(shadow.as_deref());
-            for change in watch.poll(&registry, name, &serving, shadowing) {
+            for change in watch.poll(registry, name, &serving, shadowing) {
                 match change {
                     RegistryChange::Shadow { candidate } => {
                         let loaded = match &candidate {
@@ -286,7 +292,7 @@ impl Engine {
                                 Ok(p) => Some(Arc::new(p)),
                                 Err(error) => {
                                     ModelRefused { version, reason: &error, shadow: true }.emit(&self.metrics);
-                                    watch.refuse_shadow(&registry, name, version);
+                                    watch.refuse_shadow(registry, name, version);
                                     continue;
                                 }
                             },
@@ -297,10 +303,16 @@ impl Engine {
                     RegistryChange::Promote { version, path, guarded } => {
                         let swapped = Pipeline::load(&path).map_err(|e| e.to_string()).and_then(|p| self.swap_pipeline(p, guarded).map_err(|e| e.to_string()));
                         match swapped {
-                            Ok(()) => watch.accepted(),
+                            Ok(()) => {
+                                watch.accepted();
+                                // MLflow: a champion moved outside driftwatch learns where a rollback returns.
+                                if let Err(error) = registry.note_serving(&version, &serving) {
+                                    warn!(message = "Could not record the previous production version in the registry.", %error, %version, previous = %serving);
+                                }
+                            }
                             Err(reason) => {
                                 ModelRefused { version: &version, reason: &reason, shadow: false }.emit(&self.metrics);
-                                watch.refuse(&registry, name, &version);
+                                watch.refuse(registry, name, &version);
                             }
                         }
                     }

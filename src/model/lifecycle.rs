@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use thiserror::Error;
 
 use super::guard::{should_guard, Guard, GuardRules, GuardVerdict};
-use super::registry::{Registry, RegistryError};
+use super::registry::{ModelRegistry, RegistryError};
 use crate::message::drift::WindowReport;
 use crate::pipeline::Pipeline;
 
@@ -178,7 +178,7 @@ pub struct RegistryWatch {
 impl RegistryWatch {
     /// Compares the registry with what runs (`serving` version, `shadowing` candidate version)
     /// and says what to change; versions refused before (same contents) are skipped.
-    pub fn poll(&self, registry: &Registry, name: Option<&str>, serving: &str, shadowing: Option<Option<&str>>) -> Vec<RegistryChange> {
+    pub fn poll(&self, registry: &dyn ModelRegistry, name: Option<&str>, serving: &str, shadowing: Option<Option<&str>>) -> Vec<RegistryChange> {
         let mut changes = Vec::new();
         if let Some(current) = shadowing {
             if let Ok(candidate) = registry.latest_candidate(name) {
@@ -203,12 +203,12 @@ impl RegistryWatch {
     }
 
     /// The production version `version` was refused; skip it until its contents change.
-    pub fn refuse(&mut self, registry: &Registry, name: Option<&str>, version: &str) {
+    pub fn refuse(&mut self, registry: &dyn ModelRegistry, name: Option<&str>, version: &str) {
         self.refused = registry.show(name, version).ok().map(|(e, _)| (e.version, e.artifact_sha256));
     }
 
     /// The candidate `version` was refused for shadow scoring.
-    pub fn refuse_shadow(&mut self, registry: &Registry, name: Option<&str>, version: &str) {
+    pub fn refuse_shadow(&mut self, registry: &dyn ModelRegistry, name: Option<&str>, version: &str) {
         self.refused_shadow = registry.show(name, version).ok().map(|(e, _)| (e.version, e.artifact_sha256));
     }
 
@@ -223,6 +223,7 @@ mod tests {
     use super::*;
     use crate::model::guard::tests::{window, RULES};
     use crate::model::registry::tests::artifact;
+    use crate::model::registry::Registry;
 
     fn pipeline(dir: &std::path::Path, version: &str) -> Pipeline {
         Pipeline::load(&artifact(dir, version, 1.0)).unwrap()

@@ -95,6 +95,107 @@ pub enum RegistryError {
     /// A version or model is unknown, or an operation does not apply.
     #[error("{0}")]
     Invalid(String),
+    /// The registry service (MLflow) failed or could not be reached.
+    #[error("{0}")]
+    Remote(String),
+}
+
+/// What the engine and the `model` commands need of a registry; the directory registry
+/// ([`Registry`]) and MLflow's ([`super::mlflow::MlflowRegistry`]) implement it. Versions are
+/// driftwatch versions (`model.version` of the artifact); paths are local artifact files.
+pub trait ModelRegistry: Send + Sync {
+    /// The production version and its artifact file.
+    fn production(&self, name: Option<&str>) -> Result<Option<(VersionEntry, PathBuf)>, RegistryError>;
+    /// The candidate to shadow-score (the newest candidate; MLflow: the `challenger` alias).
+    fn latest_candidate(&self, name: Option<&str>) -> Result<Option<(VersionEntry, PathBuf)>, RegistryError>;
+    /// One version and its artifact file.
+    fn show(&self, name: Option<&str>, version: &str) -> Result<(VersionEntry, PathBuf), RegistryError>;
+    /// Every version of every model, in registration order.
+    fn list(&self) -> Result<Vec<(String, VersionEntry)>, RegistryError>;
+    /// Registers an artifact file as a candidate (the same bytes again: no event).
+    fn register(&self, artifact_path: &Path, by: &str) -> Result<(String, VersionEntry, Option<ModelEvent>), RegistryError>;
+    /// Makes `version` production.
+    fn promote(&self, name: Option<&str>, version: &str, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError>;
+    /// Returns to the previous production version.
+    fn rollback(&self, name: Option<&str>, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError>;
+    /// Rolls back only while `version` is production (another engine may have done it already).
+    fn rollback_if_serving(&self, name: Option<&str>, version: &str, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError>;
+    /// The engine now serves production `version`, having served `previous`: a registry whose
+    /// production can be changed outside driftwatch records where a rollback returns to.
+    fn note_serving(&self, _version: &str, _previous: &str) -> Result<(), RegistryError> {
+        Ok(())
+    }
+}
+
+/// Where the MLflow registry is and how it is used (`model.mlflow_*`).
+#[derive(Debug, Clone, Default)]
+pub struct MlflowSettings {
+    /// Tracking server (empty: `MLFLOW_TRACKING_URI`).
+    pub uri: String,
+    /// Experiment for runs logged on registration.
+    pub experiment: String,
+    /// Directory for downloaded artifacts (empty: the system's temporary directory).
+    pub cache: String,
+}
+
+impl MlflowSettings {
+    /// The tracking server: `uri`, else `MLFLOW_TRACKING_URI`.
+    pub fn tracking_uri(&self) -> Option<String> {
+        if !self.uri.is_empty() {
+            return Some(self.uri.clone());
+        }
+        std::env::var("MLFLOW_TRACKING_URI").ok().filter(|u| !u.is_empty())
+    }
+
+    /// The download cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        if self.cache.is_empty() { std::env::temp_dir().join("driftwatch-mlflow") } else { PathBuf::from(&self.cache) }
+    }
+}
+
+/// The prefix of a registry setting that names an MLflow registered model.
+pub const MLFLOW_PREFIX: &str = "mlflow:";
+
+/// Opens the registry `spec` names: `mlflow:NAME` (MLflow's registered model NAME on the
+/// tracking server of `mlflow`) or a directory.
+pub fn open(spec: &str, mlflow: &MlflowSettings) -> Result<Box<dyn ModelRegistry>, RegistryError> {
+    match spec.strip_prefix(MLFLOW_PREFIX) {
+        Some(model) => {
+            let uri = mlflow.tracking_uri().ok_or_else(|| {
+                RegistryError::Invalid(format!("registry `{spec}` needs an MLflow tracking server: set model.mlflow_uri (or MLFLOW_TRACKING_URI)"))
+            })?;
+            let experiment = if mlflow.experiment.is_empty() { "driftwatch" } else { mlflow.experiment.as_str() };
+            Ok(Box::new(super::mlflow::MlflowRegistry::new(&uri, model, experiment, mlflow.cache_dir())?))
+        }
+        None => Ok(Box::new(Registry::open(Path::new(spec)))),
+    }
+}
+
+impl ModelRegistry for Registry {
+    fn production(&self, name: Option<&str>) -> Result<Option<(VersionEntry, PathBuf)>, RegistryError> {
+        Registry::production(self, name)
+    }
+    fn latest_candidate(&self, name: Option<&str>) -> Result<Option<(VersionEntry, PathBuf)>, RegistryError> {
+        Registry::latest_candidate(self, name)
+    }
+    fn show(&self, name: Option<&str>, version: &str) -> Result<(VersionEntry, PathBuf), RegistryError> {
+        Registry::show(self, name, version)
+    }
+    fn list(&self) -> Result<Vec<(String, VersionEntry)>, RegistryError> {
+        Ok(self.index()?.models.into_iter().flat_map(|(name, entry)| entry.versions.into_iter().map(move |v| (name.clone(), v))).collect())
+    }
+    fn register(&self, artifact_path: &Path, by: &str) -> Result<(String, VersionEntry, Option<ModelEvent>), RegistryError> {
+        Registry::register(self, artifact_path, by)
+    }
+    fn promote(&self, name: Option<&str>, version: &str, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError> {
+        Registry::promote(self, name, version, by, reason)
+    }
+    fn rollback(&self, name: Option<&str>, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError> {
+        Registry::rollback(self, name, by, reason)
+    }
+    fn rollback_if_serving(&self, name: Option<&str>, version: &str, by: &str, reason: &str) -> Result<Vec<ModelEvent>, RegistryError> {
+        Registry::rollback_if_serving(self, name, version, by, reason)
+    }
 }
 
 /// A registry directory.

@@ -487,7 +487,8 @@ pub fn resolve_roles(table: &Table, opts: &TrainOptions) -> Result<Roles, TrainE
     Ok(Roles { label, id, key, timestamp, numeric, categorical, ignored })
 }
 
-fn read_labels(table: &Table, col: usize, name: &str) -> Result<Vec<bool>, TrainError> {
+/// The label column as booleans: 0/1 (or true/false), anything else an error naming the row.
+pub fn read_labels(table: &Table, col: usize, name: &str) -> Result<Vec<bool>, TrainError> {
     table.columns[col]
         .cells
         .iter()

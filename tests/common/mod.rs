@@ -315,7 +315,11 @@ impl EngineProcess {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "{why}; log:\n{}", self.log_text());
+            if Instant::now() >= deadline {
+                let threads = thread_dump(self.child.id());
+                let _ = self.child.kill();
+                panic!("{why}; log:\n{}\nthe engine's threads when it was given up on:\n{threads}", self.log_text());
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -329,8 +333,9 @@ impl EngineProcess {
                 return (status, self.log_text());
             }
             if Instant::now() > deadline {
+                let threads = thread_dump(self.child.id());
                 let _ = self.child.kill();
-                panic!("engine did not stop within 40 s of SIGTERM; log:\n{}", self.log_text());
+                panic!("engine did not stop within 40 s of SIGTERM; log:\n{}\nthe engine's threads when it was given up on:\n{threads}", self.log_text());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -524,4 +529,27 @@ pub fn end_offsets(topic: &str, partitions: i32) -> std::collections::BTreeMap<i
         let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
         (0..partitions).map(|p| (p, c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1)).collect()
     })
+}
+
+/// Where each thread of process `pid` is (gdb's backtraces, function names only), for the
+/// failure message of a process that did not stop: what it waits on is the finding.
+pub fn thread_dump(pid: u32) -> String {
+    let out = Command::new("timeout")
+        .args(["60", "gdb", "-p", &pid.to_string(), "-batch", "-ex", "set pagination off", "-ex", "thread apply all bt 25"])
+        .output();
+    let Ok(out) = out else { return "(gdb not available)".into() };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("Thread ") {
+            // Thread 21 (Thread 0x… (LWP 6428) "rdk:broker1"): → thread "rdk:broker1"
+            lines.push(format!("thread {}", line.rsplit(')').nth(1).map(str::trim).unwrap_or(line)));
+        } else if let Some(rest) = line.strip_prefix('#') {
+            // "#3  0x… in rdkafka::…::poll (…) at src/…:12" → "  rdkafka::…::poll"
+            let f = rest.split(" in ").nth(1).unwrap_or(rest);
+            let f = f.split(" (").next().unwrap_or(f);
+            lines.push(format!("    {f}"));
+        }
+    }
+    if lines.is_empty() { format!("(no backtraces: {})", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")) } else { lines.join("\n") }
 }

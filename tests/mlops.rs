@@ -1,0 +1,216 @@
+//! The retraining loop with the tools ML teams run, all real: an MLflow tracking server
+//! (`scripts/mlops start-mlflow`: SQLite store, artifacts through the server), DVC and Airflow
+//! from PyPI, each in its own virtual environment, and the Kafka broker.
+//!
+//! The oracle for MLflow is MLflow's own Python client (`tests/python/mlflow_oracle.py`): what
+//! it sees of runs, versions, aliases and tags is what an MLflow user sees.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+use sha2::Digest;
+
+fn env_or_fail(var: &str, what: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: {what}. Run `scripts/test`, which installs the tools and starts the services."))
+}
+
+fn mlflow_uri() -> String {
+    env_or_fail("DRIFTWATCH_TEST_MLFLOW", "the MLflow tracking server these tests use (scripts/mlops start-mlflow)")
+}
+
+fn driftwatch(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(args).envs(env.iter().copied()).output().unwrap();
+    assert!(out.status.success(), "driftwatch {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// MLflow's Python client: `describe NAME` (JSON) or `alias NAME ALIAS VERSION`.
+fn oracle(args: &[&str]) -> Value {
+    let python = env_or_fail("DRIFTWATCH_MLFLOW_PYTHON", "the MLflow venv's python (the oracle)");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/mlflow_oracle.py");
+    let out = Command::new(python).arg(script).args(args).env("MLFLOW_TRACKING_URI", mlflow_uri()).output().unwrap();
+    assert!(out.status.success(), "mlflow oracle {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    if out.stdout.is_empty() { Value::Null } else { serde_json::from_slice(&out.stdout).unwrap() }
+}
+
+fn sha256_file(path: &Path) -> String {
+    format!("{:x}", sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+fn json_file(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `driftwatch model --registry mlflow:NAME ARGS…` against the test server.
+fn model_cli(name: &str, args: &[&str]) -> String {
+    let registry = format!("mlflow:{name}");
+    let mut all = vec!["model", "--registry", registry.as_str(), "--by", "tester"];
+    all.extend_from_slice(args);
+    let uri = mlflow_uri();
+    let out = driftwatch(&all, &[("MLFLOW_TRACKING_URI", uri.as_str())]);
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn version_of<'a>(described: &'a Value, number: &str) -> &'a Value {
+    described["versions"].as_array().unwrap().iter().find(|v| v["version"] == number).unwrap_or_else(|| panic!("no version {number}: {described}"))
+}
+
+#[test]
+fn training_is_logged_and_registered_in_mlflow_as_its_own_client_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("fraud");
+    let data = dir.path().join("train.jsonl");
+    driftwatch(&["generate", "--rows", "12000", "--seed", "5", "-o", data.to_str().unwrap()], &[]);
+    let uri = mlflow_uri();
+    let train = |c: &str, out: &Path, metrics: &Path| {
+        driftwatch(
+            &["train", "--data", data.to_str().unwrap(), "--label", "is_fraud", "--name", &name, "--c", c, "--out", out.to_str().unwrap(), "--metrics-out", metrics.to_str().unwrap(), "--mlflow", &uri, "--mlflow-experiment", &name],
+            &[],
+        )
+    };
+    let (a1, m1) = (dir.path().join("a1.json"), dir.path().join("m1.json"));
+    train("1.0", &a1, &m1);
+    let artifact = json_file(&a1);
+    let described = oracle(&["describe", &name]);
+    let versions = described["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{described}");
+    let v1 = &versions[0];
+    let sha = sha256_file(&a1);
+    assert_eq!(v1["tags"]["driftwatch.version"], artifact["model"]["version"]);
+    assert_eq!(v1["tags"]["driftwatch.artifact_sha256"].as_str(), Some(sha.as_str()));
+    assert_eq!(v1["downloaded_sha256"].as_str(), Some(sha.as_str()), "MLflow's client downloads the very artifact that was written");
+    let run = &described["runs"][v1["run_id"].as_str().unwrap()];
+    assert_eq!((run["status"].as_str(), run["experiment"].as_str()), (Some("FINISHED"), Some(name.as_str())), "{run}");
+    assert_eq!(run["artifacts"], serde_json::json!(["pipeline/artifact.json"]));
+    // The data checksum, computed here from the file, not taken from the artifact.
+    assert_eq!(run["tags"]["driftwatch.data_sha256"].as_str(), Some(sha256_file(&data).as_str()));
+    assert_eq!((run["params"]["c"].as_str(), run["params"]["class_weight"].as_str()), (Some("1.0"), Some("balanced")), "{run}");
+    assert_eq!(run["params"]["rows"].as_str(), Some("12000"));
+    let held_out = &artifact["training"]["holdout_metrics"];
+    let metrics_file = json_file(&m1);
+    for key in ["roc_auc", "pr_auc", "precision", "recall", "alert_rate"] {
+        let want = held_out[key].as_f64().unwrap();
+        assert!((run["metrics"][key].as_f64().unwrap() - want).abs() < 1e-12, "{key}: {run}");
+        assert!((metrics_file[key].as_f64().unwrap() - want).abs() < 1e-12, "{key} in --metrics-out: {metrics_file}");
+    }
+    assert!(run["metrics"]["roc_auc"].as_f64().unwrap() > 0.6, "a model that learned something: {run}");
+
+    // The same bytes again: no second version.
+    let said = model_cli(&name, &["register", a1.to_str().unwrap()]);
+    assert!(said.contains("already registered"), "{said}");
+    let (a2, m2) = (dir.path().join("a2.json"), dir.path().join("m2.json"));
+    train("0.05", &a2, &m2);
+    assert_eq!(oracle(&["describe", &name])["versions"].as_array().unwrap().len(), 2);
+
+    // Aliases: champion, challenger; a promotion records the previous champion; a rollback
+    // moves champion back and records its reason on the version rolled back.
+    model_cli(&name, &["promote", "1", "--reason", "first release"]);
+    model_cli(&name, &["challenge", "2"]);
+    let d = oracle(&["describe", &name]);
+    assert_eq!(d["aliases"], serde_json::json!({"champion": "1", "challenger": "2"}));
+    let listed = model_cli(&name, &["list"]);
+    assert!(listed.lines().any(|l| l.contains("production") && l.contains(&format!("models:/{name}/1"))), "{listed}");
+    model_cli(&name, &["promote", "2", "--reason", "better recall"]);
+    let d = oracle(&["describe", &name]);
+    assert_eq!(d["aliases"], serde_json::json!({"champion": "2"}), "promoting the challenger uses up the alias");
+    assert_eq!(version_of(&d, "2")["tags"]["driftwatch.previous_champion"], "1");
+    model_cli(&name, &["rollback", "--reason", "alert storm"]);
+    let d = oracle(&["describe", &name]);
+    assert_eq!(d["aliases"], serde_json::json!({"champion": "1"}));
+    assert_eq!(version_of(&d, "2")["tags"]["driftwatch.rollback_reason"], "alert storm");
+    assert_eq!(version_of(&d, "1")["tags"]["driftwatch.stage_reason"], "rollback: alert storm");
+}
+
+/// The demo model as registered model `name`, version `version`, threshold `threshold`.
+fn demo_variant(dir: &Path, name: &str, version: &str, threshold: Option<f64>) -> PathBuf {
+    let mut v = json_file(&demo_model());
+    v["model"]["name"] = name.into();
+    v["model"]["version"] = version.into();
+    if let Some(t) = threshold {
+        v["decision"]["threshold"] = t.into();
+    }
+    let path = dir.join(format!("{version}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    path
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_engine_serves_mlflows_champion_shadow_scores_its_challenger_and_the_guard_moves_champion_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("served");
+    let good = demo_variant(dir.path(), &name, "good-1", None);
+    let eager = demo_variant(dir.path(), &name, "alerts-everything", Some(0.0));
+    model_cli(&name, &["register", good.to_str().unwrap()]);
+    model_cli(&name, &["register", eager.to_str().unwrap()]);
+    model_cli(&name, &["promote", "good-1"]);
+    model_cli(&name, &["challenge", "alerts-everything"]);
+
+    let t = Topics::new(3);
+    let events: Vec<Vec<u8>> = driftwatch::generate::Generator::new(driftwatch::generate::GeneratorConfig { seed: 1, rows: 80_000, rate_per_sec: 100.0, ..Default::default() })
+        .skip(50_000)
+        .take(30_000)
+        .map(|e| serde_json::to_vec(&e).unwrap())
+        .collect();
+    let (uri, registry, cache) = (mlflow_uri(), format!("mlflow:{name}"), dir.path().join("cache").display().to_string());
+    let engine = start_engine_with_env(
+        &t,
+        "[drift]\nsample_fraction = 0.5\nwindow_seconds = 20\nslide_seconds = 10\nlateness_seconds = 5\nmin_samples = 50",
+        &[
+            ("DRIFTWATCH_MODEL__REGISTRY", registry.as_str()),
+            ("DRIFTWATCH_MODEL__MLFLOW_URI", uri.as_str()),
+            ("DRIFTWATCH_MODEL__MLFLOW_CACHE", cache.as_str()),
+            ("DRIFTWATCH_MODEL__REGISTRY_POLL_MS", "200"),
+            ("DRIFTWATCH_MODEL__SHADOW_FRACTION", "1.0"),
+            ("DRIFTWATCH_MODEL__GUARD_WINDOWS", "3"),
+        ],
+    );
+    wait_until("the challenger loaded", Duration::from_secs(60), || {
+        assert!(!engine.exited(), "the engine stopped; log:\n{}", engine.log_text());
+        engine.log_text().contains("Shadow candidate changed.")
+    });
+    produce(&t.transactions, &events[..5_000]);
+    let m = engine.wait_for("the champion scoring, the challenger shadow-scoring", Duration::from_secs(60), |m| {
+        metric(m, "driftwatch_events_scored_total{}") >= 5_000.0 && metric(m, "driftwatch_shadow_scored_total{}") >= 5_000.0
+    });
+    assert_eq!(metric(&m, &format!("driftwatch_model_info{{name={name},version=good-1}}")), 1.0);
+    assert_eq!(metric(&m, "driftwatch_shadow_alerts_total{}"), 5_000.0, "the challenger (threshold 0) alerts on everything");
+    let shadow = consume_all(&t.retrain.replace("retrain", "shadow"), 5_000, Duration::from_secs(30));
+    let first: Value = serde_json::from_slice(&shadow[0].payload).unwrap();
+    assert_eq!((first["production_version"].as_str(), first["candidate_version"].as_str()), (Some("good-1"), Some("alerts-everything")), "{first}");
+
+    // Someone moves `champion` in MLflow (UI or client), not through driftwatch: the engine
+    // follows, and its guard rolls the misbehaving version back by moving the alias back.
+    let d = oracle(&["describe", &name]);
+    let eager_number = d["versions"].as_array().unwrap().iter().find(|v| v["tags"]["driftwatch.version"] == "alerts-everything").unwrap()["version"].as_str().unwrap().to_string();
+    let good_number = d["aliases"]["champion"].as_str().unwrap().to_string();
+    oracle(&["alias", &name, "champion", &eager_number]);
+    engine.wait_for("the moved champion serving", Duration::from_secs(30), |m| metric(m, &format!("driftwatch_model_info{{name={name},version=alerts-everything}}")) == 1.0);
+    produce(&t.transactions, &events[5_000..]);
+    engine.wait_for("the guard's rollback", Duration::from_secs(90), |m| {
+        metric(m, "driftwatch_model_rollbacks_total{}") >= 1.0 && metric(m, &format!("driftwatch_model_info{{name={name},version=good-1}}")) == 1.0
+    });
+    wait_all_committed(&t.group, &t.transactions, Duration::from_secs(90), &engine);
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "{log}");
+    let d = oracle(&["describe", &name]);
+    assert_eq!(d["aliases"]["champion"].as_str(), Some(good_number.as_str()), "champion is back on the good version: {d}");
+    let rolled = version_of(&d, &eager_number);
+    assert!(rolled["tags"]["driftwatch.rollback_reason"].as_str().unwrap_or("").contains("fraud-alert rate"), "{rolled}");
+    assert_eq!(rolled["tags"]["driftwatch.previous_champion"].as_str(), Some(good_number.as_str()), "the engine recorded where a rollback returns to");
+    let model_events = consume_all(&t.retrain.replace("retrain", "model-events"), 2, Duration::from_secs(30));
+    let parsed: Vec<Value> = model_events.iter().map(|e| serde_json::from_slice(&e.payload).unwrap()).collect();
+    assert!(parsed.iter().any(|v| v["version"] == "good-1" && v["to"] == "production" && v["by"] == "guard"), "{parsed:?}");
+}
