@@ -96,7 +96,7 @@ impl CommandError {
     /// else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Run(run::RunError::Engine(crate::engine::EngineError::OutputRefused { .. })) => 5,
+            CommandError::Run(run::RunError::Engine(e)) => e.exit_code(),
             _ => 1,
         }
     }

@@ -89,7 +89,7 @@ pub fn run(config: Config, metrics: Arc<Metrics>, shutdown: Arc<AtomicBool>) -> 
                 std::process::exit(1);
             });
         });
-        let engine = Engine::new(config, pipeline, metrics).with_telemetry(telemetry);
+        let engine = Engine::new(config, pipeline, metrics).with_telemetry(telemetry).with_stop_deadline(grace);
         let result = tokio::task::spawn_blocking(move || engine.run(&shutdown)).await.expect("engine thread panicked");
         let _ = stop_http.send(());
         Ok(result?)

@@ -81,6 +81,12 @@ pub struct Engine {
     pub(crate) unacked_since_ms: Vec<AtomicI64>,
     /// Wall clock for `processed_at` (fixed in tests).
     clock: Clock,
+    /// When set: once a member fails, the process ends with the failure's exit status after
+    /// 95 % of this, even if a librdkafka call blocks the orderly stop (`run` sets it to
+    /// `engine.shutdown_timeout_ms`; library users decide for themselves).
+    pub(crate) stop_deadline: Option<std::time::Duration>,
+    /// The failure watchdog is armed once.
+    pub(crate) watchdog_armed: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -109,7 +115,14 @@ impl Engine {
             let _ = metrics.outputs_dropped.get_or_create(&crate::observe::metrics::TopicLabel { topic: topic.clone() });
         }
         let unacked_since_ms = (0..config.engine.effective_workers()).map(|_| AtomicI64::new(0)).collect();
-        Engine { models: ModelLifecycle::new(pipeline, rules), config, metrics, drift, telemetry: None, clock: crate::time::now_ms, unacked_since_ms }
+        Engine { models: ModelLifecycle::new(pipeline, rules), config, metrics, drift, telemetry: None, clock: crate::time::now_ms, unacked_since_ms, stop_deadline: None, watchdog_armed: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    /// After a member fails, ends the process within `deadline` with the failure's exit status
+    /// if the orderly stop (flush, commit, leaving the group) has not finished by then.
+    pub fn with_stop_deadline(mut self, deadline: std::time::Duration) -> Engine {
+        self.stop_deadline = Some(deadline);
+        self
     }
 
     /// Traces events with this tracer.

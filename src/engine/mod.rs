@@ -76,3 +76,14 @@ pub enum EngineError {
     #[error("{0} events' outputs were not acknowledged before the shutdown timeout; their offsets were not committed and they will be processed again")]
     Unacknowledged(u64),
 }
+
+impl EngineError {
+    /// The process exit status this error ends `run` with: 5 when the broker refused an
+    /// output for good, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            EngineError::OutputRefused { .. } => 5,
+            _ => 1,
+        }
+    }
+}

@@ -193,6 +193,12 @@ impl Engine {
             Ok(())
         };
 
+        if let Err(error) = &outcome {
+            // The other members start stopping now, not when this one has finished its own
+            // stop; and if a librdkafka call blocks that stop, the process still ends.
+            shutdown.store(true, Ordering::Relaxed);
+            self.arm_failure_watchdog(error);
+        }
         let mut refused_at_shutdown = None;
         let left = match &transaction {
             Some(open) => {
@@ -258,6 +264,23 @@ impl Engine {
         let summary = handler.summary();
         info!(message = "Engine stopped.", consumed = summary.consumed, alerts = summary.alerts, dead_letters = summary.dead_letters);
         Ok(summary)
+    }
+
+    /// Once a member has failed: a thread that ends the process with the failure's exit status
+    /// at 95 % of the stop deadline, in case the orderly stop blocks (a consumer that does not
+    /// finish closing). Nothing is lost by it: offsets are committed only for acknowledged
+    /// outputs, so what was not committed is read again after the restart.
+    fn arm_failure_watchdog(&self, error: &EngineError) {
+        let Some(deadline) = self.stop_deadline else { return };
+        if self.watchdog_armed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (code, reason) = (error.exit_code(), error.to_string());
+        std::thread::spawn(move || {
+            std::thread::sleep(deadline * 19 / 20);
+            error!(message = "Stopping after a failure took longer than engine.shutdown_timeout_ms; exiting now. Events not yet committed will be processed again.", %reason, exit_code = code);
+            std::process::exit(i32::from(code));
+        });
     }
 
     /// Polls the registry and applies what changed: swaps in a new production version, loads a

@@ -58,7 +58,7 @@ impl InternalEvent for OutputDelivered<'_> {
     }
 }
 
-/// An output message's delivery failed; it is produced again.
+/// An output message's delivery failed; [`crate::engine::delivery`] decides: retry, reduce, drop or stop.
 pub struct DeliveryFailed<'a, E: Display> {
     /// librdkafka's error.
     pub error: &'a E,
@@ -69,7 +69,7 @@ pub struct DeliveryFailed<'a, E: Display> {
 impl<E: Display> InternalEvent for DeliveryFailed<'_, E> {
     fn emit(self, m: &Metrics) {
         m.producer_errors.inc();
-        warn!(message = "Delivery failed; producing again.", error = %self.error, topic = self.topic);
+        warn!(message = "Delivery failed; retried if the error is transient, else handled as refused.", error = %self.error, topic = self.topic);
     }
 }
 
