@@ -214,3 +214,79 @@ fn the_engine_serves_mlflows_champion_shadow_scores_its_challenger_and_the_guard
     let parsed: Vec<Value> = model_events.iter().map(|e| serde_json::from_slice(&e.payload).unwrap()).collect();
     assert!(parsed.iter().any(|v| v["version"] == "good-1" && v["to"] == "production" && v["by"] == "guard"), "{parsed:?}");
 }
+
+fn dvc(project: &Path, args: &[&str]) -> String {
+    let dvc = env_or_fail("DRIFTWATCH_DVC", "the DVC venv's dvc");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_driftwatch")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new(dvc).args(args).current_dir(project).env("PATH", path).env("MLFLOW_TRACKING_URI", mlflow_uri()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "dvc {args:?} failed:\n{text}");
+    text
+}
+
+/// The stages `dvc repro` ran, from its output.
+fn ran(output: &str) -> Vec<String> {
+    output.lines().filter_map(|l| l.strip_prefix("Running stage '")).map(|s| s.trim_end_matches("':").to_string()).collect()
+}
+
+/// ROC AUC by scikit-learn, from `score` on the evaluation file (an oracle for `evaluate`).
+fn sklearn_auc(model: &Path, data: &Path) -> f64 {
+    let events: Vec<Vec<u8>> = std::fs::read_to_string(data).unwrap().lines().map(|l| l.as_bytes().to_vec()).collect();
+    let scored = score_cli(model, &[], &events);
+    let rows: Vec<(bool, f64)> = events
+        .iter()
+        .zip(&scored)
+        .map(|(e, s)| (serde_json::from_slice::<Value>(e).unwrap()["is_fraud"].as_i64().unwrap() == 1, s["score"].as_f64().unwrap()))
+        .collect();
+    let python = env_or_fail("DRIFTWATCH_PYTHON", "a Python with scikit-learn");
+    let script = "import json,sys\nfrom sklearn.metrics import roc_auc_score\nrows=json.load(sys.stdin)\nprint(roc_auc_score([r[0] for r in rows],[r[1] for r in rows]))";
+    let mut child = Command::new(python).args(["-c", script]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), serde_json::to_string(&rows).unwrap().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn the_dvc_pipeline_reruns_exactly_the_stages_downstream_of_a_change() {
+    let project = tempfile::tempdir().unwrap();
+    let p = project.path();
+    let name = unique("dvc");
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("orchestration/dvc");
+    std::fs::copy(template.join("dvc.yaml"), p.join("dvc.yaml")).unwrap();
+    let params = std::fs::read_to_string(template.join("params.yaml")).unwrap().replace("name: card-fraud", &format!("name: {name}")).replace("rows: 40000", "rows: 12000").replace("eval_rows: 20000", "eval_rows: 6000");
+    std::fs::write(p.join("params.yaml"), &params).unwrap();
+    dvc(p, &["init", "--no-scm", "-q"]);
+
+    let first = dvc(p, &["repro"]);
+    assert_eq!(ran(&first), ["data", "train", "evaluate", "register"], "{first}");
+    let registered = json_file(&p.join("registered.json"));
+    let d = oracle(&["describe", &name]);
+    assert_eq!(d["versions"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["versions"][0]["downloaded_sha256"].as_str(), Some(sha256_file(&p.join("model/artifact.json")).as_str()));
+    assert_eq!(registered["version"], d["versions"][0]["tags"]["driftwatch.version"]);
+
+    let again = dvc(p, &["repro"]);
+    assert!(ran(&again).is_empty() && again.contains("up to date"), "an unchanged tree reruns nothing:\n{again}");
+
+    // `dvc metrics show` reads the small metrics files; evaluate's ROC AUC is scikit-learn's.
+    let shown: Value = serde_json::from_str(&dvc(p, &["metrics", "show", "--json"])).unwrap();
+    let eval_auc = shown[""]["data"]["metrics/eval.json"]["data"]["roc_auc"].as_f64().unwrap_or_else(|| panic!("{shown}"));
+    let oracle_auc = sklearn_auc(&p.join("model/artifact.json"), &p.join("data/eval.jsonl"));
+    assert!((eval_auc - oracle_auc).abs() < 1e-9, "evaluate {eval_auc} vs scikit-learn {oracle_auc}");
+    assert!(shown[""]["data"]["metrics/train.json"]["data"]["roc_auc"].as_f64().is_some(), "{shown}");
+
+    // A training parameter: train and what follows, not the data.
+    std::fs::write(p.join("params.yaml"), params.replace("  c: 1.0", "  c: 0.2")).unwrap();
+    let out = dvc(p, &["repro"]);
+    assert_eq!(ran(&out), ["train", "evaluate", "register"], "{out}");
+    assert_eq!(oracle(&["describe", &name])["versions"].as_array().unwrap().len(), 2, "a new version for the new artifact");
+
+    // The evaluation data only: the training file comes out byte-identical, so train does not
+    // rerun; evaluate does, and register finds the same artifact already registered.
+    std::fs::write(p.join("params.yaml"), params.replace("  c: 1.0", "  c: 0.2").replace("eval_seed: 4242", "eval_seed: 7")).unwrap();
+    let out = dvc(p, &["repro"]);
+    assert_eq!(ran(&out), ["data", "evaluate", "register"], "{out}");
+    assert_eq!(oracle(&["describe", &name])["versions"].as_array().unwrap().len(), 2, "the same artifact is not registered twice");
+}
