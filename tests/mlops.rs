@@ -290,3 +290,131 @@ fn the_dvc_pipeline_reruns_exactly_the_stages_downstream_of_a_change() {
     assert_eq!(ran(&out), ["data", "evaluate", "register"], "{out}");
     assert_eq!(oracle(&["describe", &name])["versions"].as_array().unwrap().len(), 2, "the same artifact is not registered twice");
 }
+
+fn airflow(home: &Path, args: &[&str], envs: &[(String, String)]) -> Command {
+    let airflow = env_or_fail("DRIFTWATCH_AIRFLOW", "the Airflow venv's airflow");
+    let mut cmd = Command::new(airflow);
+    cmd.args(args)
+        .env("AIRFLOW_HOME", home)
+        .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+        .env("AIRFLOW__CORE__DAGS_FOLDER", Path::new(env!("CARGO_MANIFEST_DIR")).join("orchestration/airflow/dags"))
+        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    cmd
+}
+
+#[test]
+fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_that_is_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("loop");
+    let good = demo_variant(dir.path(), &name, "good-1", None);
+    model_cli(&name, &["register", good.to_str().unwrap()]);
+    model_cli(&name, &["promote", "good-1"]);
+    // The DVC project the DAG retrains with.
+    let project = dir.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("orchestration/dvc");
+    std::fs::copy(template.join("dvc.yaml"), project.join("dvc.yaml")).unwrap();
+    let params = std::fs::read_to_string(template.join("params.yaml")).unwrap().replace("rows: 40000", "rows: 12000").replace("eval_rows: 20000", "eval_rows: 6000");
+    std::fs::write(project.join("params.yaml"), params).unwrap();
+    dvc(&project, &["init", "--no-scm", "-q"]);
+
+    // The engine serves mlflow:<name>, shadow-scores every event, and asks for a retrain when
+    // a new country stays red (as in engine_kafka's drift test).
+    let t = Topics::new(3);
+    let shadow_topic = t.retrain.replace("retrain", "shadow");
+    let rows = 120_000u64;
+    let cfg = driftwatch::generate::GeneratorConfig { seed: 1, rows, rate_per_sec: 50.0, scenario: driftwatch::generate::Scenario::NewCountry, onset: 0.5, ..Default::default() };
+    let all: Vec<Vec<u8>> = driftwatch::generate::Generator::new(cfg).take(rows as usize).skip(50_000).map(|e| serde_json::to_vec(&e).unwrap()).collect();
+    let (drifting, later) = all.split_at(all.len() - 4_000);
+    let (uri, registry, cache) = (mlflow_uri(), format!("mlflow:{name}"), dir.path().join("cache").display().to_string());
+    let engine = start_engine_with_env(
+        &t,
+        "[drift]\nsample_fraction = 0.2\nwindow_seconds = 240\nslide_seconds = 120\nlateness_seconds = 120\n[drift.hysteresis]\nretrain_after_windows = 2\nretrain_cooldown = 100",
+        &[
+            ("DRIFTWATCH_MODEL__REGISTRY", registry.as_str()),
+            ("DRIFTWATCH_MODEL__MLFLOW_URI", uri.as_str()),
+            ("DRIFTWATCH_MODEL__MLFLOW_CACHE", cache.as_str()),
+            ("DRIFTWATCH_MODEL__REGISTRY_POLL_MS", "200"),
+            ("DRIFTWATCH_MODEL__SHADOW_FRACTION", "1.0"),
+            ("DRIFTWATCH_MODEL__GUARD_WINDOWS", "0"),
+        ],
+    );
+    produce(&t.transactions, drifting);
+    engine.wait_for("a retrain request", Duration::from_secs(120), |m| metric(m, "driftwatch_retrain_requests_total{}") >= 1.0);
+
+    // The DAG, once, without a scheduler, on SQLite.
+    let home = dir.path().join("airflow");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_driftwatch")).parent().unwrap().display().to_string();
+    let dvc_dir = Path::new(&env_or_fail("DRIFTWATCH_DVC", "the DVC venv's dvc")).parent().unwrap().display().to_string();
+    let connection = serde_json::json!({"conn_type": "kafka", "extra": {"bootstrap.servers": brokers(), "group.id": unique("airflow"), "auto.offset.reset": "earliest"}});
+    let envs = vec![
+        ("AIRFLOW_CONN_DRIFTWATCH_KAFKA".to_string(), connection.to_string()),
+        ("MLFLOW_TRACKING_URI".to_string(), uri.clone()),
+        ("PATH".to_string(), format!("{bin_dir}:{dvc_dir}:{}", std::env::var("PATH").unwrap_or_default())),
+    ];
+    let migrate = airflow(&home, &["db", "migrate"], &envs).output().unwrap();
+    assert!(migrate.status.success(), "airflow db migrate: {}", String::from_utf8_lossy(&migrate.stderr));
+    let labels = dir.path().join("labels.jsonl");
+    let label_lines: Vec<String> = later
+        .iter()
+        .map(|e| {
+            let v: Value = serde_json::from_slice(e).unwrap();
+            serde_json::json!({"transaction_id": v["transaction_id"], "is_fraud": v["is_fraud"]}).to_string()
+        })
+        .collect();
+    std::fs::write(&labels, label_lines.join("\n") + "\n").unwrap();
+    let conf = serde_json::json!({
+        "model": name, "retrain_topic": t.retrain, "shadow_topic": shadow_topic, "dvc_project": project,
+        "request_timeout_s": 120, "min_shadow_scores": 3_000, "shadow_timeout_s": 300, "labels": labels,
+        "data": {"scenario": "new_country"},
+        // A policy this run passes: the test is the loop, not the policy's thresholds.
+        "min_agreement": 0.0, "max_alert_rate_ratio": 1000.0, "min_labelled": 1_000_000,
+    });
+    let log_path = dir.path().join("dag.log");
+    let mut dag = airflow(&home, &["dags", "test", "driftwatch_retrain", "-c", &conf.to_string()], &envs)
+        .stdout(std::fs::File::create(&log_path).unwrap())
+        .stderr(std::process::Stdio::from(std::fs::File::options().append(true).open(&log_path).unwrap()))
+        .spawn()
+        .unwrap();
+    let dag_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    // Once the challenger is set (by the DAG), more traffic arrives to be shadow-scored.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let challenger = loop {
+        let d = oracle(&["describe", &name]);
+        if let Some(n) = d["aliases"]["challenger"].as_str() {
+            break version_of(&d, n).clone();
+        }
+        assert!(dag.try_wait().unwrap().is_none(), "the DAG ended before setting a challenger:\n{}", dag_log());
+        assert!(Instant::now() < deadline, "no challenger within 240 s:\n{}", dag_log());
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let new_version = challenger["tags"]["driftwatch.version"].as_str().unwrap().to_string();
+    produce(&t.transactions, later);
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let status = loop {
+        if let Some(s) = dag.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = dag.kill();
+            panic!("the DAG run did not end within 400 s:\n{}", dag_log());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let log = dag_log();
+    assert!(status.success(), "airflow dags test failed:\n{log}");
+    // The new version: trained by DVC on the drifted data, registered with its run, shadow-
+    // scored by the engine on the later events, promoted by the DAG, served by the engine.
+    let d = oracle(&["describe", &name]);
+    assert_eq!(d["aliases"]["champion"].as_str(), challenger["version"].as_str(), "the DAG promoted the challenger: {d}\n{log}");
+    assert_eq!(version_of(&d, challenger["version"].as_str().unwrap())["tags"]["driftwatch.changed_by"], "airflow");
+    let trained = json_file(&project.join("model/artifact.json"));
+    assert_eq!(trained["model"]["version"].as_str(), Some(new_version.as_str()));
+    engine.wait_for("the promoted version serving", Duration::from_secs(60), |m| metric(m, &format!("driftwatch_model_info{{name={name},version={new_version}}}")) == 1.0);
+    let shadow = consume_all(&shadow_topic, drifting.len() + later.len(), Duration::from_secs(30));
+    let of_new = shadow.iter().filter(|m| serde_json::from_slice::<Value>(&m.payload).unwrap()["candidate_version"] == new_version.as_str()).count();
+    assert!(of_new >= 3_000, "{of_new} shadow scores of the challenger");
+    let (status, elog) = engine.terminate();
+    assert!(status.success(), "{elog}");
+}
