@@ -404,6 +404,9 @@ fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_th
     };
     let log = dag_log();
     assert!(status.success(), "airflow dags test failed:\n{log}");
+    // What the DAG compared and decided (its task log), for the record.
+    let decided: Vec<&str> = log.lines().skip_while(|l| !l.contains("comparison:")).take(60).collect();
+    println!("{}", decided.join("\n"));
     // The new version: trained by DVC on the drifted data, registered with its run, shadow-
     // scored by the engine on the later events, promoted by the DAG, served by the engine.
     let d = oracle(&["describe", &name]);
