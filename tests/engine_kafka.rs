@@ -345,26 +345,13 @@ fn model_cli(reg: &Path, args: &[&str]) {
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// The demo model under another version (and optionally another threshold), written to `dir`.
-fn demo_variant(dir: &Path, version: &str, threshold: Option<f64>) -> std::path::PathBuf {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(demo).unwrap()).unwrap();
-    v["model"]["version"] = version.into();
-    if let Some(t) = threshold {
-        v["decision"]["threshold"] = t.into();
-    }
-    let path = dir.join(format!("{version}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-    path
-}
-
 #[test]
 fn promoting_under_load_switches_cleanly_and_a_corrupt_artifact_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let reg = dir.path().join("registry");
     let cli = |args: &[&str]| model_cli(&reg, args);
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
-    let v2_path = demo_variant(dir.path(), "demo-2", None);
+    let v2_path = demo_variant(dir.path(), None, "demo-2", None);
     cli(&["register", demo.to_str().unwrap()]);
     cli(&["register", v2_path.to_str().unwrap()]);
     cli(&["promote", "demo-1"]);
@@ -437,7 +424,7 @@ fn a_misbehaving_model_is_rolled_back_automatically() {
     let cli = |args: &[&str]| model_cli(&reg, args);
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
     // A model that alerts on everything: threshold 0.
-    let bad_path = demo_variant(dir.path(), "demo-alerts-everything", Some(0.0));
+    let bad_path = demo_variant(dir.path(), None, "demo-alerts-everything", Some(0.0));
     cli(&["register", demo.to_str().unwrap()]);
     cli(&["register", bad_path.to_str().unwrap()]);
     cli(&["promote", "demo-1"]);
@@ -489,7 +476,7 @@ fn a_candidate_is_shadow_scored_without_touching_production_alerts() {
     let reg = dir.path().join("registry");
     let cli = |args: &[&str]| model_cli(&reg, args);
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
-    let path = demo_variant(dir.path(), "demo-eager", Some(0.0));
+    let path = demo_variant(dir.path(), None, "demo-eager", Some(0.0));
     cli(&["register", demo.to_str().unwrap()]);
     cli(&["promote", "demo-1"]);
     cli(&["register", path.to_str().unwrap()]);

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -126,19 +126,6 @@ fn training_is_logged_and_registered_in_mlflow_as_its_own_client_sees_it() {
     assert_eq!(version_of(&d, "1")["tags"]["driftwatch.stage_reason"], "rollback: alert storm");
 }
 
-/// The demo model as registered model `name`, version `version`, threshold `threshold`.
-fn demo_variant(dir: &Path, name: &str, version: &str, threshold: Option<f64>) -> PathBuf {
-    let mut v = json_file(&demo_model());
-    v["model"]["name"] = name.into();
-    v["model"]["version"] = version.into();
-    if let Some(t) = threshold {
-        v["decision"]["threshold"] = t.into();
-    }
-    let path = dir.join(format!("{version}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-    path
-}
-
 fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
@@ -151,8 +138,8 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 fn the_engine_serves_mlflows_champion_shadow_scores_its_challenger_and_the_guard_moves_champion_back() {
     let dir = tempfile::tempdir().unwrap();
     let name = unique("served");
-    let good = demo_variant(dir.path(), &name, "good-1", None);
-    let eager = demo_variant(dir.path(), &name, "alerts-everything", Some(0.0));
+    let good = demo_variant(dir.path(), Some(&name), "good-1", None);
+    let eager = demo_variant(dir.path(), Some(&name), "alerts-everything", Some(0.0));
     model_cli(&name, &["register", good.to_str().unwrap()]);
     model_cli(&name, &["register", eager.to_str().unwrap()]);
     model_cli(&name, &["promote", "good-1"]);
@@ -306,7 +293,7 @@ fn airflow(home: &Path, args: &[&str], envs: &[(String, String)]) -> Command {
 fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_that_is_promoted() {
     let dir = tempfile::tempdir().unwrap();
     let name = unique("loop");
-    let good = demo_variant(dir.path(), &name, "good-1", None);
+    let good = demo_variant(dir.path(), Some(&name), "good-1", None);
     model_cli(&name, &["register", good.to_str().unwrap()]);
     model_cli(&name, &["promote", "good-1"]);
     // The DVC project the DAG retrains with.

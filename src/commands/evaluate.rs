@@ -39,15 +39,7 @@ pub fn evaluate(pipeline: &Pipeline, table: &Table, label_name: &str) -> Result<
             pipeline.score(&tx).probability
         })
         .collect();
-    let (precision, recall, alert_rate) = evaluation::at_threshold(&scores, &labels, pipeline.artifact().decision.threshold);
-    Ok(HoldoutMetrics {
-        roc_auc: evaluation::roc_auc(&scores, &labels),
-        pr_auc: evaluation::average_precision(&scores, &labels),
-        precision,
-        recall,
-        alert_rate,
-        positives: labels.iter().filter(|&&l| l).count() as u64,
-    })
+    Ok(evaluation::metrics(&scores, &labels, pipeline.artifact().decision.threshold))
 }
 
 /// Runs `evaluate` from its command-line arguments.

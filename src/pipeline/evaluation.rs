@@ -93,3 +93,17 @@ mod tests {
         assert_eq!((p, r, a), (2.0 / 3.0, 1.0, 0.75));
     }
 }
+
+/// ROC AUC, average precision, and precision, recall and alert rate at `threshold`: the
+/// held-out metrics of `train` and the metrics of `evaluate`.
+pub fn metrics(scores: &[f64], labels: &[bool], threshold: f64) -> crate::pipeline::artifact::HoldoutMetrics {
+    let (precision, recall, alert_rate) = at_threshold(scores, labels, threshold);
+    crate::pipeline::artifact::HoldoutMetrics {
+        roc_auc: roc_auc(scores, labels),
+        pr_auc: average_precision(scores, labels),
+        precision,
+        recall,
+        alert_rate,
+        positives: labels.iter().filter(|&&l| l).count() as u64,
+    }
+}

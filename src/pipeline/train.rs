@@ -343,15 +343,7 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
     let hold_p: Vec<f64> = holdout_rows.iter().map(|&r| scores[r].probability).collect();
     let hold_y: Vec<bool> = holdout_rows.iter().map(|&r| labels[r]).collect();
     artifact.decision.threshold = choose_threshold(&hold_p, &hold_y, h.threshold_policy)?;
-    let (precision, recall, alert_rate) = evaluation::at_threshold(&hold_p, &hold_y, artifact.decision.threshold);
-    artifact.training.holdout_metrics = HoldoutMetrics {
-        roc_auc: evaluation::roc_auc(&hold_p, &hold_y),
-        pr_auc: evaluation::average_precision(&hold_p, &hold_y),
-        precision,
-        recall,
-        alert_rate,
-        positives: hold_y.iter().filter(|&&l| l).count() as u64,
-    };
+    artifact.training.holdout_metrics = evaluation::metrics(&hold_p, &hold_y, artifact.decision.threshold);
 
     // 7. Reference profile: features over all rows.
     let bins = h.reference_bins;

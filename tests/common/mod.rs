@@ -387,6 +387,22 @@ pub fn demo_model() -> PathBuf {
 }
 
 /// `driftwatch score --model MODEL [extra args]` on `events` (one per line): its output lines.
+/// The demo model as version `version` (of model `name` when given), with threshold
+/// `threshold` when given, written to `dir`.
+pub fn demo_variant(dir: &Path, name: Option<&str>, version: &str, threshold: Option<f64>) -> PathBuf {
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(demo_model()).unwrap()).unwrap();
+    if let Some(name) = name {
+        v["model"]["name"] = name.into();
+    }
+    v["model"]["version"] = version.into();
+    if let Some(t) = threshold {
+        v["decision"]["threshold"] = t.into();
+    }
+    let path = dir.join(format!("{version}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    path
+}
+
 pub fn score_cli(model: &Path, extra: &[&str], events: &[Vec<u8>]) -> Vec<serde_json::Value> {
     assert!(events.iter().all(|e| !e.contains(&b'\n')), "an event with a newline cannot be one JSON line");
     let mut child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
