@@ -28,6 +28,7 @@ import pendulum
 import yaml
 from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
 from airflow.sdk import Param, dag, get_current_context, task
+from driftwatch_policy import compare, judge
 
 PARAMS = {
     "model": Param("card-fraud", type="string", description="Registered model (the engine serves mlflow:<model>)."),
@@ -165,25 +166,8 @@ def driftwatch_retrain():
         if n < p["min_shadow_scores"]:
             raise TimeoutError(f"only {n} shadow scores of {registered['version']} within {p['shadow_timeout_s']} s (is the engine shadow-scoring mlflow:{p['model']}?)")
         scores = list(seen.values())
-        out = {
-            "version": registered["version"],
-            "number": registered["number"],
-            "champion": scores[0]["production_version"],
-            "shadow_scores": n,
-            "agreement": sum(s["agree"] for s in scores) / n,
-            "champion_alert_rate": sum(s["production_alert"] for s in scores) / n,
-            "challenger_alert_rate": sum(s["candidate_alert"] for s in scores) / n,
-            "eval_metrics": registered["eval_metrics"],
-        }
-        labelled = [(labels[s["transaction_id"]], s) for s in scores if s["transaction_id"] in labels]
-        positives = sum(1 for y, _ in labelled if y)
-        out["labelled"], out["labelled_positives"] = len(labelled), positives
-        for side in ("production", "candidate"):
-            tp = sum(1 for y, s in labelled if y and s[f"{side}_alert"])
-            flagged = sum(1 for _, s in labelled if s[f"{side}_alert"])
-            name = "champion" if side == "production" else "challenger"
-            out[f"{name}_precision"] = tp / flagged if flagged else None
-            out[f"{name}_recall"] = tp / positives if positives else None
+        out = compare(scores, labels)
+        out.update(version=registered["version"], number=registered["number"], champion=scores[0]["production_version"], eval_metrics=registered["eval_metrics"])
         print("comparison:", json.dumps(out, indent=2))
         return out
 
@@ -191,17 +175,8 @@ def driftwatch_retrain():
     def decide(cmp: dict) -> dict:
         """Promotes the challenger if the policy passes, else leaves a note for a person."""
         p = _params()
-        reasons = []
-        if cmp["agreement"] < p["min_agreement"]:
-            reasons.append(f"agreement {cmp['agreement']:.3f} < {p['min_agreement']}")
-        base = max(cmp["champion_alert_rate"], 1e-9)
-        ratio = cmp["challenger_alert_rate"] / base
-        if not (1 / p["max_alert_rate_ratio"] <= ratio <= p["max_alert_rate_ratio"]):
-            reasons.append(f"alert rate {cmp['challenger_alert_rate']:.4f} vs champion {cmp['champion_alert_rate']:.4f} (x{ratio:.2f}, allowed x{p['max_alert_rate_ratio']})")
-        if cmp["labelled_positives"] >= p["min_labelled"] and (cmp["challenger_recall"] or 0) < (cmp["champion_recall"] or 0):
-            reasons.append(f"recall {cmp['challenger_recall']:.3f} < champion {cmp['champion_recall']:.3f} on {cmp['labelled_positives']} labelled frauds")
-        if not p["auto_promote"]:
-            reasons.append("auto_promote is off")
+        reasons = judge(cmp, p["min_agreement"], p["max_alert_rate_ratio"], p["min_labelled"], p["auto_promote"])
+        ratio = cmp["challenger_alert_rate"] / max(cmp["champion_alert_rate"], 1e-9)
         decision = {"comparison": cmp, "promote": not reasons, "reasons": reasons}
         if not reasons:
             why = f"airflow: agreement {cmp['agreement']:.3f}, alert rate x{ratio:.2f} on {cmp['shadow_scores']} shadow scores"
