@@ -395,6 +395,9 @@ pub struct MlflowRegistry {
     model: String,
     experiment: String,
     cache: PathBuf,
+    /// Artifacts already downloaded and checked, by (version number, SHA-256): the watcher asks
+    /// every poll, and a file is hashed once, not every time.
+    verified: std::sync::Mutex<BTreeMap<(String, String), PathBuf>>,
 }
 
 impl From<MlflowError> for RegistryError {
@@ -410,7 +413,7 @@ impl MlflowRegistry {
         if model.is_empty() {
             return Err(RegistryError::Invalid("an MLflow registry needs a model name: mlflow:NAME".into()));
         }
-        Ok(MlflowRegistry { client: Mlflow::new(uri)?, model: model.to_string(), experiment: experiment.to_string(), cache })
+        Ok(MlflowRegistry { client: Mlflow::new(uri)?, model: model.to_string(), experiment: experiment.to_string(), cache, verified: Default::default() })
     }
 
     /// The client.
@@ -464,9 +467,21 @@ impl MlflowRegistry {
     /// The artifact of version `v`, downloaded once into the cache and checked against its SHA-256.
     fn local(&self, v: &MlflowVersion) -> Result<PathBuf, RegistryError> {
         let sha = v.tags.get(tags::SHA256).cloned().unwrap_or_default();
+        let key = (v.number.clone(), sha.clone());
+        if let Some(path) = self.verified.lock().expect("verified lock").get(&key).filter(|p| p.exists()) {
+            return Ok(path.clone());
+        }
+        let path = self.fetch(v, &sha)?;
+        if !sha.is_empty() {
+            self.verified.lock().expect("verified lock").insert(key, path.clone());
+        }
+        Ok(path)
+    }
+
+    fn fetch(&self, v: &MlflowVersion, sha: &str) -> Result<PathBuf, RegistryError> {
         let dir = self.cache.join(&self.model);
         let path = dir.join(format!("{}-{}.json", v.number, &sha[..sha.len().min(16)]));
-        if !sha.is_empty() && std::fs::read(&path).is_ok_and(|b| crate::pipeline::train::sha256_hex(&b) == sha) {
+        if !sha.is_empty() && std::fs::read(&path).is_ok_and(|b| crate::pipeline::train::sha256_hex(&b) == *sha) {
             return Ok(path);
         }
         let bytes = self.client.download(v)?;
