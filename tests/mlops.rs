@@ -333,7 +333,8 @@ fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_th
     let home = dir.path().join("airflow");
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_driftwatch")).parent().unwrap().display().to_string();
     let dvc_dir = Path::new(&env_or_fail("DRIFTWATCH_DVC", "the DVC venv's dvc")).parent().unwrap().display().to_string();
-    let connection = serde_json::json!({"conn_type": "kafka", "extra": {"bootstrap.servers": brokers(), "group.id": unique("airflow"), "auto.offset.reset": "earliest"}});
+    let airflow_group = unique("airflow");
+    let connection = serde_json::json!({"conn_type": "kafka", "extra": {"bootstrap.servers": brokers(), "group.id": airflow_group, "auto.offset.reset": "earliest"}});
     let envs = vec![
         ("AIRFLOW_CONN_DRIFTWATCH_KAFKA".to_string(), connection.to_string()),
         ("MLFLOW_TRACKING_URI".to_string(), uri.clone()),
@@ -405,6 +406,8 @@ fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_th
     let shadow = consume_all(&shadow_topic, drifting.len() + later.len(), Duration::from_secs(30));
     let of_new = shadow.iter().filter(|m| serde_json::from_slice::<Value>(&m.payload).unwrap()["candidate_version"] == new_version.as_str()).count();
     assert!(of_new >= 3_000, "{of_new} shadow scores of the challenger");
+    // The request is acknowledged (its offset committed) only now that it has been answered.
+    assert_eq!(committed_offsets(&airflow_group, &t.retrain, 3), end_offsets(&t.retrain, 3), "the answered request is committed, and only it");
     let (status, elog) = engine.terminate();
     assert!(status.success(), "{elog}");
 }

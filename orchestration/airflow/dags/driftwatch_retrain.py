@@ -4,6 +4,7 @@
         --> register_challenger (MLflow alias `challenger`; the engine shadow-scores it)
         --> compare_on_shadow_scores (the same events, champion vs challenger)
         --> decide (promote to `champion`, or leave a note for a person)
+        --> acknowledge_request (commit the request's offset: a failed run leaves it for the next)
 
 Triggered by a message on `retrain-requests` (read through the Apache Kafka provider's
 connection, `kafka_conn_id`): schedule it (e.g. every few minutes, one active run) or trigger it
@@ -65,10 +66,20 @@ def _run(cmd: list[str], cwd: str | None = None) -> str:
     return done.stdout
 
 
-def _consumer(p: dict, topic: str):
-    """A consumer of `topic` configured by the Kafka connection (group.id, offsets, security)."""
-    hook = KafkaConsumerHook(topics=[topic], kafka_config_id=p["kafka_conn_id"])
-    return hook.get_consumer()
+class _ConsumerHook(KafkaConsumerHook):
+    """The provider's consumer hook, with settings of ours over the connection's."""
+
+    def __init__(self, topics: list[str], kafka_config_id: str, **overrides):
+        super().__init__(topics=topics, kafka_config_id=kafka_config_id)
+        self.overrides = overrides
+
+    def _get_client(self, config):
+        return super()._get_client({**config, **self.overrides})
+
+
+def _consumer(p: dict, topic: str, **overrides):
+    """A consumer of `topic` configured by the Kafka connection (brokers, group.id, security)."""
+    return _ConsumerHook([topic], p["kafka_conn_id"], **overrides).get_consumer()
 
 
 @dag(
@@ -84,9 +95,10 @@ def _consumer(p: dict, topic: str):
 def driftwatch_retrain():
     @task
     def await_retrain_request() -> dict:
-        """The next retrain request for our model (its offset is committed once read)."""
+        """The next retrain request for our model. Its offset is committed by the last task,
+        so a run that fails leaves the request for the next run."""
         p = _params()
-        consumer = _consumer(p, p["retrain_topic"])
+        consumer = _consumer(p, p["retrain_topic"], **{"enable.auto.commit": False})
         deadline = time.monotonic() + p["request_timeout_s"]
         try:
             while time.monotonic() < deadline:
@@ -100,8 +112,8 @@ def driftwatch_retrain():
                 if (msg.key() or b"").decode() != p["model"]:
                     continue
                 request = json.loads(msg.value())
-                consumer.commit(message=msg, asynchronous=False)
                 print("retrain request:", json.dumps(request))
+                request["_source"] = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
                 return request
         finally:
             consumer.close()
@@ -149,7 +161,8 @@ def driftwatch_retrain():
                 for line in f:
                     e = json.loads(line)
                     labels[e["transaction_id"]] = int(e["is_fraud"]) == 1
-        consumer = _consumer(p, p["shadow_topic"])
+        # Its own group: shadow-score offsets never mix with the requests'.
+        consumer = _consumer(p, p["shadow_topic"], **{"group.id": f"{p['model']}-retrain-shadow", "auto.offset.reset": "earliest"})
         seen = {}
         deadline = time.monotonic() + p["shadow_timeout_s"]
         try:
@@ -191,7 +204,23 @@ def driftwatch_retrain():
         print("decision:", json.dumps(decision, indent=2))
         return decision
 
-    decide(compare_on_shadow_scores(register_challenger(retrain(gather_data(await_retrain_request())))))
+    @task
+    def acknowledge_request(request: dict, decision: dict) -> None:
+        """Commits the request's offset: it has been answered (promoted or noted)."""
+        from confluent_kafka import TopicPartition
+
+        p = _params()
+        src = request["_source"]
+        consumer = _ConsumerHook([src["topic"]], p["kafka_conn_id"], **{"enable.auto.commit": False}).get_conn
+        try:
+            consumer.commit(offsets=[TopicPartition(src["topic"], src["partition"], src["offset"] + 1)], asynchronous=False)
+        finally:
+            consumer.close()
+        print(f"answered the retrain request at {src}: {decision['action']}")
+
+    request = await_retrain_request()
+    decision = decide(compare_on_shadow_scores(register_challenger(retrain(gather_data(request)))))
+    acknowledge_request(request, decision)
 
 
 driftwatch_retrain()
