@@ -289,6 +289,54 @@ fn airflow(home: &Path, args: &[&str], envs: &[(String, String)]) -> Command {
     cmd
 }
 
+/// `airflow dags test driftwatch_retrain -c CONF`; once the DAG has set a challenger, `then` is
+/// produced to `topic` (traffic for it to be shadow-scored on). Returns the challenger (as
+/// MLflow's client describes the version) and the DAG's log; fails if the run fails.
+fn run_dag(home: &Path, name: &str, conf: &Value, envs: &[(String, String)], log_path: &Path, topic: &str, then: &[Vec<u8>]) -> (Value, String) {
+    let mut dag = airflow(home, &["dags", "test", "driftwatch_retrain", "-c", &conf.to_string()], envs)
+        .stdout(std::fs::File::create(log_path).unwrap())
+        .stderr(std::process::Stdio::from(std::fs::File::options().append(true).open(log_path).unwrap()))
+        .spawn()
+        .unwrap();
+    let dag_log = || std::fs::read_to_string(log_path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let challenger = loop {
+        let d = oracle(&["describe", name]);
+        if let Some(n) = d["aliases"]["challenger"].as_str() {
+            break version_of(&d, n).clone();
+        }
+        assert!(dag.try_wait().unwrap().is_none(), "the DAG ended before setting a challenger:\n{}", dag_log());
+        assert!(Instant::now() < deadline, "no challenger within 240 s:\n{}", dag_log());
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    produce(topic, then);
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let status = loop {
+        if let Some(s) = dag.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = dag.kill();
+            panic!("the DAG run did not end within 400 s:\n{}", dag_log());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let log = dag_log();
+    assert!(status.success(), "airflow dags test failed:\n{log}");
+    (challenger, log)
+}
+
+fn labels_file(path: &Path, events: &[Vec<u8>]) {
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let v: Value = serde_json::from_slice(e).unwrap();
+            serde_json::json!({"transaction_id": v["transaction_id"], "is_fraud": v["is_fraud"]}).to_string()
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
 #[test]
 fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_that_is_promoted() {
     let dir = tempfile::tempdir().unwrap();
@@ -309,10 +357,11 @@ fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_th
     // a new country stays red (as in engine_kafka's drift test).
     let t = Topics::new(3);
     let shadow_topic = t.retrain.replace("retrain", "shadow");
-    let rows = 120_000u64;
+    let rows = 124_000u64;
     let cfg = driftwatch::generate::GeneratorConfig { seed: 1, rows, rate_per_sec: 50.0, scenario: driftwatch::generate::Scenario::NewCountry, onset: 0.5, ..Default::default() };
     let all: Vec<Vec<u8>> = driftwatch::generate::Generator::new(cfg).take(rows as usize).skip(50_000).map(|e| serde_json::to_vec(&e).unwrap()).collect();
-    let (drifting, later) = all.split_at(all.len() - 4_000);
+    let (drifting, rest) = all.split_at(all.len() - 8_000);
+    let (later, more) = rest.split_at(4_000);
     let (uri, registry, cache) = (mlflow_uri(), format!("mlflow:{name}"), dir.path().join("cache").display().to_string());
     let engine = start_engine_with_env(
         &t,
@@ -343,14 +392,7 @@ fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_th
     let migrate = airflow(&home, &["db", "migrate"], &envs).output().unwrap();
     assert!(migrate.status.success(), "airflow db migrate: {}", String::from_utf8_lossy(&migrate.stderr));
     let labels = dir.path().join("labels.jsonl");
-    let label_lines: Vec<String> = later
-        .iter()
-        .map(|e| {
-            let v: Value = serde_json::from_slice(e).unwrap();
-            serde_json::json!({"transaction_id": v["transaction_id"], "is_fraud": v["is_fraud"]}).to_string()
-        })
-        .collect();
-    std::fs::write(&labels, label_lines.join("\n") + "\n").unwrap();
+    labels_file(&labels, later);
     let conf = serde_json::json!({
         "model": name, "retrain_topic": t.retrain, "shadow_topic": shadow_topic, "dvc_project": project,
         "request_timeout_s": 120, "min_shadow_scores": 3_000, "shadow_timeout_s": 300, "labels": labels,
@@ -358,40 +400,9 @@ fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_th
         // A policy this run passes: the test is the loop, not the policy's thresholds.
         "min_agreement": 0.0, "max_alert_rate_ratio": 1000.0, "min_labelled": 1_000_000,
     });
-    let log_path = dir.path().join("dag.log");
-    let mut dag = airflow(&home, &["dags", "test", "driftwatch_retrain", "-c", &conf.to_string()], &envs)
-        .stdout(std::fs::File::create(&log_path).unwrap())
-        .stderr(std::process::Stdio::from(std::fs::File::options().append(true).open(&log_path).unwrap()))
-        .spawn()
-        .unwrap();
-    let dag_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-
-    // Once the challenger is set (by the DAG), more traffic arrives to be shadow-scored.
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let challenger = loop {
-        let d = oracle(&["describe", &name]);
-        if let Some(n) = d["aliases"]["challenger"].as_str() {
-            break version_of(&d, n).clone();
-        }
-        assert!(dag.try_wait().unwrap().is_none(), "the DAG ended before setting a challenger:\n{}", dag_log());
-        assert!(Instant::now() < deadline, "no challenger within 240 s:\n{}", dag_log());
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    let run = |conf: &Value, log_path: &Path, then: &[Vec<u8>]| run_dag(&home, &name, conf, &envs, log_path, &t.transactions, then);
+    let (challenger, log) = run(&conf, &dir.path().join("dag1.log"), later);
     let new_version = challenger["tags"]["driftwatch.version"].as_str().unwrap().to_string();
-    produce(&t.transactions, later);
-    let deadline = Instant::now() + Duration::from_secs(400);
-    let status = loop {
-        if let Some(s) = dag.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            let _ = dag.kill();
-            panic!("the DAG run did not end within 400 s:\n{}", dag_log());
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let log = dag_log();
-    assert!(status.success(), "airflow dags test failed:\n{log}");
     // What the DAG compared and decided (its task log), for the record.
     let decided: Vec<&str> = log.lines().skip_while(|l| !l.contains("comparison:")).take(60).collect();
     println!("{}", decided.join("\n"));
@@ -408,6 +419,30 @@ fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_th
     assert!(of_new >= 3_000, "{of_new} shadow scores of the challenger");
     // The request is acknowledged (its offset committed) only now that it has been answered.
     assert_eq!(committed_offsets(&airflow_group, &t.retrain, 3), end_offsets(&t.retrain, 3), "the answered request is committed, and only it");
+
+    wait_all_committed(&t.group, &t.transactions, Duration::from_secs(60), &engine);
+    // A second request, and a policy that leaves the decision to a person: the new challenger
+    // is shadow-scored, champion stays, and a note holds the comparison and the reason.
+    let request = serde_json::json!({"model": format!("{name} {new_version}"), "features": [], "window_end": "2026-01-05T12:00:00.000Z", "red_windows": 2, "reason": "a second request, by the test"});
+    let producer: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    send_waiting(&producer, &t.retrain, &name, request.to_string().as_bytes());
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).expect("the second request delivered");
+    let labels2 = dir.path().join("labels2.jsonl");
+    labels_file(&labels2, more);
+    let mut conf2 = conf.clone();
+    conf2["auto_promote"] = false.into();
+    conf2["labels"] = labels2.display().to_string().into();
+    let (second, log2) = run(&conf2, &dir.path().join("dag2.log"), more);
+    let d = oracle(&["describe", &name]);
+    assert_eq!(d["aliases"]["champion"].as_str(), challenger["version"].as_str(), "champion stays: {d}\n{log2}");
+    assert_eq!(d["aliases"]["challenger"].as_str(), second["version"].as_str(), "the new version stays the challenger");
+    assert_ne!(second["version"], challenger["version"]);
+    let note = json_file(&project.join("notes").join(format!("{name}-{}.json", second["version"].as_str().unwrap())));
+    assert_eq!(note["promote"], false, "{note}");
+    assert_eq!(note["reasons"], serde_json::json!(["auto_promote is off"]), "{note}");
+    assert!(note["comparison"]["shadow_scores"].as_u64().unwrap() >= 3_000, "{note}");
+    assert_eq!(note["comparison"]["labelled"].as_u64(), Some(note["comparison"]["shadow_scores"].as_u64().unwrap()), "every shadow-scored event of this run is labelled: {note}");
+    assert_eq!(committed_offsets(&airflow_group, &t.retrain, 3), end_offsets(&t.retrain, 3), "both requests answered");
     let (status, elog) = engine.terminate();
     assert!(status.success(), "{elog}");
 }
