@@ -266,8 +266,8 @@ impl Mlflow {
         }
     }
 
-    /// Logs the training of `artifact` (read from `path`) as a finished run of `experiment`.
-    pub fn log_training(&self, experiment: &str, path: &Path, artifact: &Artifact, bytes: &[u8], by: &str) -> Result<LoggedRun, MlflowError> {
+    /// Logs the training of `artifact` (whose file is `bytes`) as a finished run of `experiment`.
+    pub fn log_training(&self, experiment: &str, artifact: &Artifact, bytes: &[u8], by: &str) -> Result<LoggedRun, MlflowError> {
         let experiment_id = self.experiment(experiment)?;
         let now = crate::time::now_ms();
         let t = &artifact.training;
@@ -309,7 +309,6 @@ impl Mlflow {
         }
         let url = format!("{}/pipeline/{}", self.proxy_url(&artifact_uri)?, "artifact.json");
         Self::answer(url.clone(), self.authed(self.http.put(&url)).body(bytes.to_vec()).send())?;
-        let _ = path;
         self.post("runs/update", json!({ "run_id": run_id, "status": "FINISHED", "end_time": crate::time::now_ms() }))?;
         Ok(LoggedRun { run_id, artifact_uri, experiment_id })
     }
@@ -532,7 +531,7 @@ impl MlflowRegistry {
         if let Some(existing) = self.client.versions(&self.model)?.into_iter().find(|v| v.tags.get(tags::SHA256) == Some(&sha)) {
             return Ok((self.entry(&existing, &aliases), existing, None));
         }
-        let run = self.client.log_training(&self.experiment, artifact_path, &artifact, &bytes, by)?;
+        let run = self.client.log_training(&self.experiment, &artifact, &bytes, by)?;
         let metrics = serde_json::to_string(&artifact.training.holdout_metrics).expect("metrics serialise");
         let version_tags = [
             (tags::VERSION, artifact.model.version.clone()),
