@@ -126,6 +126,24 @@ fn training_is_logged_and_registered_in_mlflow_as_its_own_client_sees_it() {
     assert_eq!(version_of(&d, "1")["tags"]["driftwatch.stage_reason"], "rollback: alert storm");
 }
 
+/// The engine serving `mlflow:<name>` from the test server, shadow-scoring every event, with
+/// `engine_extra` and the guard watching `guard_windows` windows (0: off).
+fn engine_on_mlflow(t: &Topics, dir: &Path, name: &str, engine_extra: &str, guard_windows: u32) -> EngineProcess {
+    let (uri, registry, cache, guard) = (mlflow_uri(), format!("mlflow:{name}"), dir.join("cache").display().to_string(), guard_windows.to_string());
+    start_engine_with_env(
+        t,
+        engine_extra,
+        &[
+            ("DRIFTWATCH_MODEL__REGISTRY", registry.as_str()),
+            ("DRIFTWATCH_MODEL__MLFLOW_URI", uri.as_str()),
+            ("DRIFTWATCH_MODEL__MLFLOW_CACHE", cache.as_str()),
+            ("DRIFTWATCH_MODEL__REGISTRY_POLL_MS", "200"),
+            ("DRIFTWATCH_MODEL__SHADOW_FRACTION", "1.0"),
+            ("DRIFTWATCH_MODEL__GUARD_WINDOWS", guard.as_str()),
+        ],
+    )
+}
+
 fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
@@ -151,19 +169,7 @@ fn the_engine_serves_mlflows_champion_shadow_scores_its_challenger_and_the_guard
         .take(30_000)
         .map(|e| serde_json::to_vec(&e).unwrap())
         .collect();
-    let (uri, registry, cache) = (mlflow_uri(), format!("mlflow:{name}"), dir.path().join("cache").display().to_string());
-    let engine = start_engine_with_env(
-        &t,
-        "[drift]\nsample_fraction = 0.5\nwindow_seconds = 20\nslide_seconds = 10\nlateness_seconds = 5\nmin_samples = 50",
-        &[
-            ("DRIFTWATCH_MODEL__REGISTRY", registry.as_str()),
-            ("DRIFTWATCH_MODEL__MLFLOW_URI", uri.as_str()),
-            ("DRIFTWATCH_MODEL__MLFLOW_CACHE", cache.as_str()),
-            ("DRIFTWATCH_MODEL__REGISTRY_POLL_MS", "200"),
-            ("DRIFTWATCH_MODEL__SHADOW_FRACTION", "1.0"),
-            ("DRIFTWATCH_MODEL__GUARD_WINDOWS", "3"),
-        ],
-    );
+    let engine = engine_on_mlflow(&t, dir.path(), &name, "[drift]\nsample_fraction = 0.5\nwindow_seconds = 20\nslide_seconds = 10\nlateness_seconds = 5\nmin_samples = 50", 3);
     wait_until("the challenger loaded", Duration::from_secs(60), || {
         assert!(!engine.exited(), "the engine stopped; log:\n{}", engine.log_text());
         engine.log_text().contains("Shadow candidate changed.")
@@ -362,18 +368,13 @@ fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_th
     let all: Vec<Vec<u8>> = driftwatch::generate::Generator::new(cfg).take(rows as usize).skip(50_000).map(|e| serde_json::to_vec(&e).unwrap()).collect();
     let (drifting, rest) = all.split_at(all.len() - 8_000);
     let (later, more) = rest.split_at(4_000);
-    let (uri, registry, cache) = (mlflow_uri(), format!("mlflow:{name}"), dir.path().join("cache").display().to_string());
-    let engine = start_engine_with_env(
+    let uri = mlflow_uri();
+    let engine = engine_on_mlflow(
         &t,
+        dir.path(),
+        &name,
         "[drift]\nsample_fraction = 0.2\nwindow_seconds = 240\nslide_seconds = 120\nlateness_seconds = 120\n[drift.hysteresis]\nretrain_after_windows = 2\nretrain_cooldown = 100",
-        &[
-            ("DRIFTWATCH_MODEL__REGISTRY", registry.as_str()),
-            ("DRIFTWATCH_MODEL__MLFLOW_URI", uri.as_str()),
-            ("DRIFTWATCH_MODEL__MLFLOW_CACHE", cache.as_str()),
-            ("DRIFTWATCH_MODEL__REGISTRY_POLL_MS", "200"),
-            ("DRIFTWATCH_MODEL__SHADOW_FRACTION", "1.0"),
-            ("DRIFTWATCH_MODEL__GUARD_WINDOWS", "0"),
-        ],
+        0,
     );
     produce(&t.transactions, drifting);
     engine.wait_for("a retrain request", Duration::from_secs(120), |m| metric(m, "driftwatch_retrain_requests_total{}") >= 1.0);

@@ -58,8 +58,9 @@ pub fn execute(a: ModelArgs) -> Result<Outcome, ModelCommandError> {
             event.into_iter().collect()
         }
         ModelCommand::List => {
+            let versions = reg.list()?;
             println!("{:<16} {:<20} {:<11} {:<25} {:>8} {:>8}  {}", "model", "version", "stage", "created", "roc_auc", "pr_auc", "file");
-            for (model, v) in reg.list()? {
+            for (model, v) in versions {
                 println!("{model:<16} {:<20} {:<11} {:<25} {:>8.4} {:>8.4}  {}", v.version, stage_name(v.stage), v.created, v.metrics.roc_auc, v.metrics.pr_auc, v.file);
             }
             vec![]

@@ -53,7 +53,7 @@ pub mod tags {
 #[derive(Debug, Error)]
 pub enum MlflowError {
     /// No answer (connection refused, timeout, TLS).
-    #[error("MLflow server {url}: {source}")]
+    #[error("MLflow server {url}: {}", causes(source))]
     Http {
         /// Request URL.
         url: String,
@@ -80,6 +80,19 @@ pub enum MlflowError {
         /// What was wrong.
         reason: String,
     },
+}
+
+/// An error with its causes ("error sending request: … : Connection refused"): reqwest's own
+/// message names the request, its sources say why.
+fn causes(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }
 
 impl MlflowError {
