@@ -447,3 +447,29 @@ fn a_drift_retrain_request_runs_the_airflow_dag_to_a_shadow_scored_challenger_th
     let (status, elog) = engine.terminate();
     assert!(status.success(), "{elog}");
 }
+
+#[test]
+fn an_unreachable_or_missing_mlflow_server_is_one_clear_error() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(args).env_remove("MLFLOW_TRACKING_URI").envs(env.iter().copied()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // Nothing listens on port 1.
+    let (code, err) = run(&["model", "--registry", "mlflow:card-fraud", "list"], &[("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("MLflow server http://127.0.0.1:1") && err.contains("Connection refused"), "{err}");
+    let (code, err) = run(&["model", "--registry", "mlflow:card-fraud", "list"], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("MLFLOW_TRACKING_URI"), "says where the server is set: {err}");
+    // The engine's configuration is checked before anything starts.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[model]\nregistry = \"mlflow:\"\n").unwrap();
+    let (code, err) = run(&["run", "--config", config.to_str().unwrap(), "--check"], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("model.registry") && err.contains("mlflow:NAME"), "{err}");
+    std::fs::write(&config, "[model]\nregistry = \"mlflow:card-fraud\"\n").unwrap();
+    let (code, err) = run(&["run", "--config", config.to_str().unwrap(), "--check"], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("model.mlflow_uri"), "{err}");
+}
