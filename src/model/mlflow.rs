@@ -303,6 +303,18 @@ impl Mlflow {
         if run_id.is_empty() {
             return Err(MlflowError::Reply { url: format!("{}/api/2.0/mlflow/runs/create", self.base), reason: "no run id".into() });
         }
+        let logged = self.log_run_contents(&run_id, &artifact_uri, artifact, bytes, now);
+        // A run left RUNNING by a failed upload would look alive forever: mark it failed.
+        let status = if logged.is_ok() { "FINISHED" } else { "FAILED" };
+        let finished = self.post("runs/update", json!({ "run_id": run_id, "status": status, "end_time": crate::time::now_ms() }));
+        logged?;
+        finished?;
+        Ok(LoggedRun { run_id, artifact_uri, experiment_id })
+    }
+
+    /// The params, metrics and artifact file of a training run.
+    fn log_run_contents(&self, run_id: &str, artifact_uri: &str, artifact: &Artifact, bytes: &[u8], now: i64) -> Result<(), MlflowError> {
+        let t = &artifact.training;
         let mut params = Vec::new();
         flatten("", &serde_json::to_value(&t.hyperparameters).expect("hyper-parameters serialise"), &mut params);
         params.push(("rows".into(), t.rows.to_string()));
@@ -320,10 +332,9 @@ impl Mlflow {
             let metrics: Vec<Value> = if i == 0 { metrics.iter().filter(|(_, v)| v.is_finite()).map(|(k, v)| json!({ "key": k, "value": v, "timestamp": now, "step": 0 })).collect() } else { vec![] };
             self.post("runs/log-batch", json!({ "run_id": run_id, "params": params, "metrics": metrics }))?;
         }
-        let url = format!("{}/pipeline/{}", self.proxy_url(&artifact_uri)?, "artifact.json");
+        let url = format!("{}/pipeline/{}", self.proxy_url(artifact_uri)?, "artifact.json");
         Self::answer(url.clone(), self.authed(self.http.put(&url)).body(bytes.to_vec()).send())?;
-        self.post("runs/update", json!({ "run_id": run_id, "status": "FINISHED", "end_time": crate::time::now_ms() }))?;
-        Ok(LoggedRun { run_id, artifact_uri, experiment_id })
+        Ok(())
     }
 
     /// Creates registered model `name` unless it exists.
