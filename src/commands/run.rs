@@ -78,16 +78,9 @@ pub fn run(config: Config, metrics: Arc<Metrics>, shutdown: Arc<AtomicBool>) -> 
             wait_for_signal().await;
             info!(message = "Signal received; stopping.", within_ms = grace.as_millis() as u64);
             on_signal.store(true, Ordering::Relaxed);
-            // The members stop within 4/5 of the timeout; if a librdkafka call blocks longer
-            // (a consumer closing against a broker that is gone), the process still ends on
-            // time. Offsets are committed only for acknowledged outputs, so exiting here loses
-            // nothing: the uncommitted events are read again.
-            std::thread::spawn(move || {
-                // At 95 %: the process is gone before the timeout, not just after it.
-                std::thread::sleep(grace * 19 / 20);
-                tracing::error!(message = "Shutdown took longer than engine.shutdown_timeout_ms; exiting now. Events not yet committed will be processed again.");
-                std::process::exit(1);
-            });
+            // The members stop within 4/5 of the timeout; if a librdkafka call blocks longer,
+            // the process still ends on time.
+            crate::engine::exit_after(grace, 1, "Shutdown took longer than engine.shutdown_timeout_ms; exiting now. Events not yet committed will be processed again.".into());
         });
         let engine = Engine::new(config, pipeline, metrics).with_telemetry(telemetry).with_stop_deadline(grace);
         let result = tokio::task::spawn_blocking(move || engine.run(&shutdown)).await.expect("engine thread panicked");

@@ -87,3 +87,15 @@ impl EngineError {
         }
     }
 }
+
+/// Ends the process with `code` at 95 % of `deadline` (so it is gone before the deadline, not
+/// just after it), logging `why`: the backstop of an orderly stop that a librdkafka call blocks
+/// (a consumer closing against a broker that is gone). Safe because offsets are committed only
+/// for acknowledged outputs: what was not committed is read again after the restart.
+pub fn exit_after(deadline: std::time::Duration, code: u8, why: String) {
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline * 19 / 20);
+        tracing::error!(message = %why, exit_code = code);
+        std::process::exit(i32::from(code));
+    });
+}

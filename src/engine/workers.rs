@@ -266,21 +266,15 @@ impl Engine {
         Ok(summary)
     }
 
-    /// Once a member has failed: a thread that ends the process with the failure's exit status
-    /// at 95 % of the stop deadline, in case the orderly stop blocks (a consumer that does not
-    /// finish closing). Nothing is lost by it: offsets are committed only for acknowledged
-    /// outputs, so what was not committed is read again after the restart.
+    /// Once a member has failed: the process ends with the failure's exit status at 95 % of
+    /// the stop deadline, in case the orderly stop blocks ([`super::exit_after`]).
     fn arm_failure_watchdog(&self, error: &EngineError) {
         let Some(deadline) = self.stop_deadline else { return };
         if self.watchdog_armed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (code, reason) = (error.exit_code(), error.to_string());
-        std::thread::spawn(move || {
-            std::thread::sleep(deadline * 19 / 20);
-            error!(message = "Stopping after a failure took longer than engine.shutdown_timeout_ms; exiting now. Events not yet committed will be processed again.", %reason, exit_code = code);
-            std::process::exit(i32::from(code));
-        });
+        let why = format!("Stopping after a failure took longer than engine.shutdown_timeout_ms; exiting now. Events not yet committed will be processed again. The failure: {error}");
+        super::exit_after(deadline, error.exit_code(), why);
     }
 
     /// Polls the registry and applies what changed: swaps in a new production version, loads a
