@@ -74,8 +74,7 @@ pub fn execute(a: ModelArgs) -> Result<Outcome, ModelCommandError> {
             let Some(model) = a.registry.strip_prefix(registry::MLFLOW_PREFIX) else {
                 return Err(RegistryError::Invalid("a directory registry shadow-scores its newest candidate: register the version instead".into()).into());
             };
-            let uri = settings.tracking_uri().ok_or_else(|| RegistryError::Invalid("--mlflow-uri or MLFLOW_TRACKING_URI is needed".into()))?;
-            let mlflow = MlflowRegistry::new(&uri, model, &settings.experiment, settings.cache_dir())?;
+            let mlflow = MlflowRegistry::open(model, &settings)?;
             let v = mlflow.challenge(&version, &by)?;
             eprintln!("{model} version {} ({}) is the challenger", v.number, v.driftwatch_version());
             vec![]

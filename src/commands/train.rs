@@ -138,11 +138,10 @@ pub fn publish(fit: &FitArgs, out: &Path, artifact: &Artifact) -> Result<(), Tra
     }
     if let Some(uri) = &fit.mlflow {
         let settings = crate::model::registry::MlflowSettings { uri: uri.clone(), experiment: fit.mlflow_experiment.clone(), cache: String::new() };
-        let uri = settings.tracking_uri().ok_or_else(|| crate::model::registry::RegistryError::Invalid("--mlflow needs a URI (or MLFLOW_TRACKING_URI)".into()))?;
         let by = std::env::var("USER").unwrap_or_else(|_| "driftwatch".into());
-        let registry = crate::model::mlflow::MlflowRegistry::new(&uri, &artifact.model.name, &settings.experiment, settings.cache_dir())?;
+        let registry = crate::model::mlflow::MlflowRegistry::open(&artifact.model.name, &settings)?;
         let (entry, version, _) = registry.register_run(out, &by)?;
-        eprintln!("logged to MLflow at {uri}: registered model {} version {} ({}, experiment `{}`)", artifact.model.name, version.number, entry.version, settings.experiment);
+        eprintln!("logged to MLflow at {}: registered model {} version {} ({}, experiment `{}`)", registry.client().uri(), artifact.model.name, version.number, entry.version, settings.experiment);
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use super::registry::{ModelEvent, ModelRegistry, RegistryError, Stage, StageChange, VersionEntry, ROLLBACK_REASON_PREFIX};
+use super::registry::{MlflowSettings, ModelEvent, ModelRegistry, RegistryError, Stage, StageChange, VersionEntry, ROLLBACK_REASON_PREFIX};
 use crate::pipeline::artifact::{Artifact, HoldoutMetrics};
 
 /// The alias of the version in production.
@@ -437,6 +437,16 @@ impl MlflowRegistry {
             return Err(RegistryError::Invalid("an MLflow registry needs a model name: mlflow:NAME".into()));
         }
         Ok(MlflowRegistry { client: Mlflow::new(uri)?, model: model.to_string(), experiment: experiment.to_string(), cache, verified: Default::default() })
+    }
+
+    /// The registry of model `model` as `settings` say: their server (else `MLFLOW_TRACKING_URI`),
+    /// experiment and download cache.
+    pub fn open(model: &str, settings: &MlflowSettings) -> Result<MlflowRegistry, RegistryError> {
+        let uri = settings.tracking_uri().ok_or_else(|| {
+            RegistryError::Invalid(format!("MLflow's model `{model}` needs a tracking server: set model.mlflow_uri or --mlflow-uri (or MLFLOW_TRACKING_URI)"))
+        })?;
+        let experiment = if settings.experiment.is_empty() { "driftwatch" } else { settings.experiment.as_str() };
+        MlflowRegistry::new(&uri, model, experiment, settings.cache_dir())
     }
 
     /// The client.

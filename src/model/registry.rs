@@ -160,13 +160,7 @@ pub const MLFLOW_PREFIX: &str = "mlflow:";
 /// tracking server of `mlflow`) or a directory.
 pub fn open(spec: &str, mlflow: &MlflowSettings) -> Result<Box<dyn ModelRegistry>, RegistryError> {
     match spec.strip_prefix(MLFLOW_PREFIX) {
-        Some(model) => {
-            let uri = mlflow.tracking_uri().ok_or_else(|| {
-                RegistryError::Invalid(format!("registry `{spec}` needs an MLflow tracking server: set model.mlflow_uri (or MLFLOW_TRACKING_URI)"))
-            })?;
-            let experiment = if mlflow.experiment.is_empty() { "driftwatch" } else { mlflow.experiment.as_str() };
-            Ok(Box::new(super::mlflow::MlflowRegistry::new(&uri, model, experiment, mlflow.cache_dir())?))
-        }
+        Some(model) => Ok(Box::new(super::mlflow::MlflowRegistry::open(model, mlflow)?)),
         None => Ok(Box::new(Registry::open(Path::new(spec)))),
     }
 }
