@@ -31,14 +31,7 @@ pub enum EvaluateError {
 pub fn evaluate(pipeline: &Pipeline, table: &Table, label_name: &str) -> Result<HoldoutMetrics, EvaluateError> {
     let col = table.columns.iter().position(|c| c.name == label_name).ok_or_else(|| EvaluateError::Label(format!("no column `{label_name}` in the data")))?;
     let labels = crate::pipeline::train::read_labels(table, col, label_name).map_err(|e| EvaluateError::Label(e.to_string()))?;
-    let columns = pipeline.row_columns(table);
-    let mut tx = pipeline.new_transaction();
-    let scores: Vec<f64> = (0..table.rows)
-        .map(|r| {
-            pipeline.fill_from_row(table, &columns, r, &mut tx);
-            pipeline.score(&tx).probability
-        })
-        .collect();
+    let scores: Vec<f64> = pipeline.score_table(table).iter().map(|s| s.probability).collect();
     Ok(evaluation::metrics(&scores, &labels, pipeline.artifact().decision.threshold))
 }
 

@@ -447,6 +447,18 @@ impl Pipeline {
         });
     }
 
+    /// Scores every row of `table` (train's held-out split and outlier threshold, `evaluate`).
+    pub fn score_table(&self, table: &crate::dataset::Table) -> Vec<Score> {
+        let columns = self.row_columns(table);
+        let mut tx = self.new_transaction();
+        (0..table.rows)
+            .map(|r| {
+                self.fill_from_row(table, &columns, r, &mut tx);
+                self.score(&tx)
+            })
+            .collect()
+    }
+
     /// Where this pipeline's inputs are in a table (features absent from it stay missing).
     pub fn row_columns(&self, table: &crate::dataset::Table) -> RowColumns {
         let find = |name: &str| table.columns.iter().position(|c| c.name == name);

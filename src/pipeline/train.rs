@@ -328,13 +328,7 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
     artifact.outlier.centroids = kmeans.centroids().outer_iter().map(|c| c.to_vec()).collect();
 
     // Score every row with the real scorer.
-    let scorer = Pipeline::new(artifact.clone());
-    let scores: Vec<Score> = (0..table.rows)
-        .map(|r| {
-            scorer.fill_from_row(table, &row_cols, r, &mut tx);
-            scorer.score(&tx)
-        })
-        .collect();
+    let scores: Vec<Score> = Pipeline::new(artifact.clone()).score_table(table);
     let mut train_distances: Vec<f64> = train_rows.iter().map(|&r| scores[r].outlier_score).collect();
     train_distances.sort_by(f64::total_cmp);
     artifact.outlier.threshold = quantile_sorted(&train_distances, 1.0 - h.outlier_false_positive_rate);
