@@ -22,6 +22,7 @@ def test_comparison_counts_agreement_rates_and_labelled_precision_recall():
     # disagree on t2, t3 (champion only) and t4..t7 (challenger only): 6 of 10
     assert c["agreement"] == 0.4
     assert (c["champion_alert_rate"], c["challenger_alert_rate"]) == (0.4, 0.6)
+    assert abs(c["alert_rate_ratio"] - 1.5) < 1e-12
     assert (c["labelled"], c["labelled_positives"]) == (4, 3)
     # labelled alerts: champion t0 (fraud); challenger t0, t4, t5 (all fraud)
     assert (c["champion_precision"], c["champion_recall"]) == (1.0, 1 / 3)

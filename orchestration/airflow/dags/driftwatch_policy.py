@@ -14,6 +14,7 @@ def compare(scores: list[dict], labels: dict[str, bool]) -> dict:
         "champion_alert_rate": sum(s["production_alert"] for s in scores) / n,
         "challenger_alert_rate": sum(s["candidate_alert"] for s in scores) / n,
     }
+    out["alert_rate_ratio"] = out["challenger_alert_rate"] / max(out["champion_alert_rate"], 1e-9)
     labelled = [(labels[s["transaction_id"]], s) for s in scores if s["transaction_id"] in labels]
     positives = sum(1 for y, _ in labelled if y)
     out["labelled"], out["labelled_positives"] = len(labelled), positives
@@ -30,7 +31,7 @@ def judge(cmp: dict, min_agreement: float, max_alert_rate_ratio: float, min_labe
     reasons = []
     if cmp["agreement"] < min_agreement:
         reasons.append(f"agreement {cmp['agreement']:.3f} < {min_agreement}")
-    ratio = cmp["challenger_alert_rate"] / max(cmp["champion_alert_rate"], 1e-9)
+    ratio = cmp["alert_rate_ratio"]
     if not (1 / max_alert_rate_ratio <= ratio <= max_alert_rate_ratio):
         reasons.append(
             f"alert rate {cmp['challenger_alert_rate']:.4f} vs champion {cmp['champion_alert_rate']:.4f} (x{ratio:.2f}, allowed x{max_alert_rate_ratio})"

@@ -189,10 +189,9 @@ def driftwatch_retrain():
         """Promotes the challenger if the policy passes, else leaves a note for a person."""
         p = _params()
         reasons = judge(cmp, p["min_agreement"], p["max_alert_rate_ratio"], p["min_labelled"], p["auto_promote"])
-        ratio = cmp["challenger_alert_rate"] / max(cmp["champion_alert_rate"], 1e-9)
         decision = {"comparison": cmp, "promote": not reasons, "reasons": reasons}
         if not reasons:
-            why = f"airflow: agreement {cmp['agreement']:.3f}, alert rate x{ratio:.2f} on {cmp['shadow_scores']} shadow scores"
+            why = f"airflow: agreement {cmp['agreement']:.3f}, alert rate x{cmp['alert_rate_ratio']:.2f} on {cmp['shadow_scores']} shadow scores"
             _run([p["driftwatch"], "model", "--registry", f"mlflow:{p['model']}", "--by", "airflow", "promote", cmp["number"], "--reason", why])
             decision["action"] = f"promoted {cmp['version']} to champion"
         else:
