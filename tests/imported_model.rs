@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -16,9 +15,7 @@ use common::*;
 const FIELDS: &str = "input=amount,avg_amount_30d,distance_from_home_km,hour_local,txn_count_24h,account_age_days";
 
 fn driftwatch(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(args).output().unwrap();
-    assert!(out.status.success(), "driftwatch {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    out
+    driftwatch_ok(args, &[])
 }
 
 fn import(dir: &Path) -> PathBuf {

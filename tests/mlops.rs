@@ -23,12 +23,6 @@ fn mlflow_uri() -> String {
     env_or_fail("DRIFTWATCH_TEST_MLFLOW", "the MLflow tracking server these tests use (scripts/mlops start-mlflow)")
 }
 
-fn driftwatch(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(args).envs(env.iter().copied()).output().unwrap();
-    assert!(out.status.success(), "driftwatch {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
 /// MLflow's Python client: `describe NAME` (JSON) or `alias NAME ALIAS VERSION`.
 fn oracle(args: &[&str]) -> Value {
     let python = env_or_fail("DRIFTWATCH_MLFLOW_PYTHON", "the MLflow venv's python (the oracle)");
@@ -52,7 +46,7 @@ fn model_cli(name: &str, args: &[&str]) -> String {
     let mut all = vec!["model", "--registry", registry.as_str(), "--by", "tester"];
     all.extend_from_slice(args);
     let uri = mlflow_uri();
-    let out = driftwatch(&all, &[("MLFLOW_TRACKING_URI", uri.as_str())]);
+    let out = driftwatch_ok(&all, &[("MLFLOW_TRACKING_URI", uri.as_str())]);
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
@@ -65,10 +59,10 @@ fn training_is_logged_and_registered_in_mlflow_as_its_own_client_sees_it() {
     let dir = tempfile::tempdir().unwrap();
     let name = unique("fraud");
     let data = dir.path().join("train.jsonl");
-    driftwatch(&["generate", "--rows", "12000", "--seed", "5", "-o", data.to_str().unwrap()], &[]);
+    driftwatch_ok(&["generate", "--rows", "12000", "--seed", "5", "-o", data.to_str().unwrap()], &[]);
     let uri = mlflow_uri();
     let train = |c: &str, out: &Path, metrics: &Path| {
-        driftwatch(
+        driftwatch_ok(
             &["train", "--data", data.to_str().unwrap(), "--label", "is_fraud", "--name", &name, "--c", c, "--out", out.to_str().unwrap(), "--metrics-out", metrics.to_str().unwrap(), "--mlflow", &uri, "--mlflow-experiment", &name],
             &[],
         )

@@ -387,6 +387,13 @@ pub fn demo_model() -> PathBuf {
 }
 
 /// `driftwatch score --model MODEL [extra args]` on `events` (one per line): its output lines.
+/// `driftwatch ARGS…` with `env` added, failing the test (with its stderr) unless it succeeds.
+pub fn driftwatch_ok(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_driftwatch")).args(args).envs(env.iter().copied()).output().unwrap();
+    assert!(out.status.success(), "driftwatch {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
 /// The demo model as version `version` (of model `name` when given), with threshold
 /// `threshold` when given, written to `dir`.
 pub fn demo_variant(dir: &Path, name: Option<&str>, version: &str, threshold: Option<f64>) -> PathBuf {
