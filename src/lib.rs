@@ -9,7 +9,10 @@
 //!                  offsets)         │             └► drift: evaluate vs the training reference,
 //!                                   │                hysteresis ─► drift-reports, drift-alerts,
 //!                                   │                              retrain-requests
-//!                                   └ model: hot reload, shadow candidate, guard ─► model-events
+//!                                   ├ model: hot reload, shadow candidate, guard ─► model-events
+//!                                   └ alerts + a sample ─► retained-scores ─┐
+//! labels ─► engine::performance (join, windows, DDM) ◄──────────────────────┘
+//!             ─► performance-reports, drift-alerts (concept), retrain-requests
 //! ```
 //!
 //! The functional core (plain Rust, no Kafka, no tokio, no clock; unit-tested on plain data):
@@ -23,6 +26,8 @@
 //! - [`drift`]: statistics against the training reference, window evaluation, hysteresis;
 //!   [`drift::online::StreamDrift`] is the engine's drift loop without Kafka.
 //! - [`model`]: the registry, version diff, hot-reload/shadow lifecycle, the guard's rules.
+//! - [`performance`]: fraud labels joined to retained scores: realised and estimated
+//!   precision/recall per version and window, concept drift (DDM) on the labelled errors.
 //! - [`engine::core`]: one consumed message in, its outgoing records and offset bookkeeping out.
 //! - [`message`]: every wire message, one type each, mirroring `schemas/`.
 //! - [`time`]: clock and RFC 3339 in one place.
@@ -50,6 +55,7 @@ pub mod generate;
 pub mod message;
 pub mod model;
 pub mod observe;
+pub mod performance;
 pub mod pipeline;
 pub mod profile;
 pub mod sampling;

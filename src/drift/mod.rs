@@ -153,7 +153,8 @@ pub fn measure(bins: BinnedFeature, raw: Option<RawSamples<'_>>, alpha: f64) -> 
 pub fn decide_status(f: &mut FeatureDrift, settings: &DriftSettings) {
     let mut rule = settings.feature_rules.get(&f.bins.name).copied().unwrap_or(settings.rule);
     let numeric_only = matches!(rule.metric, StatusMetric::Ks | StatusMetric::WassersteinNormalized);
-    if numeric_only && f.ks.is_none() {
+    // `error_rate` describes labelled decisions, not a feature (refused in feature rules by the config).
+    if (numeric_only && f.ks.is_none()) || rule.metric == StatusMetric::ErrorRate {
         rule = StatusRule::default();
     }
     let ks_p = f.ks.map_or(1.0, |k| k.p_value);
@@ -164,6 +165,7 @@ pub fn decide_status(f: &mut FeatureDrift, settings: &DriftSettings) {
         // Never call drift on a D within the sketch's error.
         StatusMetric::Ks => (f.ks.map_or(0.0, |k| (k.statistic - k.rank_error).max(0.0)), false),
         StatusMetric::WassersteinNormalized => (f.wasserstein.map_or(0.0, |w| w.normalized), false),
+        StatusMetric::ErrorRate => unreachable!("replaced by the default rule above"),
     };
     let n_current: u64 = f.bins.current_counts.iter().sum();
     f.rule = rule;

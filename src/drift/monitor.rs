@@ -272,6 +272,7 @@ impl DriftMonitor {
                 ),
                 features: evidence,
                 window_end: report.window_end.clone(),
+                concept: None,
             });
             self.windows_since_request = Some(0);
         }

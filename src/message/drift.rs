@@ -36,6 +36,8 @@ pub enum StatusMetric {
     Ks,
     /// Wasserstein-1 over the reference standard deviation (numeric only; else PSI).
     WassersteinNormalized,
+    /// The error rate of labelled decisions (concept-drift alerts only; not a feature rule).
+    ErrorRate,
 }
 
 /// How a feature's status is decided.
@@ -303,6 +305,9 @@ pub struct RetrainRequest {
     pub red_windows: u32,
     /// Human summary.
     pub reason: String,
+    /// For a request from concept drift (the labelled error rate rose; `features` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concept: Option<super::performance::ConceptEvidence>,
 }
 
 /// Why a feature is in a retrain request.

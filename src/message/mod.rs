@@ -10,6 +10,9 @@
 //! | `drift-alerts`            | [`drift::DriftAlert`]                       | `drift-alert.schema.json`       |
 //! | `retrain-requests`        | [`drift::RetrainRequest`]                   | `retrain-request.schema.json`   |
 //! | `model-events`            | [`model_event::ModelEvent`]                 | `model-event.schema.json`       |
+//! | `labels` (input)          | [`performance::Label`]                      | `label.schema.json`             |
+//! | `retained-scores`         | [`performance::RetainedScore`]              | `retained-score.schema.json`    |
+//! | `performance-reports`     | [`performance::PerformanceReport`]          | `performance-report.schema.json` |
 //! | `driftwatch score` output | [`score_line::ScoreLine`], [`score_line::ScoreErrorLine`] | `score-line.schema.json` |
 //!
 //! The input, `transactions`, is decoded straight into [`crate::pipeline::Transaction`] by the
@@ -20,6 +23,7 @@ pub mod alert;
 pub mod dead_letter;
 pub mod drift;
 pub mod model_event;
+pub mod performance;
 pub mod score_line;
 pub mod shadow;
 

@@ -1,0 +1,504 @@
+//! How the model is really doing: fraud labels joined to the scores kept for them, realised
+//! precision/recall/ROC AUC/calibration per model version and label window, performance
+//! estimated from the scores before labels arrive, and concept drift on the labelled errors.
+//!
+//! Plain data, no Kafka and no clock: the engine's performance thread
+//! ([`crate::engine::performance`]) feeds [`Tracker`] the `retained-scores` and `labels`
+//! records it consumes and the wall-clock time, and publishes what comes back.
+//!
+//! - Every transaction the serving (or shadow) version alerted on is retained, and a uniform
+//!   sample of the others (hash of the transaction id, `retain_fraction`) with weight
+//!   1 / `retain_fraction`; so precision is exact and recall, AUC and rates are estimated
+//!   without bias from the sample (Horvitz–Thompson).
+//! - A label joins its retained transaction; labels for transactions not retained (not sampled,
+//!   expired, or unknown) and repeated labels are counted, never errors.
+//! - Realised windows are by label time: a window closes when a label from a later window
+//!   arrives, or when no label came for `idle_close_ms`. Estimated windows are by event time
+//!   and close the same way on retained scores.
+
+pub mod ddm;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::drift::{DriftAlert, RetrainRequest, Status, StatusMetric};
+use crate::message::performance::{BelowFloor, ConceptEvidence, DelaySummary, Interval, Label, PerformanceReport, ReportKind, RetainedScore, Role};
+use crate::time::{format_rfc3339_ms, parse_rfc3339_ms};
+use ddm::{Ddm, DdmSettings, DdmState};
+use stats::Row;
+
+/// `[performance]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PerformanceSettings {
+    /// Join labels to scores and report performance (needs a `labels` feed).
+    pub enabled: bool,
+    /// Share of non-alerted transactions retained for their labels (hash of the id).
+    pub retain_fraction: f64,
+    /// How long a retained score waits for its label (event time), hours. Also the
+    /// `retained-scores` topic's `retention.ms` when the engine creates it.
+    pub retention_hours: u64,
+    /// At most this many retained scores in memory; the oldest go first.
+    pub max_retained: usize,
+    /// Length of a realised (label time) and an estimated (event time) window, seconds.
+    pub window_seconds: u64,
+    /// Close the open windows when no label (or retained score) arrived for this long, seconds
+    /// of wall-clock time.
+    pub idle_close_seconds: u64,
+    /// Confidence level of every interval.
+    pub confidence: f64,
+    /// Bootstrap (realised) and simulation (estimated) replicates per interval.
+    pub replicates: u32,
+    /// Precision the model should keep; a realised window whose whole interval is below it
+    /// counts towards `driftwatch_performance_below_floor_windows` (0: off).
+    pub precision_floor: f64,
+    /// Recall the model should keep (0: off).
+    pub recall_floor: f64,
+    /// Concept drift on the labelled error stream (`ddm` or `off`).
+    pub concept_detector: String,
+    /// The detector's settings.
+    pub ddm: DdmSettings,
+}
+
+impl Default for PerformanceSettings {
+    fn default() -> Self {
+        PerformanceSettings {
+            enabled: false,
+            retain_fraction: 0.05,
+            retention_hours: 45 * 24,
+            max_retained: 2_000_000,
+            window_seconds: 3600,
+            idle_close_seconds: 60,
+            confidence: 0.9,
+            replicates: 200,
+            precision_floor: 0.0,
+            recall_floor: 0.0,
+            concept_detector: "ddm".into(),
+            ddm: DdmSettings::default(),
+        }
+    }
+}
+
+impl PerformanceSettings {
+    /// Checks ranges; the error names the key.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if !(self.retain_fraction > 0.0 && self.retain_fraction <= 1.0) {
+            return Err(("performance.retain_fraction", "must be within (0, 1]"));
+        }
+        if self.retention_hours == 0 || self.max_retained == 0 || self.window_seconds == 0 || self.idle_close_seconds == 0 {
+            return Err(("performance.window_seconds", "retention_hours, max_retained, window_seconds and idle_close_seconds must be ≥ 1"));
+        }
+        if !(self.confidence > 0.0 && self.confidence < 1.0) || self.replicates < 20 {
+            return Err(("performance.confidence", "needs a confidence within (0, 1) and replicates ≥ 20"));
+        }
+        if !(0.0..=1.0).contains(&self.precision_floor) || !(0.0..=1.0).contains(&self.recall_floor) {
+            return Err(("performance.precision_floor", "floors must be within [0, 1]"));
+        }
+        if !matches!(self.concept_detector.as_str(), "ddm" | "off") {
+            return Err(("performance.concept_detector", "must be `ddm` or `off`"));
+        }
+        let d = &self.ddm;
+        if !(d.warning_threshold > 0.0 && d.warning_threshold <= d.drift_threshold) {
+            return Err(("performance.ddm", "needs 0 < warning_threshold ≤ drift_threshold"));
+        }
+        Ok(())
+    }
+}
+
+/// What became of a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelOutcome {
+    /// Joined to its retained score.
+    Matched,
+    /// Its transaction is not retained (not sampled, expired, or never seen).
+    NotRetained,
+    /// Its transaction was labelled before (the first label counts).
+    Duplicate,
+    /// Not a label (bad JSON, unknown field, bad time); counted, never an error.
+    Invalid,
+}
+
+impl LabelOutcome {
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelOutcome::Matched => "matched",
+            LabelOutcome::NotRetained => "not_retained",
+            LabelOutcome::Duplicate => "duplicate",
+            LabelOutcome::Invalid => "invalid",
+        }
+    }
+
+    /// Every outcome.
+    pub const ALL: [LabelOutcome; 4] = [LabelOutcome::Matched, LabelOutcome::NotRetained, LabelOutcome::Duplicate, LabelOutcome::Invalid];
+}
+
+/// A version's score of a retained transaction (versions interned).
+#[derive(Debug, Clone, Copy)]
+struct Scored {
+    version: u32,
+    score: f64,
+    alert: bool,
+}
+
+/// A retained transaction waiting for its label.
+#[derive(Debug)]
+struct Entry {
+    event_ms: i64,
+    weight: f64,
+    labelled: bool,
+    scores: Box<[Scored]>,
+}
+
+/// One version's labelled rows in a realised window.
+#[derive(Debug, Default)]
+struct Joined {
+    rows: Vec<Row>,
+    delays_s: Vec<f64>,
+}
+
+/// What closing windows produced.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// Reports, realised and estimated.
+    pub reports: Vec<PerformanceReport>,
+    /// Concept-drift alerts (`drift-alerts`).
+    pub alerts: Vec<DriftAlert>,
+    /// Retrain requests from concept drift.
+    pub retrain: Vec<RetrainRequest>,
+}
+
+impl Published {
+    fn extend(&mut self, other: Published) {
+        self.reports.extend(other.reports);
+        self.alerts.extend(other.alerts);
+        self.retrain.extend(other.retrain);
+    }
+}
+
+/// The join of labels to retained scores, and every window open on it.
+pub struct Tracker {
+    settings: PerformanceSettings,
+    model: String,
+    versions: Vec<(String, Role)>,
+    retained: HashMap<String, Entry>,
+    /// Realised windows by start (label time): per version index, the joined rows.
+    realised: BTreeMap<i64, HashMap<u32, Joined>>,
+    /// Estimated windows by start (event time): per version index, the scored rows.
+    estimated: BTreeMap<i64, HashMap<u32, Vec<Row>>>,
+    label_watermark: i64,
+    score_watermark: i64,
+    /// Windows before these starts are closed (a late record goes into the oldest open one).
+    realised_closed_before: i64,
+    estimated_closed_before: i64,
+    /// Wall-clock time of the last label and the last retained score.
+    last_label_wall: i64,
+    last_score_wall: i64,
+    /// Consecutive realised windows below the floors, per version index.
+    below: HashMap<u32, (u32, u32)>,
+    /// DDM per serving version.
+    ddm: HashMap<u32, Ddm>,
+    /// Counters since start, by outcome.
+    outcomes: [u64; 4],
+    evicted: u64,
+}
+
+impl Tracker {
+    /// A tracker for model `model`.
+    pub fn new(model: &str, settings: PerformanceSettings) -> Tracker {
+        Tracker {
+            settings,
+            model: model.to_string(),
+            versions: Vec::new(),
+            retained: HashMap::new(),
+            realised: BTreeMap::new(),
+            estimated: BTreeMap::new(),
+            label_watermark: i64::MIN,
+            score_watermark: i64::MIN,
+            realised_closed_before: i64::MIN,
+            estimated_closed_before: i64::MIN,
+            last_label_wall: i64::MIN,
+            last_score_wall: i64::MIN,
+            below: HashMap::new(),
+            ddm: HashMap::new(),
+            outcomes: [0; 4],
+            evicted: 0,
+        }
+    }
+
+    /// Retained scores in memory.
+    pub fn retained(&self) -> usize {
+        self.retained.len()
+    }
+
+    /// Retained scores dropped (retention or `max_retained`) before their label came.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Labels by outcome since start.
+    pub fn outcome_count(&self, o: LabelOutcome) -> u64 {
+        self.outcomes[o as usize]
+    }
+
+    fn window_ms(&self) -> i64 {
+        self.settings.window_seconds as i64 * 1000
+    }
+
+    fn intern(&mut self, version: &str, role: Role) -> u32 {
+        if let Some(i) = self.versions.iter().position(|(v, r)| v == version && *r == role) {
+            return i as u32;
+        }
+        self.versions.push((version.to_string(), role));
+        (self.versions.len() - 1) as u32
+    }
+
+    /// Takes one retained score (a replay of the compacted topic after a restart included).
+    /// Returns the estimated windows its event time closed.
+    pub fn retain(&mut self, r: &RetainedScore, now_ms: i64) -> Published {
+        self.last_score_wall = now_ms;
+        let Some(event_ms) = parse_rfc3339_ms(&r.event_time) else { return Published::default() };
+        let scores: Box<[Scored]> = r.scores.iter().map(|s| Scored { version: self.intern(&s.version, s.role), score: s.score, alert: s.alert }).collect();
+        let w = self.window_ms();
+        let start = event_ms.div_euclid(w) * w;
+        let start = start.max(self.estimated_closed_before);
+        let window = self.estimated.entry(start).or_default();
+        for s in scores.iter() {
+            window.entry(s.version).or_default().push(Row { score: s.score, alert: s.alert, fraud: false, weight: r.weight });
+        }
+        let previous = self.retained.insert(r.transaction_id.clone(), Entry { event_ms, weight: r.weight, labelled: false, scores });
+        if let Some(p) = previous {
+            // A replayed record: keep its label state.
+            if let Some(e) = self.retained.get_mut(&r.transaction_id) {
+                e.labelled = p.labelled;
+            }
+        }
+        self.score_watermark = self.score_watermark.max(event_ms);
+        let mut out = Published::default();
+        let due: Vec<i64> = self.estimated.range(..self.score_watermark.div_euclid(w) * w).map(|(k, _)| *k).collect();
+        for start in due {
+            out.extend(self.close_estimated(start));
+        }
+        if self.retained.len() > self.settings.max_retained {
+            self.evict_oldest();
+        }
+        out
+    }
+
+    /// Takes one label. Returns what became of it and the realised windows its time closed
+    /// (with any concept-drift alert and retrain request).
+    pub fn label(&mut self, label: &Label, now_ms: i64) -> (LabelOutcome, Published) {
+        self.last_label_wall = now_ms;
+        let Some(label_ms) = parse_rfc3339_ms(&label.label_time) else {
+            self.outcomes[LabelOutcome::Invalid as usize] += 1;
+            return (LabelOutcome::Invalid, Published::default());
+        };
+        let w = self.window_ms();
+        let mut out = Published::default();
+        if label_ms > self.label_watermark {
+            self.label_watermark = label_ms;
+            let due: Vec<i64> = self.realised.range(..label_ms.div_euclid(w) * w).map(|(k, _)| *k).collect();
+            for start in due {
+                out.extend(self.close_realised(start));
+            }
+        }
+        let outcome = match self.retained.get_mut(&label.transaction_id) {
+            None => LabelOutcome::NotRetained,
+            Some(e) if e.labelled => LabelOutcome::Duplicate,
+            Some(e) => {
+                e.labelled = true;
+                let fraud = label.label == 1;
+                let start = (label_ms.div_euclid(w) * w).max(self.realised_closed_before);
+                let delay_s = (label_ms - e.event_ms) as f64 / 1000.0;
+                let window = self.realised.entry(start).or_default();
+                let mut serving_error = None;
+                for s in e.scores.iter() {
+                    let j = window.entry(s.version).or_default();
+                    j.rows.push(Row { score: s.score, alert: s.alert, fraud, weight: e.weight });
+                    j.delays_s.push(delay_s);
+                    if self.versions[s.version as usize].1 == Role::Production {
+                        serving_error = Some((s.version, s.alert != fraud));
+                    }
+                }
+                if let Some((version, error)) = serving_error {
+                    out.extend(self.concept(version, error, label_ms));
+                }
+                LabelOutcome::Matched
+            }
+        };
+        self.outcomes[outcome as usize] += 1;
+        (outcome, out)
+    }
+
+    /// Counts a record of the labels topic that is not a label.
+    pub fn invalid_label(&mut self) {
+        self.outcomes[LabelOutcome::Invalid as usize] += 1;
+    }
+
+    /// Closes every open window when nothing arrived for `idle_close_seconds`, and drops
+    /// retained scores older than the retention (relative to the newest event time).
+    pub fn tick(&mut self, now_ms: i64) -> Published {
+        let idle = self.settings.idle_close_seconds as i64 * 1000;
+        let mut out = Published::default();
+        if self.last_label_wall != i64::MIN && now_ms - self.last_label_wall >= idle {
+            let open: Vec<i64> = self.realised.keys().copied().collect();
+            for start in open {
+                out.extend(self.close_realised(start));
+            }
+        }
+        if self.last_score_wall != i64::MIN && now_ms - self.last_score_wall >= idle {
+            let open: Vec<i64> = self.estimated.keys().copied().collect();
+            for start in open {
+                out.extend(self.close_estimated(start));
+            }
+        }
+        let cutoff = self.score_watermark.saturating_sub(self.settings.retention_hours as i64 * 3_600_000);
+        let before = self.retained.len();
+        self.retained.retain(|_, e| e.event_ms >= cutoff);
+        self.evicted += (before - self.retained.len()) as u64;
+        out
+    }
+
+    /// Keeps the newest 90 % of `max_retained`.
+    fn evict_oldest(&mut self) {
+        let keep = self.settings.max_retained * 9 / 10;
+        let mut times: Vec<i64> = self.retained.values().map(|e| e.event_ms).collect();
+        let cut = times.len() - keep;
+        let (_, &mut cutoff, _) = times.select_nth_unstable(cut);
+        let before = self.retained.len();
+        self.retained.retain(|_, e| e.event_ms >= cutoff);
+        self.evicted += (before - self.retained.len()) as u64;
+    }
+
+    fn seed(&self, start: i64, version: u32, kind: ReportKind) -> u64 {
+        (start as u64).rotate_left(17) ^ u64::from(version).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ kind as u64
+    }
+
+    fn close_realised(&mut self, start: i64) -> Published {
+        let Some(window) = self.realised.remove(&start) else { return Published::default() };
+        let w = self.window_ms();
+        self.realised_closed_before = self.realised_closed_before.max(start + w);
+        let s = &self.settings;
+        let mut out = Published::default();
+        let mut versions: Vec<(u32, Joined)> = window.into_iter().collect();
+        versions.sort_by_key(|(v, _)| *v);
+        for (v, mut j) in versions {
+            let rows = &j.rows;
+            let alerts = rows.iter().filter(|r| r.alert).count() as u64;
+            let tp = rows.iter().filter(|r| r.alert && r.fraud).count() as u64;
+            let precision = stats::wilson(tp, alerts, s.confidence);
+            let (recall, roc_auc) = stats::realised_recall_auc(rows, s.confidence, s.replicates, self.seed(start, v, ReportKind::Realised));
+            let total: f64 = rows.iter().map(|r| r.weight).sum();
+            let alerted: f64 = rows.iter().filter(|r| r.alert).map(|r| r.weight).sum();
+            let positives: f64 = rows.iter().filter(|r| r.fraud).map(|r| r.weight).sum();
+            let delays = (!j.delays_s.is_empty()).then(|| DelaySummary {
+                p50: stats::quantile(&mut j.delays_s, 0.5).unwrap_or(0.0),
+                p90: stats::quantile(&mut j.delays_s, 0.9).unwrap_or(0.0),
+                max: j.delays_s.iter().copied().fold(f64::MIN, f64::max),
+            });
+            let below = self.below.entry(v).or_insert((0, 0));
+            let under = |i: &Interval, floor: f64| floor > 0.0 && i.upper.is_some_and(|u| u < floor);
+            below.0 = if under(&precision, s.precision_floor) { below.0 + 1 } else { 0 };
+            below.1 = if under(&recall, s.recall_floor) { below.1 + 1 } else { 0 };
+            let (version, role) = self.versions[v as usize].clone();
+            out.reports.push(PerformanceReport {
+                kind: ReportKind::Realised,
+                model: self.model.clone(),
+                version,
+                role,
+                window_start: format_rfc3339_ms(start),
+                window_end: format_rfc3339_ms(start + w),
+                transactions: rows.len() as u64,
+                alerts,
+                positives,
+                precision,
+                recall,
+                roc_auc,
+                alert_rate: if total > 0.0 { alerted / total } else { 0.0 },
+                brier: stats::brier(rows),
+                ece: stats::ece(rows, 10),
+                label_delay_seconds: delays,
+                confidence: s.confidence,
+                below_floor: BelowFloor { precision_floor: s.precision_floor, precision_windows: below.0, recall_floor: s.recall_floor, recall_windows: below.1 },
+            });
+        }
+        out
+    }
+
+    fn close_estimated(&mut self, start: i64) -> Published {
+        let Some(window) = self.estimated.remove(&start) else { return Published::default() };
+        let w = self.window_ms();
+        self.estimated_closed_before = self.estimated_closed_before.max(start + w);
+        let s = &self.settings;
+        let mut out = Published::default();
+        let mut versions: Vec<(u32, Vec<Row>)> = window.into_iter().collect();
+        versions.sort_by_key(|(v, _)| *v);
+        for (v, rows) in versions {
+            let (positives, precision, recall) = stats::estimate(&rows, s.confidence, s.replicates, self.seed(start, v, ReportKind::Estimated));
+            let total: f64 = rows.iter().map(|r| r.weight).sum();
+            let alerted: f64 = rows.iter().filter(|r| r.alert).map(|r| r.weight).sum();
+            let (version, role) = self.versions[v as usize].clone();
+            out.reports.push(PerformanceReport {
+                kind: ReportKind::Estimated,
+                model: self.model.clone(),
+                version,
+                role,
+                window_start: format_rfc3339_ms(start),
+                window_end: format_rfc3339_ms(start + w),
+                transactions: rows.len() as u64,
+                alerts: rows.iter().filter(|r| r.alert).count() as u64,
+                positives,
+                precision,
+                recall,
+                roc_auc: Interval::NONE,
+                alert_rate: if total > 0.0 { alerted / total } else { 0.0 },
+                brier: None,
+                ece: None,
+                label_delay_seconds: None,
+                confidence: s.confidence,
+                below_floor: BelowFloor { precision_floor: s.precision_floor, precision_windows: 0, recall_floor: s.recall_floor, recall_windows: 0 },
+            });
+        }
+        out
+    }
+
+    /// Feeds the serving version's labelled decision to its concept-drift detector.
+    fn concept(&mut self, version: u32, error: bool, label_ms: i64) -> Published {
+        if self.settings.concept_detector == "off" {
+            return Published::default();
+        }
+        let settings = self.settings.ddm;
+        let d = self.ddm.entry(version).or_insert_with(|| Ddm::new(settings));
+        let seen = d.seen() + 1;
+        if d.update(error) != DdmState::Drift {
+            return Published::default();
+        }
+        let (p_min, s_min) = d.minimum();
+        let name = &self.versions[version as usize].0;
+        let at = format_rfc3339_ms(label_ms);
+        let evidence = ConceptEvidence {
+            detector: "ddm".into(),
+            version: name.clone(),
+            labels_seen: seen,
+            error_rate: d.error_rate(),
+            min_error_rate: p_min,
+            min_std: s_min,
+            detected_at: at.clone(),
+        };
+        let model = format!("{} {}", self.model, name);
+        let reason = format!(
+            "concept drift: the labelled error rate of {name} rose to {:.4} over {seen} labels, above the best {:.4} + {} × {:.4} (DDM); the features may not have moved",
+            evidence.error_rate, p_min, settings.drift_threshold, s_min
+        );
+        Published {
+            reports: Vec::new(),
+            alerts: vec![DriftAlert { model: model.clone(), feature: "concept".into(), from: Status::Green, to: Status::Red, window_end: at.clone(), metric: StatusMetric::ErrorRate, value: evidence.error_rate, consecutive_windows: 1 }],
+            retrain: vec![RetrainRequest { model, features: Vec::new(), window_end: at, red_windows: 1, reason, concept: Some(evidence) }],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

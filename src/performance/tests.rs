@@ -1,0 +1,141 @@
+use super::*;
+use crate::message::performance::RetainedVersion;
+
+const HOUR: i64 = 3_600_000;
+const T0: i64 = 1_767_571_200_000; // 2026-01-05T00:00:00Z
+
+fn retained(id: &str, event_ms: i64, score: f64, alert: bool, weight: f64) -> RetainedScore {
+    RetainedScore {
+        transaction_id: id.into(),
+        model: "fraud".into(),
+        event_time: format_rfc3339_ms(event_ms),
+        weight,
+        scores: vec![RetainedVersion { version: "v1".into(), role: Role::Production, score, alert }],
+    }
+}
+
+fn label(id: &str, label_ms: i64, fraud: bool) -> Label {
+    Label { transaction_id: id.into(), label: u8::from(fraud), label_time: format_rfc3339_ms(label_ms), source: "analyst".into() }
+}
+
+fn settings() -> PerformanceSettings {
+    PerformanceSettings { enabled: true, window_seconds: 3600, replicates: 50, ..Default::default() }
+}
+
+#[test]
+fn labels_join_their_scores_and_a_later_label_closes_the_window_with_exact_precision() {
+    let mut t = Tracker::new("fraud", settings());
+    // 4 alerts (3 fraud), 6 sampled non-alerts of weight 20 (1 fraud).
+    for i in 0..10 {
+        let alert = i < 4;
+        t.retain(&retained(&format!("a{i}"), T0 + i, if alert { 0.8 } else { 0.1 }, alert, if alert { 1.0 } else { 20.0 }), 0);
+    }
+    for i in 0..10 {
+        let fraud = i < 3 || i == 9;
+        let (o, out) = t.label(&label(&format!("a{i}"), T0 + 2 * HOUR + i, fraud), 0);
+        assert_eq!(o, LabelOutcome::Matched);
+        assert!(out.reports.is_empty(), "the window is still open");
+    }
+    assert_eq!(t.label(&label("a1", T0 + 2 * HOUR + 50, true), 0).0, LabelOutcome::Duplicate);
+    assert_eq!(t.label(&label("nope", T0 + 2 * HOUR + 60, true), 0).0, LabelOutcome::NotRetained);
+    let (_, out) = t.label(&label("nope2", T0 + 3 * HOUR, false), 0);
+    let r = out.reports.iter().find(|r| r.kind == ReportKind::Realised).expect("the 02:00 window closed");
+    assert_eq!((r.transactions, r.alerts), (10, 4));
+    assert_eq!(r.precision.value, Some(0.75));
+    // Recall: 3 alerted frauds over 3 + 20 (one sampled missed fraud stands for 20).
+    assert!((r.recall.value.unwrap() - 3.0 / 23.0).abs() < 1e-12);
+    assert!((r.positives - 23.0).abs() < 1e-12);
+    assert!((r.alert_rate - 4.0 / 124.0).abs() < 1e-12);
+    assert_eq!(r.window_start, "2026-01-05T02:00:00.000Z");
+    let d = r.label_delay_seconds.unwrap();
+    assert!((d.p50 - 7200.0).abs() < 1.0, "{d:?}");
+    assert_eq!(t.outcome_count(LabelOutcome::Matched), 10);
+    assert_eq!(t.outcome_count(LabelOutcome::NotRetained), 2);
+}
+
+#[test]
+fn estimated_windows_close_on_event_time_and_expect_precision_from_the_scores() {
+    let mut t = Tracker::new("fraud", settings());
+    for i in 0..100 {
+        t.retain(&retained(&format!("e{i}"), T0 + i * 1000, if i < 10 { 0.5 } else { 0.02 }, i < 10, if i < 10 { 1.0 } else { 20.0 }), 0);
+    }
+    let out = t.retain(&retained("late", T0 + HOUR + 5, 0.02, false, 20.0), 0);
+    let r = out.reports.iter().find(|r| r.kind == ReportKind::Estimated).expect("the first hour closed");
+    assert_eq!(r.precision.value, Some(0.5));
+    // Expected positives: 10 × 0.5 + 90 × 20 × 0.02 = 41; recall 5 / 41.
+    assert!((r.positives - 41.0).abs() < 1e-9, "{}", r.positives);
+    assert!((r.recall.value.unwrap() - 5.0 / 41.0).abs() < 1e-9);
+    let (lo, hi) = (r.precision.lower.unwrap(), r.precision.upper.unwrap());
+    assert!(lo < 0.5 && 0.5 < hi, "{lo}..{hi}");
+}
+
+#[test]
+fn idle_time_closes_open_windows_and_retention_evicts_old_scores() {
+    let mut t = Tracker::new("fraud", settings());
+    t.retain(&retained("x", T0, 0.9, true, 1.0), 1_000);
+    t.label(&label("x", T0 + HOUR, true), 1_000);
+    assert!(t.tick(30_000).reports.is_empty(), "not idle yet");
+    let out = t.tick(61_000);
+    assert_eq!(out.reports.iter().filter(|r| r.kind == ReportKind::Realised).count(), 1);
+    assert_eq!(out.reports.iter().filter(|r| r.kind == ReportKind::Estimated).count(), 1);
+    // A score far newer makes `x` older than the retention.
+    t.retain(&retained("y", T0 + 46 * 24 * HOUR, 0.1, false, 20.0), 62_000);
+    t.tick(62_000);
+    assert_eq!(t.retained(), 1);
+    assert_eq!(t.evicted(), 1);
+    assert_eq!(t.label(&label("x", T0 + 47 * 24 * HOUR, true), 62_000).0, LabelOutcome::NotRetained);
+}
+
+#[test]
+fn a_shadow_version_gets_its_own_report_on_the_same_labels() {
+    let mut t = Tracker::new("fraud", settings());
+    let mut r = retained("s", T0, 0.2, false, 1.0);
+    r.scores.push(RetainedVersion { version: "v2".into(), role: Role::Shadow, score: 0.9, alert: true });
+    t.retain(&r, 0);
+    t.label(&label("s", T0 + HOUR, true), 0);
+    let out = t.tick(100_000);
+    let realised: Vec<_> = out.reports.iter().filter(|r| r.kind == ReportKind::Realised).collect();
+    assert_eq!(realised.len(), 2);
+    assert_eq!((realised[0].version.as_str(), realised[0].role, realised[0].recall.value), ("v1", Role::Production, Some(0.0)));
+    assert_eq!((realised[1].version.as_str(), realised[1].role, realised[1].recall.value), ("v2", Role::Shadow, Some(1.0)));
+}
+
+#[test]
+fn a_rise_in_the_serving_versions_labelled_errors_is_concept_drift_with_a_retrain_request() {
+    let mut t = Tracker::new("fraud", settings());
+    let mut found = None;
+    for i in 0..3000i64 {
+        // Right 97 % of the time for 2,000 labels, then 80 %.
+        let wrong = if i < 2000 { i % 33 == 0 } else { i % 5 == 0 };
+        let id = format!("c{i}");
+        t.retain(&retained(&id, T0 + i, 0.1, false, 1.0), 0);
+        let (_, out) = t.label(&label(&id, T0 + HOUR + i, wrong), 0);
+        if let Some(req) = out.retrain.first() {
+            found.get_or_insert((i, req.clone(), out.alerts[0].clone()));
+        }
+    }
+    let (at, req, alert) = found.expect("concept drift detected");
+    assert!((2000..2400).contains(&at), "detected at label {at}");
+    let e = req.concept.expect("evidence");
+    assert_eq!((e.detector.as_str(), e.version.as_str()), ("ddm", "v1"));
+    assert!(e.error_rate > e.min_error_rate);
+    assert!(req.features.is_empty());
+    assert_eq!((alert.feature.as_str(), alert.metric, alert.to), ("concept", StatusMetric::ErrorRate, Status::Red));
+}
+
+#[test]
+fn floors_count_consecutive_windows_whose_whole_interval_is_below() {
+    let mut t = Tracker::new("fraud", PerformanceSettings { precision_floor: 0.5, ..settings() });
+    let mut windows = Vec::new();
+    for h in 0..3i64 {
+        for i in 0..50 {
+            let id = format!("f{h}-{i}");
+            t.retain(&retained(&id, T0 + h * HOUR + i, 0.9, true, 1.0), 0);
+            // 5 of 50 alerts are fraud: precision 0.1, far below 0.5.
+            t.label(&label(&id, T0 + (h + 1) * HOUR + i, i < 5), 0);
+        }
+        let (_, out) = t.label(&label("tick", T0 + (h + 2) * HOUR, false), 0);
+        windows.extend(out.reports.into_iter().filter(|r| r.kind == ReportKind::Realised).map(|r| r.below_floor.precision_windows));
+    }
+    assert_eq!(windows, vec![1, 2, 3]);
+}
