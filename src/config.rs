@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Sections that environment variables may set.
-const SECTIONS: [&str; 7] = ["kafka", "model", "engine", "metrics", "log", "drift", "telemetry"];
+const SECTIONS: [&str; 8] = ["kafka", "model", "engine", "metrics", "log", "drift", "telemetry", "performance"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,6 +36,8 @@ pub struct Config {
     pub drift: DriftSection,
     /// OpenTelemetry tracing.
     pub telemetry: crate::observe::traces::TelemetryConfig,
+    /// Model performance on delayed fraud labels (realised, estimated, concept drift).
+    pub performance: crate::performance::PerformanceSettings,
 }
 
 /// Streaming drift detection settings (`[drift]`).
@@ -135,6 +137,12 @@ pub struct KafkaConfig {
     pub model_events_topic: String,
     /// Topic a candidate's shadow decisions are written to.
     pub shadow_scores_topic: String,
+    /// Topic fraud labels are read from (with `performance.enabled`).
+    pub labels_topic: String,
+    /// Compacted topic the scores waiting for their labels are kept in (keyed by transaction id).
+    pub retained_scores_topic: String,
+    /// Topic performance reports are written to.
+    pub performance_reports_topic: String,
     /// Create missing topics at start (else: fail, naming the missing topic).
     pub create_topics: bool,
     /// Partitions of topics the engine creates.
@@ -165,6 +173,9 @@ impl Default for KafkaConfig {
             retrain_requests_topic: "retrain-requests".into(),
             model_events_topic: "model-events".into(),
             shadow_scores_topic: "shadow-scores".into(),
+            labels_topic: "labels".into(),
+            retained_scores_topic: "retained-scores".into(),
+            performance_reports_topic: "performance-reports".into(),
             create_topics: true,
             partitions: 4,
             replication_factor: 1,
@@ -560,6 +571,23 @@ impl Config {
         if !(0.0 < sig.red && sig.red <= sig.amber && sig.amber < 1.0) {
             return invalid("drift.significance", "needs 0 < red ≤ amber < 1");
         }
+        for r in std::iter::once(&d.rule).chain(d.features.values()) {
+            if r.metric == crate::drift::StatusMetric::ErrorRate {
+                return invalid("drift.rule", "`error_rate` is the concept-drift alerts' metric, not a feature rule's");
+            }
+        }
+        if let Err((key, problem)) = self.performance.validate() {
+            return invalid(key, problem);
+        }
+        if self.performance.enabled {
+            let own = [&k.labels_topic, &k.retained_scores_topic, &k.performance_reports_topic];
+            if own.iter().any(|t| t.trim().is_empty()) {
+                return invalid("kafka.labels_topic", "labels, retained-scores and performance-reports topic names must not be empty");
+            }
+            if own.iter().any(|t| *t == &k.transactions_topic) || k.labels_topic == k.retained_scores_topic {
+                return invalid("kafka.labels_topic", "the labels and retained-scores topics must differ from each other and from the transactions topic");
+            }
+        }
         if self.telemetry.sample_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
             return invalid("telemetry.sample_ratio", "must be within [0, 1]");
         }
@@ -600,6 +628,12 @@ impl Config {
             wanted.push(&k.model_events_topic);
             if self.model.shadow_fraction > 0.0 {
                 wanted.push(&k.shadow_scores_topic);
+            }
+        }
+        if self.performance.enabled {
+            wanted.extend([&k.labels_topic, &k.retained_scores_topic, &k.performance_reports_topic]);
+            if !self.drift.enabled {
+                wanted.extend([&k.drift_alerts_topic, &k.retrain_requests_topic]);
             }
         }
         wanted

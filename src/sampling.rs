@@ -52,6 +52,17 @@ pub fn in_sample(tx: &Transaction, fraction: f64) -> bool {
     }
 }
 
+/// Whether a transaction's score is retained for its label (a sample of `fraction`): a hash of
+/// its id (or content) salted differently from [`in_sample`], so the retained sample is
+/// independent of the drift and shadow samples (a shadow-scored event is retained with the
+/// same probability as any other, which the recall estimate's weights assume).
+#[inline]
+pub fn retained(tx: &Transaction, fraction: f64) -> bool {
+    const SALT: u64 = 0x5851_f42d_4c95_7f2d;
+    let h = if tx.id.is_empty() { tx.content_hash } else { hash_bytes(tx.id.as_bytes()) };
+    unit_interval(h ^ SALT) < fraction
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ use crate::config::{Config, OutOfBounds};
 use crate::drift::online::{ClosedWindow, StreamDrift};
 use crate::drift::{status_name, Status};
 use crate::message::dead_letter::headers as dlq;
+use crate::message::performance::{RetainedScore, RetainedVersion, Role};
 use crate::message::{reasons_json, FraudAlert, InvalidReason, ModelEvent, ShadowScore, SourcePosition};
 use crate::model::guard::{GuardRules, GuardVerdict};
 use crate::model::lifecycle::{ModelLifecycle, SwapError};
@@ -111,7 +112,7 @@ impl Engine {
         };
         // Drop counters of the non-critical topics exist from the first scrape (rate() works).
         let k = &config.kafka;
-        for topic in [&k.shadow_scores_topic, &k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic, &k.model_events_topic] {
+        for topic in [&k.shadow_scores_topic, &k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic, &k.model_events_topic, &k.retained_scores_topic, &k.performance_reports_topic] {
             let _ = metrics.outputs_dropped.get_or_create(&crate::observe::metrics::TopicLabel { topic: topic.clone() });
         }
         let unacked_since_ms = (0..config.engine.effective_workers()).map(|_| AtomicI64::new(0)).collect();
@@ -305,7 +306,8 @@ impl Member<'_> {
                 if bounded {
                     self.observe_drift(&score, out)?;
                 }
-                self.shadow_score(message, payload, &score, out)?;
+                let shadow = self.shadow_score(message, payload, &score, out)?;
+                self.retain(&score, shadow, out)?;
             }
             Err((reason, text)) => self.dead_letter(message, payload, reason, &text, out)?,
         }
@@ -499,12 +501,55 @@ impl Member<'_> {
         sent
     }
 
-    /// Scores a share of events with the candidate too and publishes both decisions.
-    fn shadow_score<O: Outputs>(&mut self, message: &Incoming<'_>, payload: &[u8], score: &Score, out: &mut O) -> Result<(), O::Error> {
+    /// With `performance.enabled`: keeps the score for its label when any version alerted, or
+    /// the event is in the retained sample (weight 1 / `retain_fraction`).
+    fn retain<O: Outputs>(&mut self, score: &Score, shadow: Option<(f64, bool)>, out: &mut O) -> Result<(), O::Error> {
+        let e = self.engine;
+        let p = &e.config.performance;
+        if !p.enabled {
+            return Ok(());
+        }
+        let alerted = self.alerts(score) || shadow.is_some_and(|(_, a)| a);
+        if !alerted && !crate::sampling::retained(&self.tx, p.retain_fraction) {
+            return Ok(());
+        }
+        let model = &self.pipeline.artifact().model;
+        let mut scores = Vec::with_capacity(2);
+        scores.push(RetainedVersion { version: model.version.clone(), role: Role::Production, score: score.probability, alert: self.alerts(score) });
+        if let (Some((candidate_score, alert)), Some(candidate)) = (shadow, &self.shadow) {
+            scores.push(RetainedVersion { version: candidate.artifact().model.version.clone(), role: Role::Shadow, score: candidate_score, alert });
+        }
+        let Some(event_ms) = self.tx.event_time_ms else { return Ok(()) };
+        let record = RetainedScore {
+            transaction_id: self.tx.id.clone(),
+            model: model.name.clone(),
+            event_time: format_rfc3339_ms(event_ms),
+            weight: if alerted { 1.0 } else { 1.0 / p.retain_fraction },
+            scores,
+        };
+        let payload = serde_json::to_vec(&record).expect("retained score serialises");
+        out.emit(Outgoing {
+            kind: OutputKind::RetainedScore,
+            topic: &e.config.kafka.retained_scores_topic,
+            key: Some(self.tx.id.as_bytes()),
+            payload: &payload,
+            headers: Vec::new(),
+            event_time_ms: None,
+        })
+    }
+
+    /// Whether a score raises an alert.
+    fn alerts(&self, s: &Score) -> bool {
+        s.is_fraud || (s.is_outlier && self.engine.config.model.alert_on_outlier)
+    }
+
+    /// Scores a share of events with the candidate too and publishes both decisions; returns
+    /// the candidate's probability and alert when it scored this event.
+    fn shadow_score<O: Outputs>(&mut self, message: &Incoming<'_>, payload: &[u8], score: &Score, out: &mut O) -> Result<Option<(f64, bool)>, O::Error> {
         let e = self.engine;
         let fraction = e.config.model.shadow_fraction;
         if fraction <= 0.0 {
-            return Ok(());
+            return Ok(None);
         }
         let generation = e.models.shadow_generation();
         if generation != self.shadow_generation {
@@ -512,17 +557,16 @@ impl Member<'_> {
             self.shadow_tx = self.shadow.as_ref().map(|p| p.new_transaction()).unwrap_or_default();
             self.shadow_generation = generation;
         }
-        let Some(candidate) = self.shadow.clone() else { return Ok(()) };
+        let Some(candidate) = self.shadow.clone() else { return Ok(None) };
         if !in_sample(&self.tx, fraction) {
-            return Ok(());
+            return Ok(None);
         }
         let started = Instant::now();
-        let Ok(()) = candidate.decode_into(payload, &mut self.shadow_tx) else { return Ok(()) };
+        let Ok(()) = candidate.decode_into(payload, &mut self.shadow_tx) else { return Ok(None) };
         let shadow = candidate.score(&self.shadow_tx);
         let elapsed = started.elapsed();
         let m = &e.metrics;
-        let alert = |s: &Score| s.is_fraud || (s.is_outlier && e.config.model.alert_on_outlier);
-        let (production_alert, candidate_alert) = (alert(score), alert(&shadow));
+        let (production_alert, candidate_alert) = (self.alerts(score), self.alerts(&shadow));
         m.shadow_scored.inc();
         m.shadow_score_latency.observe(elapsed.as_secs_f64());
         m.shadow_alerts.inc_by(u64::from(candidate_alert));
@@ -547,7 +591,8 @@ impl Member<'_> {
             payload: &payload,
             headers: Vec::new(),
             event_time_ms: None,
-        })
+        })?;
+        Ok(Some((shadow.probability, candidate_alert)))
     }
 
     /// Feeds the drift windows; publishes the windows this event's time closes.

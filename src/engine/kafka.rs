@@ -112,7 +112,20 @@ pub async fn ensure_topics(config: &Config) -> Result<(), EngineError> {
     if !k.create_topics {
         return Err(EngineError::MissingTopics(missing.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")));
     }
-    let new: Vec<NewTopic> = missing.iter().map(|t| NewTopic::new(t, k.partitions, TopicReplication::Fixed(k.replication_factor))).collect();
+    // Retained scores are kept per transaction id until their label is due: compacted (a
+    // replay reads one record per transaction) and deleted after the retention.
+    let retention_ms = (config.performance.retention_hours * 3_600_000).to_string();
+    let new: Vec<NewTopic> = missing
+        .iter()
+        .map(|t| {
+            let topic = NewTopic::new(t, k.partitions, TopicReplication::Fixed(k.replication_factor));
+            if *t == &k.retained_scores_topic {
+                topic.set("cleanup.policy", "compact,delete").set("retention.ms", &retention_ms)
+            } else {
+                topic
+            }
+        })
+        .collect();
     let results = admin
         .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
         .await

@@ -9,10 +9,12 @@
 //! - [`tracker`]: which consumed offsets may be committed (plain data and atomics).
 //! - [`kafka`]: librdkafka contexts, topic administration, offset storing, the producer sink.
 //! - [`workers`]: member threads, the registry watcher, shutdown.
+//! - [`performance`]: the thread that joins labels to retained scores and publishes performance.
 
 pub mod core;
 pub mod delivery;
 pub mod kafka;
+pub mod performance;
 pub mod records;
 pub mod tracker;
 pub mod workers;

@@ -81,6 +81,10 @@ pub enum OutputKind {
     RetrainRequest,
     /// `model-events` (the guard's rollbacks).
     ModelEvent,
+    /// `retained-scores` (scores waiting for their labels).
+    RetainedScore,
+    /// `performance-reports`.
+    PerformanceReport,
 }
 
 impl OutputKind {
@@ -94,6 +98,8 @@ impl OutputKind {
             OutputKind::DriftAlert => "drift alert",
             OutputKind::RetrainRequest => "retrain request",
             OutputKind::ModelEvent => "model event",
+            OutputKind::RetainedScore => "retained score",
+            OutputKind::PerformanceReport => "performance report",
         }
     }
 }

@@ -32,6 +32,9 @@ impl Engine {
             if !self.config.model.registry.is_empty() {
                 s.spawn(|| self.watch_registry(&watcher_stop));
             }
+            if self.config.performance.enabled {
+                std::thread::Builder::new().name("performance".into()).spawn_scoped(s, || self.run_performance(&watcher_stop)).expect("spawning the performance thread");
+            }
             let result = self.run_members(shutdown);
             watcher_stop.store(true, Ordering::Relaxed);
             result

@@ -81,6 +81,46 @@ pub struct TopicLabel {
 }
 
 
+/// Label set for labels by outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `matched`, `not_retained`, `duplicate` or `invalid`.
+    pub outcome: String,
+}
+
+/// Label set for model-performance gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PerformanceLabels {
+    /// Model version.
+    pub version: String,
+    /// `production` or `shadow`.
+    pub role: String,
+    /// `realised` (labels) or `estimated` (before labels).
+    pub kind: String,
+    /// `precision`, `recall`, `roc_auc`, `alert_rate`, `brier`, `ece`, `label_delay_p50_seconds`, `label_delay_p90_seconds`.
+    pub metric: String,
+    /// `value`, `lower` or `upper` (the interval at `performance.confidence`).
+    pub bound: String,
+}
+
+/// Label set for the consecutive windows below a performance floor.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FloorLabels {
+    /// Model version.
+    pub version: String,
+    /// `production` or `shadow`.
+    pub role: String,
+    /// `precision` or `recall`.
+    pub metric: String,
+}
+
+/// Label set with one `metric`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricLabel {
+    /// `precision` or `recall`.
+    pub metric: String,
+}
+
 /// Declares the metrics: the struct, its constructor and registration, and the name/help table.
 macro_rules! metrics_table {
     ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $init:expr, $unit:expr, $help:literal; )*) => {
@@ -203,6 +243,24 @@ metrics_table! {
     model_trained_outlier_rate: FloatGauge = FloatGauge::default(), None, "Outlier rate of the loaded model on its training data";
     /// The loaded model's fraud-alert rate on its training data.
     model_trained_alert_rate: FloatGauge = FloatGauge::default(), None, "Fraud-alert rate of the loaded model on its training data";
+    /// Labels read from the labels topic, by outcome.
+    labels: Family<OutcomeLabel, Counter> = Family::default(), None, "Labels read, by outcome (matched, not_retained, duplicate, invalid)";
+    /// Label time − event time of matched labels; 1 min … ~45 days.
+    label_delay: Histogram = Histogram::new(exponential_buckets(60.0, 2.0, 17)), Some("seconds"), "Label time minus event time of labels joined to their scores";
+    /// Scores in memory waiting for their labels.
+    scores_retained: Gauge = Gauge::default(), None, "Scores in memory waiting for their labels";
+    /// Retained scores dropped (retention or `performance.max_retained`) before their label came.
+    retained_scores_evicted: Counter = Counter::default(), None, "Retained scores dropped before their label came (retention or max_retained)";
+    /// The last closed window's performance per version, role, kind (`realised`, `estimated`), metric and bound.
+    model_performance: Family<PerformanceLabels, FloatGauge> = Family::default(), None, "Model performance in the last closed window, by version, role, kind (realised or estimated), metric and bound (value, lower, upper)";
+    /// Consecutive realised windows whose whole interval is below the floor, per version and metric.
+    performance_below_floor_windows: Family<FloorLabels, Gauge> = Family::default(), None, "Consecutive realised windows whose whole interval lies below the configured floor";
+    /// The configured floors (`performance.precision_floor`, `recall_floor`; 0: off).
+    performance_floor: Family<MetricLabel, FloatGauge> = Family::default(), None, "Configured performance floor per metric (0: off)";
+    /// Realised performance windows closed.
+    performance_windows_closed: Counter = Counter::default(), None, "Realised performance windows closed (one per version)";
+    /// Concept drift detected on the labelled error stream.
+    concept_drift_detections: Counter = Counter::default(), None, "Concept drift detections on the labelled error stream (DDM)";
 }
 
 impl Default for Metrics {
@@ -226,6 +284,9 @@ impl Metrics {
         }
         for reason in ["truncated", "omitted"] {
             let _ = self.dead_letters_reduced.get_or_create(&ReasonLabel { reason: reason.into() });
+        }
+        for o in crate::performance::LabelOutcome::ALL {
+            let _ = self.labels.get_or_create(&OutcomeLabel { outcome: o.as_str().into() });
         }
         for agree in ["true", "false"] {
             let _ = self.shadow_agreement.get_or_create(&AgreeLabel { agree: agree.into() });

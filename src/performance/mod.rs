@@ -171,7 +171,8 @@ pub struct Published {
 }
 
 impl Published {
-    fn extend(&mut self, other: Published) {
+    /// Appends another's outputs.
+    pub fn extend(&mut self, other: Published) {
         self.reports.extend(other.reports);
         self.alerts.extend(other.alerts);
         self.retrain.extend(other.retrain);
@@ -202,6 +203,8 @@ pub struct Tracker {
     ddm: HashMap<u32, Ddm>,
     /// Counters since start, by outcome.
     outcomes: [u64; 4],
+    /// The delay of the last matched label, seconds.
+    last_delay_s: Option<f64>,
     evicted: u64,
 }
 
@@ -224,6 +227,7 @@ impl Tracker {
             below: HashMap::new(),
             ddm: HashMap::new(),
             outcomes: [0; 4],
+            last_delay_s: None,
             evicted: 0,
         }
     }
@@ -312,6 +316,7 @@ impl Tracker {
                 let fraud = label.label == 1;
                 let start = (label_ms.div_euclid(w) * w).max(self.realised_closed_before);
                 let delay_s = (label_ms - e.event_ms) as f64 / 1000.0;
+                self.last_delay_s = Some(delay_s);
                 let window = self.realised.entry(start).or_default();
                 let mut serving_error = None;
                 for s in e.scores.iter() {
@@ -330,6 +335,11 @@ impl Tracker {
         };
         self.outcomes[outcome as usize] += 1;
         (outcome, out)
+    }
+
+    /// Label time − event time of the last matched label, seconds.
+    pub fn last_delay_seconds(&self) -> Option<f64> {
+        self.last_delay_s
     }
 
     /// Counts a record of the labels topic that is not a label.

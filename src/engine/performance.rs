@@ -1,0 +1,309 @@
+//! The engine's performance thread (with `performance.enabled`): consumes `retained-scores` and
+//! `labels`, feeds [`crate::performance::Tracker`], and publishes its reports
+//! (`performance-reports`), concept-drift alerts (`drift-alerts`) and retrain requests
+//! (`retrain-requests`), and the Prometheus gauges.
+//!
+//! Restart-safe: at start the whole compacted `retained-scores` topic is replayed (to its end)
+//! into memory without publishing, so every label still joins its score; labels are read from
+//! the offsets committed by group `<kafka.group_id>.performance`, which are committed only once
+//! the windows those labels fell into are published and acknowledged (a crash replays the labels
+//! of the open window). What a restart loses: the concept detector's state (it starts over and
+//! needs `ddm.warm_start` labels) and the count of consecutive windows below the floors.
+//!
+//! One instance: with several instances in the group, each one's thread reads every label and
+//! every retained score and would publish the same reports; enable it on one instance.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tracing::{error, info, warn};
+
+use super::core::Engine;
+use crate::message::performance::{Label, PerformanceReport, RetainedScore};
+use crate::observe::metrics::{FloorLabels, OutcomeLabel, PerformanceLabels, TopicLabel};
+use crate::performance::{LabelOutcome, Published, Tracker};
+
+/// Counts failed deliveries (a report not acknowledged holds back the labels' commit).
+#[derive(Default)]
+struct Failures(Arc<AtomicU64>);
+
+impl ClientContext for Failures {}
+
+impl ProducerContext for Failures {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            warn!(message = "A performance output was not delivered; its labels will be read again after a restart.", %error);
+        }
+    }
+}
+
+/// Why the thread could not run; it tries again after a pause.
+fn kafka(context: &'static str) -> impl Fn(KafkaError) -> String {
+    move |e| format!("{context}: {e}")
+}
+
+impl Engine {
+    /// Runs the performance thread until `stop`; restarts it after an error (Kafka unreachable,
+    /// a topic missing) with a pause, so scoring never depends on it.
+    pub(crate) fn run_performance(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            match self.performance_loop(stop) {
+                Ok(()) => return,
+                Err(error) => {
+                    error!(message = "The performance thread failed; it starts again in 5 s (scoring is not affected).", %error);
+                    let until = Instant::now() + Duration::from_secs(5);
+                    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        }
+    }
+
+    fn performance_loop(&self, stop: &AtomicBool) -> Result<(), String> {
+        let cfg = &self.config;
+        let k = &cfg.kafka;
+        let mut cc = cfg.client_config();
+        for (key, v) in &k.consumer_options {
+            cc.set(key, v);
+        }
+        let consumer: BaseConsumer = cc
+            .set("group.id", format!("{}.performance", k.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
+            .set("fetch.queue.backoff.ms", "10")
+            .create()
+            .map_err(kafka("creating the performance consumer"))?;
+        let failures = Arc::new(AtomicU64::new(0));
+        let producer: BaseProducer<Failures> =
+            cfg.producer_config().create_with_context(Failures(failures.clone())).map_err(kafka("creating the performance producer"))?;
+        let timeout = Duration::from_secs(10);
+        let partitions = |topic: &str| -> Result<Vec<i32>, String> {
+            let md = consumer.fetch_metadata(Some(topic), timeout).map_err(kafka("reading topic metadata"))?;
+            let parts: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+            if parts.is_empty() {
+                return Err(format!("topic `{topic}` has no partitions (does it exist?)"));
+            }
+            Ok(parts)
+        };
+        let retained_parts = partitions(&k.retained_scores_topic)?;
+        let label_parts = partitions(&k.labels_topic)?;
+        let model = self.current_pipeline().artifact().model.name.clone();
+        let mut tracker = Tracker::new(&model, cfg.performance.clone());
+        let m = &self.metrics;
+
+        // 1. Replay the retained scores to the end, publishing nothing (those windows were published).
+        let started = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        let mut remaining: HashMap<i32, i64> = HashMap::new();
+        for &p in &retained_parts {
+            let (low, high) = consumer.fetch_watermarks(&k.retained_scores_topic, p, timeout).map_err(kafka("reading the retained scores' end"))?;
+            tpl.add_partition_offset(&k.retained_scores_topic, p, Offset::Beginning).map_err(kafka("assigning"))?;
+            if high > low {
+                remaining.insert(p, high);
+            }
+        }
+        consumer.assign(&tpl).map_err(kafka("assigning the retained scores"))?;
+        let mut replayed = 0u64;
+        while !remaining.is_empty() {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    remaining.remove(&p);
+                }
+                Some(Err(e)) => warn!(message = "Error while replaying retained scores.", error = %e),
+                Some(Ok(msg)) => {
+                    if let Some(r) = msg.payload().and_then(|b| serde_json::from_slice::<RetainedScore>(b).ok()) {
+                        tracker.retain(&r, crate::time::now_ms());
+                        replayed += 1;
+                    }
+                    if remaining.get(&msg.partition()).is_some_and(|&high| msg.offset() + 1 >= high) {
+                        remaining.remove(&msg.partition());
+                    }
+                }
+            }
+        }
+        info!(message = "Retained scores replayed.", records = replayed, in_memory = tracker.retained(), seconds = started.elapsed().as_secs_f64());
+        m.scores_retained.set(tracker.retained() as i64);
+
+        // 2. Labels from the committed offsets, retained scores from where the replay ended.
+        let mut committed = TopicPartitionList::new();
+        for &p in &label_parts {
+            committed.add_partition(&k.labels_topic, p);
+        }
+        let committed = consumer.committed_offsets(committed, timeout).map_err(kafka("reading the labels' committed offsets"))?;
+        let mut tpl = TopicPartitionList::new();
+        for &p in &retained_parts {
+            let position = consumer.position().ok().and_then(|pos| pos.find_partition(&k.retained_scores_topic, p).map(|e| e.offset()));
+            tpl.add_partition_offset(&k.retained_scores_topic, p, position.filter(|o| matches!(o, Offset::Offset(_))).unwrap_or(Offset::End)).map_err(kafka("assigning"))?;
+        }
+        for e in committed.elements() {
+            let offset = if matches!(e.offset(), Offset::Offset(_)) { e.offset() } else { Offset::Beginning };
+            tpl.add_partition_offset(&k.labels_topic, e.partition(), offset).map_err(kafka("assigning"))?;
+        }
+        consumer.assign(&tpl).map_err(kafka("assigning labels and retained scores"))?;
+
+        // 3. Join, close, publish; commit the labels of closed windows once published.
+        // Per labels partition: the next offset to read.
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        let mut last_tick = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let mut published = Published::default();
+            let mut closed_by: Option<(i32, i64)> = None;
+            match consumer.poll(Duration::from_millis(100)) {
+                None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => warn!(message = "Error while reading labels or retained scores.", error = %e),
+                Some(Ok(msg)) if msg.topic() == k.retained_scores_topic => {
+                    if let Some(r) = msg.payload().and_then(|b| serde_json::from_slice::<RetainedScore>(b).ok()) {
+                        published = tracker.retain(&r, crate::time::now_ms());
+                    }
+                }
+                Some(Ok(msg)) => {
+                    let (p, offset) = (msg.partition(), msg.offset());
+                    next.insert(p, offset + 1);
+                    let outcome = match msg.payload().map(serde_json::from_slice::<Label>) {
+                        Some(Ok(label)) => {
+                            let (outcome, out) = tracker.label(&label, crate::time::now_ms());
+                            if outcome == LabelOutcome::Matched {
+                                if let Some(d) = tracker.last_delay_seconds() {
+                                    m.label_delay.observe(d.max(0.0));
+                                }
+                            }
+                            if !out.reports.is_empty() {
+                                closed_by = Some((p, offset));
+                            }
+                            published = out;
+                            outcome
+                        }
+                        _ => {
+                            tracker.invalid_label();
+                            LabelOutcome::Invalid
+                        }
+                    };
+                    m.labels.get_or_create(&OutcomeLabel { outcome: outcome.as_str().into() }).inc();
+                }
+            }
+            let idle = last_tick.elapsed() >= Duration::from_secs(1);
+            if idle {
+                last_tick = Instant::now();
+                let out = tracker.tick(crate::time::now_ms());
+                if out.reports.iter().any(|r| r.kind == crate::message::performance::ReportKind::Realised) {
+                    // Every label read so far is in a closed window.
+                    closed_by = Some((-1, 0));
+                }
+                published.extend(out);
+                m.scores_retained.set(tracker.retained() as i64);
+                m.retained_scores_evicted.inc_by(tracker.evicted().saturating_sub(m.retained_scores_evicted.get()));
+            }
+            if published.reports.is_empty() && published.alerts.is_empty() && published.retrain.is_empty() {
+                continue;
+            }
+            let before = failures.load(Ordering::Relaxed);
+            self.publish_performance(&producer, &published);
+            let flushed = producer.flush(Duration::from_secs(30)).is_ok() && failures.load(Ordering::Relaxed) == before;
+            let Some((closing_partition, closing_offset)) = closed_by else { continue };
+            if !flushed {
+                warn!(message = "Performance outputs not acknowledged; the labels' offsets are not committed (they will be read again after a restart).");
+                continue;
+            }
+            // Commit every labels partition up to what is in closed windows: all that was read,
+            // except the label that closed them, which is in the new open window.
+            let mut commit = TopicPartitionList::new();
+            for (&p, &n) in &next {
+                let upto = if p == closing_partition { closing_offset } else { n };
+                commit.add_partition_offset(&k.labels_topic, p, Offset::Offset(upto)).map_err(kafka("committing"))?;
+            }
+            if let Err(error) = consumer.commit(&commit, CommitMode::Sync) {
+                warn!(message = "Could not commit the labels' offsets; they will be read again after a restart.", %error);
+            }
+        }
+        let _ = producer.flush(Duration::from_secs(10));
+        Ok(())
+    }
+
+    /// Produces what closing windows gave, and sets the gauges.
+    fn publish_performance(&self, producer: &BaseProducer<Failures>, out: &Published) {
+        let (m, k) = (&self.metrics, &self.config.kafka);
+        let mut records: Vec<(&str, String, Vec<u8>)> = Vec::new();
+        for r in &out.reports {
+            self.performance_gauges(r);
+            records.push((&k.performance_reports_topic, r.model.clone(), serde_json::to_vec(r).expect("report serialises")));
+        }
+        for a in &out.alerts {
+            m.concept_drift_detections.inc();
+            warn!(message = "Concept drift: the labelled error rate rose.", model = %a.model, error_rate = a.value, window_end = %a.window_end);
+            records.push((&k.drift_alerts_topic, a.feature.clone(), serde_json::to_vec(a).expect("alert serialises")));
+        }
+        for r in &out.retrain {
+            m.retrain_requests.inc();
+            records.push((&k.retrain_requests_topic, self.current_pipeline().artifact().model.name.clone(), serde_json::to_vec(r).expect("request serialises")));
+        }
+        for (topic, key, payload) in &records {
+            let mut record = BaseRecord::to(topic).key(key.as_bytes()).payload(payload.as_slice());
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                        producer.poll(Duration::from_millis(100));
+                        record = r;
+                    }
+                    Err((error, _)) => {
+                        m.outputs_dropped.get_or_create(&TopicLabel { topic: topic.to_string() }).inc();
+                        warn!(message = "A performance output could not be queued.", %topic, %error);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The last closed window's figures per version, role and kind.
+    fn performance_gauges(&self, r: &PerformanceReport) {
+        let m = &self.metrics;
+        let kind = match r.kind {
+            crate::message::performance::ReportKind::Realised => "realised",
+            crate::message::performance::ReportKind::Estimated => "estimated",
+        };
+        let set = |metric: &str, bound: &str, v: Option<f64>| {
+            if let Some(v) = v {
+                let labels = PerformanceLabels { version: r.version.clone(), role: r.role.as_str().into(), kind: kind.into(), metric: metric.into(), bound: bound.into() };
+                m.model_performance.get_or_create(&labels).set(v);
+            }
+        };
+        for (metric, i) in [("precision", r.precision), ("recall", r.recall), ("roc_auc", r.roc_auc)] {
+            set(metric, "value", i.value);
+            set(metric, "lower", i.lower);
+            set(metric, "upper", i.upper);
+        }
+        set("alert_rate", "value", Some(r.alert_rate));
+        set("brier", "value", r.brier);
+        set("ece", "value", r.ece);
+        if let Some(d) = r.label_delay_seconds {
+            set("label_delay_p50_seconds", "value", Some(d.p50));
+            set("label_delay_p90_seconds", "value", Some(d.p90));
+        }
+        if kind == "realised" {
+            m.performance_windows_closed.inc();
+            for (metric, n) in [("precision", r.below_floor.precision_windows), ("recall", r.below_floor.recall_windows)] {
+                m.performance_below_floor_windows.get_or_create(&FloorLabels { version: r.version.clone(), role: r.role.as_str().into(), metric: metric.into() }).set(i64::from(n));
+            }
+            for (floor_metric, floor) in [("precision", r.below_floor.precision_floor), ("recall", r.below_floor.recall_floor)] {
+                m.performance_floor.get_or_create(&crate::observe::metrics::MetricLabel { metric: floor_metric.into() }).set(floor);
+            }
+        }
+    }
+}
