@@ -164,6 +164,21 @@ pub struct ProduceArgs {
     /// Generator seed (1 continues the demo model's own account population after its training rows).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Also produce every transaction's fraud label to this topic when it is due (analyst
+    /// verdicts within hours, chargebacks within weeks, cleared after a month; times
+    /// --label-delay-scale). Labels not yet due when produce stops are not sent.
+    #[arg(long)]
+    pub labels_topic: Option<String>,
+    /// Multiply the label delays by this (0.000694: a day becomes a minute).
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
+    pub label_delay_scale: f64,
+    /// Instead of generating: produce this JSON-lines file to --topic as it is, one record per
+    /// line (e.g. `generate --labels-out` to the labels topic).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// With --file: the field whose value keys each record.
+    #[arg(long, default_value = "transaction_id")]
+    pub key_field: String,
 }
 
 /// `driftwatch drift`.
@@ -396,6 +411,14 @@ pub struct GenerateArgs {
     /// Output file (stdout when absent).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Also write every transaction's fraud label (JSON lines, label-time order) to this file,
+    /// for the `labels` topic: frauds confirmed by an analyst within hours or by a chargeback
+    /// within weeks, legitimate transactions cleared after a month.
+    #[arg(long)]
+    pub labels_out: Option<PathBuf>,
+    /// Multiply every label delay by this (e.g. 0.000694: a day becomes a minute, for demos).
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
+    pub label_delay_scale: f64,
 }
 
 /// `generate`'s output format.

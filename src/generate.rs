@@ -34,17 +34,22 @@ pub enum Scenario {
     DeviceBurst,
     /// Far younger accounts; fraud still follows the same function of the features.
     CovariateShift,
+    /// The fraud rule changes (daytime in-store payments far below the account's usual amount,
+    /// on old accounts near home); every feature is drawn exactly as in `none` (the same bytes
+    /// but for `is_fraud`), so only labels can show it.
+    ConceptShift,
 }
 
 impl Scenario {
     /// All scenarios, in documentation order.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::None,
         Scenario::AmountInflation,
         Scenario::NewCountry,
         Scenario::ChannelShift,
         Scenario::DeviceBurst,
         Scenario::CovariateShift,
+        Scenario::ConceptShift,
     ];
 
     /// The scenario's CLI name.
@@ -56,6 +61,7 @@ impl Scenario {
             Scenario::ChannelShift => "channel_shift",
             Scenario::DeviceBurst => "device_burst",
             Scenario::CovariateShift => "covariate_shift",
+            Scenario::ConceptShift => "concept_shift",
         }
     }
 
@@ -63,7 +69,7 @@ impl Scenario {
     /// only these, red.
     pub fn drifted_features(self) -> &'static [&'static str] {
         match self {
-            Scenario::None => &[],
+            Scenario::None | Scenario::ConceptShift => &[],
             Scenario::AmountInflation => &["amount"],
             Scenario::NewCountry => &["country", "currency"],
             Scenario::ChannelShift => &["channel", "merchant_category", "device_id"],
@@ -338,6 +344,14 @@ impl Generator {
         logit += 1.7 * f64::from(is_new_device) * f64::from(channel == "ecom");
         logit += 1.1 * f64::from(high_risk);
         logit += 1.0 * f64::from(account_age_days < 30);
+        if scenario == Scenario::ConceptShift {
+            // A new rule on the same features: the old signals no longer matter.
+            logit = -6.0;
+            logit += 2.6 * f64::from(channel == "pos" && (10..=16).contains(&hour_local));
+            logit += 2.2 * f64::from(ratio < 0.6);
+            logit += 1.2 * f64::from(!foreign && distance_from_home_km < 5.0);
+            logit += 1.0 * f64::from(account_age_days > 1500);
+        }
         logit += Normal::new(0.0, 0.8).expect("valid parameters").sample(rng);
         let is_fraud = u8::from(rng.gen::<f64>() < 1.0 / (1.0 + (-logit).exp()));
 
@@ -413,6 +427,68 @@ pub fn write_with_progress(cfg: &GeneratorConfig, format: OutputFormat, out: imp
         }
     }
     out.flush()
+}
+
+/// When the labels of generated transactions become known.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LabelDelays {
+    /// Share of frauds an analyst confirms (the rest are found by chargebacks).
+    pub analyst_share: f64,
+    /// Mean analyst delay (exponential), hours.
+    pub analyst_mean_hours: f64,
+    /// Chargeback delays, uniform between these, days.
+    pub chargeback_days: (f64, f64),
+    /// A legitimate transaction is `cleared` after this many days (plus up to one day).
+    pub cleared_days: f64,
+    /// Every delay times this (e.g. 1/1440: a day of delay becomes a minute).
+    pub scale: f64,
+}
+
+impl Default for LabelDelays {
+    fn default() -> Self {
+        LabelDelays { analyst_share: 0.4, analyst_mean_hours: 6.0, chargeback_days: (3.0, 45.0), cleared_days: 30.0, scale: 1.0 }
+    }
+}
+
+impl LabelDelays {
+    /// The delay (ms) and source of one transaction's label.
+    pub fn draw(&self, rng: &mut impl Rng, is_fraud: bool) -> (i64, &'static str) {
+        let day = 86_400_000.0;
+        let (delay, source) = if is_fraud {
+            if rng.gen::<f64>() < self.analyst_share {
+                (Exp::new(1.0 / (self.analyst_mean_hours * 3_600_000.0)).expect("positive mean").sample(rng), "analyst")
+            } else {
+                (rng.gen_range(self.chargeback_days.0..=self.chargeback_days.1) * day, "chargeback")
+            }
+        } else {
+            ((self.cleared_days + rng.gen::<f64>()) * day, "cleared")
+        };
+        ((delay * self.scale).round() as i64, source)
+    }
+
+    /// The random stream the delays of seed `seed`'s transactions are drawn from (apart from the
+    /// transactions' own, so they are the same bytes with or without labels).
+    pub fn rng(seed: u64) -> Xoshiro256PlusPlus {
+        Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x1abe_15ed_0000_0001)
+    }
+}
+
+/// The labels of `cfg`'s transactions (every one gets one), in label-time order: frauds are
+/// confirmed by an analyst within hours or by a chargeback within weeks, legitimate ones are
+/// cleared after a month.
+pub fn labels(cfg: &GeneratorConfig, delays: &LabelDelays) -> Vec<crate::message::performance::Label> {
+    let mut rng = LabelDelays::rng(cfg.seed);
+    let mut out: Vec<(i64, crate::message::performance::Label)> = Generator::new(cfg.clone())
+        .take(cfg.rows as usize)
+        .map(|tx| {
+            let event_ms = crate::time::parse_rfc3339_ms(&tx.event_time).expect("generated times parse");
+            let (delay, source) = delays.draw(&mut rng, tx.is_fraud == 1);
+            let label_ms = event_ms + delay;
+            (label_ms, crate::message::performance::Label { transaction_id: tx.transaction_id, label: tx.is_fraud, label_time: format_rfc3339_ms(label_ms), source: source.into() })
+        })
+        .collect();
+    out.sort_by_key(|(t, _)| *t);
+    out.into_iter().map(|(_, l)| l).collect()
 }
 
 fn random_device(rng: &mut impl RngCore) -> String {

@@ -22,6 +22,10 @@ use crate::cli::DemoArgs;
 use crate::config::Config;
 use crate::observe::metrics::Metrics;
 
+/// The demo's label delays: a day of real delay is a second (chargebacks within 3–45 s,
+/// legitimate transactions cleared after 30 s), so realised performance shows within a minute.
+pub const DEMO_LABEL_DELAY_SCALE: f64 = 1.0 / 86_400.0;
+
 /// Demo settings.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -38,7 +42,16 @@ pub struct DemoOptions {
 /// Runs the demo from its command-line arguments.
 pub fn execute(a: DemoArgs) -> Result<Outcome, DemoError> {
     crate::observe::logs::init(&crate::config::LogConfig { level: "warn".into(), ..Default::default() });
-    let traffic = Traffic { rate: a.rate, duration: a.duration.map(Duration::from_secs), scenario: a.scenario, drift_after: a.drift_after.map(Duration::from_secs), invalid_every: a.invalid_every, seed: a.seed };
+    let traffic = Traffic {
+        rate: a.rate,
+        duration: a.duration.map(Duration::from_secs),
+        scenario: a.scenario,
+        drift_after: a.drift_after.map(Duration::from_secs),
+        invalid_every: a.invalid_every,
+        seed: a.seed,
+        labels_topic: Some(Config::default().kafka.labels_topic),
+        label_delay_scale: DEMO_LABEL_DELAY_SCALE,
+    };
     demo(DemoOptions { brokers: a.brokers, model: a.model, metrics_listen: a.metrics_listen, traffic }, std::io::stdout())?;
     Ok(Outcome::Success)
 }
@@ -55,6 +68,9 @@ pub enum DemoError {
     /// The topic to produce to does not exist (and the broker does not create topics).
     #[error("topic `{0}` does not exist; create it (or start `driftwatch run`, which creates its topics)")]
     MissingTopic(String),
+    /// An input file could not be read or is not JSON lines.
+    #[error("{0}")]
+    File(String),
     /// Messages could not be delivered before the end.
     #[error("messages were still undelivered after 10 s: {0}")]
     Undelivered(rdkafka::error::KafkaError),
@@ -85,6 +101,11 @@ pub fn demo(opts: DemoOptions, mut out: impl Write) -> Result<DemoReport, DemoEr
     config.drift.slide_seconds = 10;
     config.drift.lateness_seconds = 3;
     config.drift.sample_fraction = 0.2;
+    // Labels (produced by the generator with compressed delays) joined to scores: 20 s windows.
+    config.performance.enabled = true;
+    config.performance.window_seconds = 20;
+    config.performance.idle_close_seconds = 5;
+    config.performance.concept_warmup_seconds = 35;
     // The mock cluster must outlive every client.
     let mock = match &opts.brokers {
         Some(b) => {
@@ -94,7 +115,7 @@ pub fn demo(opts: DemoOptions, mut out: impl Write) -> Result<DemoReport, DemoEr
         None => {
             let mock = MockCluster::new(1)?;
             let k = &config.kafka;
-            for topic in [&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic, &k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic] {
+            for topic in [&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic, &k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic, &k.labels_topic, &k.retained_scores_topic, &k.performance_reports_topic] {
                 mock.create_topic(topic, config.kafka.partitions, 1)?;
             }
             config.kafka.brokers = mock.bootstrap_servers();
@@ -180,8 +201,16 @@ fn summary_line(m: &Metrics, elapsed: Duration, rate: f64) -> String {
         (_, true, false) => format!("drift: amber {}", amber.join(",")),
         _ => format!("drift: RED {}", red.join(",")),
     };
+    let realised = |metric: &str| {
+        let prefix = "driftwatch_model_performance{";
+        text.lines()
+            .find(|l| l.starts_with(prefix) && l.contains("role=\"production\"") && l.contains("kind=\"realised\"") && l.contains(&format!("metric=\"{metric}\"")) && l.contains("bound=\"value\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map_or("-".to_string(), |v| format!("{v:.2}"))
+    };
+    let labels = text.lines().find(|l| l.starts_with("driftwatch_labels_total{") && l.contains("\"matched\"")).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).unwrap_or(0.0);
     format!(
-        "t={:>4}s  {:>7.0} ev/s  scored {:>8}  fraud {:>5.2}%  outliers {:>5.2}%  invalid {:>4}  score p50 {} p99 {}  end-to-end p50 {} p99 {}  {drift}",
+        "t={:>4}s  {:>7.0} ev/s  scored {:>8}  fraud {:>5.2}%  outliers {:>5.2}%  invalid {:>4}  score p50 {} p99 {}  end-to-end p50 {} p99 {}  {drift}  labels {labels:.0} precision {} recall {}",
         elapsed.as_secs(),
         rate,
         m.events_scored.get(),
@@ -192,6 +221,8 @@ fn summary_line(m: &Metrics, elapsed: Duration, rate: f64) -> String {
         q("driftwatch_score_latency_seconds", 0.99),
         q("driftwatch_end_to_end_latency_seconds", 0.5),
         q("driftwatch_end_to_end_latency_seconds", 0.99),
+        realised("precision"),
+        realised("recall"),
     )
 }
 

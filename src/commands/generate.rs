@@ -44,6 +44,16 @@ pub fn execute(a: GenerateArgs) -> Result<Outcome, GenerateError> {
         },
     }
     bar.finish_and_clear();
+    if let Some(path) = &a.labels_out {
+        let write = |source| GenerateError::Write { path: path.display().to_string(), source };
+        let delays = crate::generate::LabelDelays { scale: a.label_delay_scale, ..Default::default() };
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(write)?);
+        for label in crate::generate::labels(&cfg, &delays) {
+            serde_json::to_writer(&mut out, &label).map_err(|e| write(e.into()))?;
+            std::io::Write::write_all(&mut out, b"\n").map_err(write)?;
+        }
+        std::io::Write::flush(&mut out).map_err(write)?;
+    }
     tracing::info!(message = "Generated.", rows = a.rows, seed = a.seed, scenario = a.scenario.name());
     Ok(Outcome::Success)
 }

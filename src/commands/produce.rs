@@ -29,11 +29,30 @@ pub struct Traffic {
     pub invalid_every: u64,
     /// Generator seed.
     pub seed: u64,
+    /// Also produce each transaction's fraud label to this topic when it becomes due (the
+    /// generator's delays times `label_delay_scale`); labels not yet due at the end are not sent.
+    pub labels_topic: Option<String>,
+    /// Factor on the label delays.
+    pub label_delay_scale: f64,
 }
 
 /// Runs `produce` from its command-line arguments.
 pub fn execute(a: ProduceArgs) -> Result<Outcome, DemoError> {
-    let traffic = Traffic { rate: a.rate, duration: a.duration.map(Duration::from_secs), scenario: a.scenario, drift_after: a.drift_after.map(Duration::from_secs), invalid_every: a.invalid_every, seed: a.seed };
+    if let Some(path) = &a.file {
+        let n = produce_file(&a.brokers, &a.topic, path, &a.key_field)?;
+        eprintln!("produced {n} records from {} to {}", path.display(), a.topic);
+        return Ok(Outcome::Success);
+    }
+    let traffic = Traffic {
+        rate: a.rate,
+        duration: a.duration.map(Duration::from_secs),
+        scenario: a.scenario,
+        drift_after: a.drift_after.map(Duration::from_secs),
+        invalid_every: a.invalid_every,
+        seed: a.seed,
+        labels_topic: a.labels_topic.clone(),
+        label_delay_scale: a.label_delay_scale,
+    };
     let n = produce(&a.brokers, &a.topic, &traffic)?;
     eprintln!("produced {n} transactions to {}", a.topic);
     Ok(Outcome::Success)
@@ -61,6 +80,40 @@ pub fn produce(brokers: &str, topic: &str, opts: &Traffic) -> Result<u64, DemoEr
     Ok(produced.load(Ordering::Relaxed))
 }
 
+/// Produces a JSON-lines file to `topic` as it is, one record per line, keyed by each line's
+/// `key_field` (e.g. the labels `driftwatch generate --labels-out` writes). A line that is not
+/// JSON is refused with its line number before anything after it is sent.
+pub fn produce_file(brokers: &str, topic: &str, path: &std::path::Path, key_field: &str) -> Result<u64, DemoError> {
+    use std::io::BufRead;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").set("enable.idempotence", "true").create()?;
+    let metadata = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    if metadata.topics().iter().any(|t| t.name() == topic && t.error().is_some()) {
+        return Err(DemoError::MissingTopic(topic.to_string()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| DemoError::File(format!("cannot read {}: {e}", path.display())))?;
+    let mut n = 0u64;
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| DemoError::File(format!("cannot read {}: {e}", path.display())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| DemoError::File(format!("{}:{}: not JSON: {e}", path.display(), i + 1)))?;
+        let key = match value.get(key_field) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(v) => Some(v.to_string()),
+            None => None,
+        };
+        let mut record = BaseRecord::to(topic).payload(line.as_bytes());
+        if let Some(k) = &key {
+            record = record.key(k.as_bytes());
+        }
+        crate::engine::send_with_backpressure(&producer, record).map_err(|(error, _)| DemoError::Kafka(error))?;
+        n += 1;
+    }
+    producer.flush(Duration::from_secs(30)).map_err(DemoError::Undelivered)?;
+    Ok(n)
+}
+
 /// Produces generated transactions at `opts.rate`, stamped with the current time.
 pub(crate) fn feed(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, opts: &Traffic, stop: &AtomicBool, produced: &AtomicU64) {
     // Seed 1's first 50,000 rows are the demo model's training data: continue after them, so
@@ -76,12 +129,33 @@ pub(crate) fn feed(producer: &ThreadedProducer<DefaultProducerContext>, topic: &
     }
     let started = Instant::now();
     let mut sent = 0u64;
+    // Labels waiting to be due: (due ms, sequence, transaction id, payload).
+    let delays = crate::generate::LabelDelays { scale: opts.label_delay_scale, ..Default::default() };
+    let mut label_rng = crate::generate::LabelDelays::rng(opts.seed);
+    let mut pending: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u64, String, Vec<u8>)>> = std::collections::BinaryHeap::new();
     while !stop.load(Ordering::Relaxed) {
         let due = (started.elapsed().as_secs_f64() * opts.rate) as u64;
+        if let Some(labels_topic) = &opts.labels_topic {
+            let now = crate::time::now_ms();
+            while pending.peek().is_some_and(|std::cmp::Reverse((at, ..))| *at <= now) {
+                let std::cmp::Reverse((_, _, id, payload)) = pending.pop().expect("peeked");
+                let record = BaseRecord::to(labels_topic.as_str()).payload(payload.as_slice()).key(id.as_bytes());
+                if let Err((error, topic)) = crate::engine::send_with_backpressure(producer, record) {
+                    tracing::error!(message = "Cannot produce a label; the generator stops.", %error, %topic);
+                    return;
+                }
+            }
+        }
         while sent < due {
             let mut tx = generator.next().expect("generator is endless");
-            tx.event_time = format_rfc3339_ms(crate::time::now_ms());
+            let now = crate::time::now_ms();
+            tx.event_time = format_rfc3339_ms(now);
             sent += 1;
+            if opts.labels_topic.is_some() {
+                let (delay, source) = delays.draw(&mut label_rng, tx.is_fraud == 1);
+                let label = crate::message::performance::Label { transaction_id: tx.transaction_id.clone(), label: tx.is_fraud, label_time: format_rfc3339_ms(now + delay), source: source.into() };
+                pending.push(std::cmp::Reverse((now + delay, sent, tx.transaction_id.clone(), serde_json::to_vec(&label).expect("json"))));
+            }
             let payload = if opts.invalid_every > 0 && sent % opts.invalid_every == 0 {
                 match (sent / opts.invalid_every) % 3 {
                     0 => b"{\"transaction_id\": truncated".to_vec(),

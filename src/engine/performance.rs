@@ -81,7 +81,6 @@ impl Engine {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "true")
             .set("fetch.queue.backoff.ms", "10")
             .create()
             .map_err(kafka("creating the performance consumer"))?;
@@ -121,9 +120,11 @@ impl Engine {
                 return Ok(());
             }
             match consumer.poll(Duration::from_millis(100)) {
-                None => {}
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    remaining.remove(&p);
+                // Caught up? (A position, unlike a message, also moves past transaction markers.)
+                None => {
+                    if let Ok(positions) = consumer.position() {
+                        remaining.retain(|&p, &mut high| !matches!(positions.find_partition(&k.retained_scores_topic, p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= high));
+                    }
                 }
                 Some(Err(e)) => warn!(message = "Error while replaying retained scores.", error = %e),
                 Some(Ok(msg)) => {
@@ -165,7 +166,7 @@ impl Engine {
             let mut published = Published::default();
             let mut closed_by: Option<(i32, i64)> = None;
             match consumer.poll(Duration::from_millis(100)) {
-                None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+                None => {}
                 Some(Err(e)) => warn!(message = "Error while reading labels or retained scores.", error = %e),
                 Some(Ok(msg)) if msg.topic() == k.retained_scores_topic => {
                     if let Some(r) = msg.payload().and_then(|b| serde_json::from_slice::<RetainedScore>(b).ok()) {

@@ -58,6 +58,11 @@ pub struct PerformanceSettings {
     pub recall_floor: f64,
     /// Concept drift on the labelled error stream (`ddm` or `off`).
     pub concept_detector: String,
+    /// The detector starts this long (label time) after the oldest retained score, seconds: until
+    /// every kind of label (quick analyst verdicts, chargebacks after weeks, legitimate
+    /// transactions cleared after a month) has had time to arrive, the mix of labels — and with
+    /// it the error rate — changes by itself. Default 31 days.
+    pub concept_warmup_seconds: u64,
     /// The detector's settings.
     pub ddm: DdmSettings,
 }
@@ -76,6 +81,7 @@ impl Default for PerformanceSettings {
             precision_floor: 0.0,
             recall_floor: 0.0,
             concept_detector: "ddm".into(),
+            concept_warmup_seconds: 31 * 86_400,
             ddm: DdmSettings::default(),
         }
     }
@@ -191,6 +197,8 @@ pub struct Tracker {
     estimated: BTreeMap<i64, HashMap<u32, Vec<Row>>>,
     label_watermark: i64,
     score_watermark: i64,
+    /// The oldest retained event time seen (the concept detector's warm-up starts there).
+    first_event_ms: i64,
     /// Windows before these starts are closed (a late record goes into the oldest open one).
     realised_closed_before: i64,
     estimated_closed_before: i64,
@@ -220,6 +228,7 @@ impl Tracker {
             estimated: BTreeMap::new(),
             label_watermark: i64::MIN,
             score_watermark: i64::MIN,
+            first_event_ms: i64::MAX,
             realised_closed_before: i64::MIN,
             estimated_closed_before: i64::MIN,
             last_label_wall: i64::MIN,
@@ -280,6 +289,7 @@ impl Tracker {
             }
         }
         self.score_watermark = self.score_watermark.max(event_ms);
+        self.first_event_ms = self.first_event_ms.min(event_ms);
         let mut out = Published::default();
         let due: Vec<i64> = self.estimated.range(..self.score_watermark.div_euclid(w) * w).map(|(k, _)| *k).collect();
         for start in due {
@@ -476,7 +486,8 @@ impl Tracker {
 
     /// Feeds the serving version's labelled decision to its concept-drift detector.
     fn concept(&mut self, version: u32, error: bool, label_ms: i64) -> Published {
-        if self.settings.concept_detector == "off" {
+        let warmup_ms = self.settings.concept_warmup_seconds as i64 * 1000;
+        if self.settings.concept_detector == "off" || label_ms < self.first_event_ms.saturating_add(warmup_ms) {
             return Published::default();
         }
         let settings = self.settings.ddm;

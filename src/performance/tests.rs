@@ -19,7 +19,7 @@ fn label(id: &str, label_ms: i64, fraud: bool) -> Label {
 }
 
 fn settings() -> PerformanceSettings {
-    PerformanceSettings { enabled: true, window_seconds: 3600, replicates: 50, ..Default::default() }
+    PerformanceSettings { enabled: true, window_seconds: 3600, replicates: 50, concept_warmup_seconds: 0, ..Default::default() }
 }
 
 #[test]
@@ -138,4 +138,16 @@ fn floors_count_consecutive_windows_whose_whole_interval_is_below() {
         windows.extend(out.reports.into_iter().filter(|r| r.kind == ReportKind::Realised).map(|r| r.below_floor.precision_windows));
     }
     assert_eq!(windows, vec![1, 2, 3]);
+}
+
+#[test]
+fn the_concept_detector_waits_for_the_label_mix_to_settle() {
+    // The same rise as above, but every label within the warm-up: nothing is detected.
+    let mut t = Tracker::new("fraud", PerformanceSettings { concept_warmup_seconds: 10 * 24 * 3600, ..settings() });
+    for i in 0..3000i64 {
+        let wrong = if i < 2000 { i % 33 == 0 } else { i % 5 == 0 };
+        let id = format!("w{i}");
+        t.retain(&retained(&id, T0 + i, 0.1, false, 1.0), 0);
+        assert!(t.label(&label(&id, T0 + HOUR + i, wrong), 0).1.retrain.is_empty(), "label {i} is within the warm-up");
+    }
 }
