@@ -104,8 +104,9 @@ pub fn demo(opts: DemoOptions, mut out: impl Write) -> Result<DemoReport, DemoEr
     // Labels (produced by the generator with compressed delays) joined to scores: 20 s windows.
     config.performance.enabled = true;
     config.performance.window_seconds = 20;
+    config.performance.label_window_seconds = 20;
     config.performance.idle_close_seconds = 5;
-    config.performance.concept_warmup_seconds = 35;
+    config.performance.label_maturity_seconds = 35;
     // The mock cluster must outlive every client.
     let mock = match &opts.brokers {
         Some(b) => {

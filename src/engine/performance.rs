@@ -131,6 +131,7 @@ impl Engine {
                     if let Some(r) = msg.payload().and_then(|b| serde_json::from_slice::<RetainedScore>(b).ok()) {
                         tracker.retain(&r, crate::time::now_ms());
                         replayed += 1;
+                        m.retained_scores_read.inc();
                     }
                     if remaining.get(&msg.partition()).is_some_and(|&high| msg.offset() + 1 >= high) {
                         remaining.remove(&msg.partition());
@@ -171,6 +172,7 @@ impl Engine {
                 Some(Ok(msg)) if msg.topic() == k.retained_scores_topic => {
                     if let Some(r) = msg.payload().and_then(|b| serde_json::from_slice::<RetainedScore>(b).ok()) {
                         published = tracker.retain(&r, crate::time::now_ms());
+                        m.retained_scores_read.inc();
                     }
                 }
                 Some(Ok(msg)) => {

@@ -159,6 +159,9 @@ pub struct PerformanceReport {
     pub ece: Option<f64>,
     /// Label delays (realised only).
     pub label_delay_seconds: Option<DelaySummary>,
+    /// Estimated only: matured labelled transactions of this version the probabilities were
+    /// calibrated on (isotonic regression); 0: the model's probabilities taken at face value.
+    pub calibrated_on: u64,
     /// Confidence level of the intervals.
     pub confidence: f64,
     /// The levels this report is judged against, and how many consecutive windows the interval

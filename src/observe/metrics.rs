@@ -247,6 +247,8 @@ metrics_table! {
     labels: Family<OutcomeLabel, Counter> = Family::default(), None, "Labels read, by outcome (matched, not_retained, duplicate, invalid)";
     /// Label time − event time of matched labels; 1 min … ~45 days.
     label_delay: Histogram = Histogram::new(exponential_buckets(60.0, 2.0, 17)), Some("seconds"), "Label time minus event time of labels joined to their scores";
+    /// Retained-score records read by the performance thread (the start-up replay included).
+    retained_scores_read: Counter = Counter::default(), None, "Retained-score records read by the performance thread, the start-up replay included";
     /// Scores in memory waiting for their labels.
     scores_retained: Gauge = Gauge::default(), None, "Scores in memory waiting for their labels";
     /// Retained scores dropped (retention or `performance.max_retained`) before their label came.

@@ -19,7 +19,7 @@
 pub mod ddm;
 pub mod stats;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,9 @@ pub struct PerformanceSettings {
     pub retention_hours: u64,
     /// At most this many retained scores in memory; the oldest go first.
     pub max_retained: usize,
-    /// Length of a realised (label time) and an estimated (event time) window, seconds.
+    /// Length of a realised window (label time), seconds.
+    pub label_window_seconds: u64,
+    /// Length of an estimated window (event time), seconds.
     pub window_seconds: u64,
     /// Close the open windows when no label (or retained score) arrived for this long, seconds
     /// of wall-clock time.
@@ -58,11 +60,17 @@ pub struct PerformanceSettings {
     pub recall_floor: f64,
     /// Concept drift on the labelled error stream (`ddm` or `off`).
     pub concept_detector: String,
-    /// The detector starts this long (label time) after the oldest retained score, seconds: until
-    /// every kind of label (quick analyst verdicts, chargebacks after weeks, legitimate
-    /// transactions cleared after a month) has had time to arrive, the mix of labels — and with
-    /// it the error rate — changes by itself. Default 31 days.
-    pub concept_warmup_seconds: u64,
+    /// How long after its event time a transaction's label is final, seconds (the longest
+    /// delay: legitimate transactions are cleared after a month; default 31 days). Estimates are
+    /// calibrated only on transactions this old (younger ones are labelled mostly if fraud), and
+    /// the concept detector starts this long after the oldest retained score (until then the mix
+    /// of labels — and with it the error rate — changes by itself).
+    pub label_maturity_seconds: u64,
+    /// Estimates are calibrated on labels once this many matured frauds are labelled (per
+    /// version); until then the model's probabilities are taken at face value (`calibration: none`).
+    pub calibration_min_frauds: u64,
+    /// The newest matured labelled rows kept per version for calibration.
+    pub calibration_rows: usize,
     /// The detector's settings.
     pub ddm: DdmSettings,
 }
@@ -74,6 +82,7 @@ impl Default for PerformanceSettings {
             retain_fraction: 0.05,
             retention_hours: 45 * 24,
             max_retained: 2_000_000,
+            label_window_seconds: 86_400,
             window_seconds: 3600,
             idle_close_seconds: 60,
             confidence: 0.9,
@@ -81,7 +90,9 @@ impl Default for PerformanceSettings {
             precision_floor: 0.0,
             recall_floor: 0.0,
             concept_detector: "ddm".into(),
-            concept_warmup_seconds: 31 * 86_400,
+            label_maturity_seconds: 31 * 86_400,
+            calibration_min_frauds: 30,
+            calibration_rows: 200_000,
             ddm: DdmSettings::default(),
         }
     }
@@ -93,8 +104,8 @@ impl PerformanceSettings {
         if !(self.retain_fraction > 0.0 && self.retain_fraction <= 1.0) {
             return Err(("performance.retain_fraction", "must be within (0, 1]"));
         }
-        if self.retention_hours == 0 || self.max_retained == 0 || self.window_seconds == 0 || self.idle_close_seconds == 0 {
-            return Err(("performance.window_seconds", "retention_hours, max_retained, window_seconds and idle_close_seconds must be ≥ 1"));
+        if self.retention_hours == 0 || self.max_retained == 0 || self.window_seconds == 0 || self.label_window_seconds == 0 || self.idle_close_seconds == 0 {
+            return Err(("performance.window_seconds", "retention_hours, max_retained, window_seconds, label_window_seconds and idle_close_seconds must be ≥ 1"));
         }
         if !(self.confidence > 0.0 && self.confidence < 1.0) || self.replicates < 20 {
             return Err(("performance.confidence", "needs a confidence within (0, 1) and replicates ≥ 20"));
@@ -209,6 +220,8 @@ pub struct Tracker {
     below: HashMap<u32, (u32, u32)>,
     /// DDM per serving version.
     ddm: HashMap<u32, Ddm>,
+    /// Per version: labelled rows (event time, score, fraud, weight), newest last, for calibration.
+    labelled: HashMap<u32, VecDeque<(i64, f64, bool, f64)>>,
     /// Counters since start, by outcome.
     outcomes: [u64; 4],
     /// The delay of the last matched label, seconds.
@@ -235,6 +248,7 @@ impl Tracker {
             last_score_wall: i64::MIN,
             below: HashMap::new(),
             ddm: HashMap::new(),
+            labelled: HashMap::new(),
             outcomes: [0; 4],
             last_delay_s: None,
             evicted: 0,
@@ -258,6 +272,10 @@ impl Tracker {
 
     fn window_ms(&self) -> i64 {
         self.settings.window_seconds as i64 * 1000
+    }
+
+    fn label_window_ms(&self) -> i64 {
+        self.settings.label_window_seconds as i64 * 1000
     }
 
     fn intern(&mut self, version: &str, role: Role) -> u32 {
@@ -309,7 +327,7 @@ impl Tracker {
             self.outcomes[LabelOutcome::Invalid as usize] += 1;
             return (LabelOutcome::Invalid, Published::default());
         };
-        let w = self.window_ms();
+        let w = self.label_window_ms();
         let mut out = Published::default();
         if label_ms > self.label_watermark {
             self.label_watermark = label_ms;
@@ -333,6 +351,11 @@ impl Tracker {
                     let j = window.entry(s.version).or_default();
                     j.rows.push(Row { score: s.score, alert: s.alert, fraud, weight: e.weight });
                     j.delays_s.push(delay_s);
+                    let rows = self.labelled.entry(s.version).or_default();
+                    rows.push_back((e.event_ms, s.score, fraud, e.weight));
+                    if rows.len() > self.settings.calibration_rows {
+                        rows.pop_front();
+                    }
                     if self.versions[s.version as usize].1 == Role::Production {
                         serving_error = Some((s.version, s.alert != fraud));
                     }
@@ -398,7 +421,7 @@ impl Tracker {
 
     fn close_realised(&mut self, start: i64) -> Published {
         let Some(window) = self.realised.remove(&start) else { return Published::default() };
-        let w = self.window_ms();
+        let w = self.label_window_ms();
         self.realised_closed_before = self.realised_closed_before.max(start + w);
         let s = &self.settings;
         let mut out = Published::default();
@@ -440,6 +463,7 @@ impl Tracker {
                 brier: stats::brier(rows),
                 ece: stats::ece(rows, 10),
                 label_delay_seconds: delays,
+                calibrated_on: 0,
                 confidence: s.confidence,
                 below_floor: BelowFloor { precision_floor: s.precision_floor, precision_windows: below.0, recall_floor: s.recall_floor, recall_windows: below.1 },
             });
@@ -455,7 +479,19 @@ impl Tracker {
         let mut out = Published::default();
         let mut versions: Vec<(u32, Vec<Row>)> = window.into_iter().collect();
         versions.sort_by_key(|(v, _)| *v);
-        for (v, rows) in versions {
+        let matured_before = self.label_watermark.saturating_sub(s.label_maturity_seconds as i64 * 1000);
+        for (v, mut rows) in versions {
+            let mut matured: Vec<(f64, bool, f64)> = self.labelled.get(&v).map_or_else(Vec::new, |l| l.iter().filter(|r| r.0 <= matured_before).map(|r| (r.1, r.2, r.3)).collect());
+            let frauds = matured.iter().filter(|r| r.1).count() as u64;
+            let calibrated_on = if frauds >= s.calibration_min_frauds && !matured.is_empty() {
+                let c = stats::Calibration::fit(&mut matured);
+                for r in &mut rows {
+                    r.score = c.apply(r.score);
+                }
+                matured.len() as u64
+            } else {
+                0
+            };
             let (positives, precision, recall) = stats::estimate(&rows, s.confidence, s.replicates, self.seed(start, v, ReportKind::Estimated));
             let total: f64 = rows.iter().map(|r| r.weight).sum();
             let alerted: f64 = rows.iter().filter(|r| r.alert).map(|r| r.weight).sum();
@@ -477,6 +513,7 @@ impl Tracker {
                 brier: None,
                 ece: None,
                 label_delay_seconds: None,
+                calibrated_on,
                 confidence: s.confidence,
                 below_floor: BelowFloor { precision_floor: s.precision_floor, precision_windows: 0, recall_floor: s.recall_floor, recall_windows: 0 },
             });
@@ -486,7 +523,7 @@ impl Tracker {
 
     /// Feeds the serving version's labelled decision to its concept-drift detector.
     fn concept(&mut self, version: u32, error: bool, label_ms: i64) -> Published {
-        let warmup_ms = self.settings.concept_warmup_seconds as i64 * 1000;
+        let warmup_ms = self.settings.label_maturity_seconds as i64 * 1000;
         if self.settings.concept_detector == "off" || label_ms < self.first_event_ms.saturating_add(warmup_ms) {
             return Published::default();
         }

@@ -174,6 +174,63 @@ pub fn estimate(rows: &[Row], confidence: f64, replicates: u32, seed: u64) -> (f
     (pos, percentiles(ps, precision, confidence), percentiles(rs, recall, confidence))
 }
 
+/// A monotone map from a model's probability to the observed fraud rate: weighted isotonic
+/// regression (pool-adjacent-violators), applied as scikit-learn's `IsotonicRegression`
+/// predicts: constant within a fitted block, linear between the last score of one block and
+/// the first of the next, clipped outside.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    /// Per block: first score, last score, fraud rate (rates non-decreasing).
+    blocks: Vec<(f64, f64, f64)>,
+}
+
+impl Calibration {
+    /// Fits on (score, fraud, weight) rows.
+    pub fn fit(rows: &mut [(f64, bool, f64)]) -> Calibration {
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Blocks: (Σ weight × label, Σ weight, first score, last score).
+        let mut blocks: Vec<(f64, f64, f64, f64)> = Vec::new();
+        for &(score, fraud, w) in rows.iter() {
+            let y = if fraud { w } else { 0.0 };
+            match blocks.last_mut() {
+                // Equal scores share a block.
+                Some(last) if last.3 == score => {
+                    last.0 += y;
+                    last.1 += w;
+                }
+                _ => blocks.push((y, w, score, score)),
+            }
+            while blocks.len() >= 2 {
+                let (b, a) = (blocks[blocks.len() - 1], blocks[blocks.len() - 2]);
+                if a.0 / a.1 <= b.0 / b.1 {
+                    break;
+                }
+                blocks.pop();
+                let last = blocks.last_mut().expect("two blocks");
+                *last = (a.0 + b.0, a.1 + b.1, a.2, b.3);
+            }
+        }
+        Calibration { blocks: blocks.iter().map(|b| (b.2, b.3, b.0 / b.1)).collect() }
+    }
+
+    /// The calibrated probability of `score`.
+    pub fn apply(&self, score: f64) -> f64 {
+        let b = &self.blocks;
+        let Some(first) = b.first() else { return score };
+        // The first block whose last score reaches `score`.
+        let i = b.partition_point(|blk| blk.1 < score);
+        if i == b.len() {
+            return b[i - 1].2;
+        }
+        if score >= b[i].0 || i == 0 {
+            return if i == 0 && score < first.0 { first.2 } else { b[i].2 };
+        }
+        // Between block i-1's last score and block i's first.
+        let (x0, y0, x1, y1) = (b[i - 1].1, b[i - 1].2, b[i].0, b[i].2);
+        y0 + (y1 - y0) * (score - x0) / (x1 - x0)
+    }
+}
+
 /// The `q` quantile of `values` (linear interpolation, as numpy's default); `None` when empty.
 pub fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
     if values.is_empty() {
@@ -251,6 +308,20 @@ mod tests {
             let share = f64::from(c) / trials as f64;
             assert!((0.84..=0.96).contains(&share), "{name} coverage {share}");
         }
+    }
+
+    #[test]
+    fn isotonic_calibration_pools_violators_and_is_monotone() {
+        // Rates by score: 0.1 → 0/2, 0.2 → 1/1, 0.3 → 0/1, 0.4 → 2/2: 0.2 and 0.3 pool to 1/2.
+        let mut rows = vec![(0.1, false, 1.0), (0.1, false, 1.0), (0.2, true, 1.0), (0.3, false, 1.0), (0.4, true, 1.0), (0.4, true, 1.0)];
+        let c = Calibration::fit(&mut rows);
+        assert_eq!(c.blocks, vec![(0.1, 0.1, 0.0), (0.2, 0.3, 0.5), (0.4, 0.4, 1.0)]);
+        // Constant within a block, linear between blocks, clipped outside.
+        assert_eq!((c.apply(0.05), c.apply(0.1), c.apply(0.25), c.apply(0.3), c.apply(0.9)), (0.0, 0.0, 0.5, 0.5, 1.0));
+        assert!((c.apply(0.15) - 0.25).abs() < 1e-12 && (c.apply(0.35) - 0.75).abs() < 1e-12);
+        // Weights count: a weight-3 legitimate row at 0.3 pulls the pooled block to 1/4.
+        let mut rows = vec![(0.2, true, 1.0), (0.3, false, 3.0)];
+        assert_eq!(Calibration::fit(&mut rows).blocks, vec![(0.2, 0.3, 0.25)]);
     }
 
     #[test]

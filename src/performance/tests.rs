@@ -19,7 +19,7 @@ fn label(id: &str, label_ms: i64, fraud: bool) -> Label {
 }
 
 fn settings() -> PerformanceSettings {
-    PerformanceSettings { enabled: true, window_seconds: 3600, replicates: 50, concept_warmup_seconds: 0, ..Default::default() }
+    PerformanceSettings { enabled: true, window_seconds: 3600, label_window_seconds: 3600, replicates: 50, label_maturity_seconds: 0, ..Default::default() }
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn floors_count_consecutive_windows_whose_whole_interval_is_below() {
 #[test]
 fn the_concept_detector_waits_for_the_label_mix_to_settle() {
     // The same rise as above, but every label within the warm-up: nothing is detected.
-    let mut t = Tracker::new("fraud", PerformanceSettings { concept_warmup_seconds: 10 * 24 * 3600, ..settings() });
+    let mut t = Tracker::new("fraud", PerformanceSettings { label_maturity_seconds: 10 * 24 * 3600, ..settings() });
     for i in 0..3000i64 {
         let wrong = if i < 2000 { i % 33 == 0 } else { i % 5 == 0 };
         let id = format!("w{i}");
