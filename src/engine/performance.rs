@@ -106,9 +106,12 @@ impl Engine {
         let started = Instant::now();
         let mut tpl = TopicPartitionList::new();
         let mut remaining: HashMap<i32, i64> = HashMap::new();
+        // Where the live part starts per partition: at least the end seen now.
+        let mut resume: HashMap<i32, i64> = HashMap::new();
         for &p in &retained_parts {
             let (low, high) = consumer.fetch_watermarks(&k.retained_scores_topic, p, timeout).map_err(kafka("reading the retained scores' end"))?;
             tpl.add_partition_offset(&k.retained_scores_topic, p, Offset::Beginning).map_err(kafka("assigning"))?;
+            resume.insert(p, high);
             if high > low {
                 remaining.insert(p, high);
             }
@@ -133,6 +136,8 @@ impl Engine {
                         replayed += 1;
                         m.retained_scores_read.inc();
                     }
+                    let next = resume.entry(msg.partition()).or_default();
+                    *next = (*next).max(msg.offset() + 1);
                     if remaining.get(&msg.partition()).is_some_and(|&high| msg.offset() + 1 >= high) {
                         remaining.remove(&msg.partition());
                     }
@@ -150,8 +155,11 @@ impl Engine {
         let committed = consumer.committed_offsets(committed, timeout).map_err(kafka("reading the labels' committed offsets"))?;
         let mut tpl = TopicPartitionList::new();
         for &p in &retained_parts {
-            let position = consumer.position().ok().and_then(|pos| pos.find_partition(&k.retained_scores_topic, p).map(|e| e.offset()));
-            tpl.add_partition_offset(&k.retained_scores_topic, p, position.filter(|o| matches!(o, Offset::Offset(_))).unwrap_or(Offset::End)).map_err(kafka("assigning"))?;
+            // Past what was replayed (a position also counts transaction markers); never `End`,
+            // which would skip what the members produced meanwhile.
+            let position = consumer.position().ok().and_then(|pos| pos.find_partition(&k.retained_scores_topic, p).and_then(|e| e.offset().to_raw()));
+            let from = position.unwrap_or(0).max(resume.get(&p).copied().unwrap_or(0));
+            tpl.add_partition_offset(&k.retained_scores_topic, p, Offset::Offset(from)).map_err(kafka("assigning"))?;
         }
         for e in committed.elements() {
             let offset = if matches!(e.offset(), Offset::Offset(_)) { e.offset() } else { Offset::Beginning };

@@ -46,6 +46,9 @@ pub struct PerformanceSettings {
     pub label_window_seconds: u64,
     /// Length of an estimated window (event time), seconds.
     pub window_seconds: u64,
+    /// A window closes once a record this much later (its own time: label time or event time)
+    /// arrives, seconds: records from several partitions arrive a little out of order.
+    pub lateness_seconds: u64,
     /// Close the open windows when no label (or retained score) arrived for this long, seconds
     /// of wall-clock time.
     pub idle_close_seconds: u64,
@@ -84,6 +87,7 @@ impl Default for PerformanceSettings {
             max_retained: 2_000_000,
             label_window_seconds: 86_400,
             window_seconds: 3600,
+            lateness_seconds: 60,
             idle_close_seconds: 60,
             confidence: 0.9,
             replicates: 200,
@@ -309,7 +313,9 @@ impl Tracker {
         self.score_watermark = self.score_watermark.max(event_ms);
         self.first_event_ms = self.first_event_ms.min(event_ms);
         let mut out = Published::default();
-        let due: Vec<i64> = self.estimated.range(..self.score_watermark.div_euclid(w) * w).map(|(k, _)| *k).collect();
+        let lateness = self.settings.lateness_seconds as i64 * 1000;
+        // Windows that ended at least `lateness` before the newest event time.
+        let due: Vec<i64> = self.estimated.range(..(self.score_watermark - lateness - w + 1).max(i64::MIN + 1)).map(|(k, _)| *k).collect();
         for start in due {
             out.extend(self.close_estimated(start));
         }
@@ -331,7 +337,8 @@ impl Tracker {
         let mut out = Published::default();
         if label_ms > self.label_watermark {
             self.label_watermark = label_ms;
-            let due: Vec<i64> = self.realised.range(..label_ms.div_euclid(w) * w).map(|(k, _)| *k).collect();
+            let lateness = self.settings.lateness_seconds as i64 * 1000;
+            let due: Vec<i64> = self.realised.range(..(label_ms - lateness - w + 1).max(i64::MIN + 1)).map(|(k, _)| *k).collect();
             for start in due {
                 out.extend(self.close_realised(start));
             }

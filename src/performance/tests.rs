@@ -19,7 +19,7 @@ fn label(id: &str, label_ms: i64, fraud: bool) -> Label {
 }
 
 fn settings() -> PerformanceSettings {
-    PerformanceSettings { enabled: true, window_seconds: 3600, label_window_seconds: 3600, replicates: 50, label_maturity_seconds: 0, ..Default::default() }
+    PerformanceSettings { enabled: true, window_seconds: 3600, label_window_seconds: 3600, replicates: 50, label_maturity_seconds: 0, lateness_seconds: 0, ..Default::default() }
 }
 
 #[test]

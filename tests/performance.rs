@@ -1,0 +1,200 @@
+//! Model performance on delayed labels, on the real broker: the engine retains scores, joins the
+//! labels `driftwatch generate --labels-out` wrote (produced by `driftwatch produce --file`),
+//! and publishes realised and estimated performance and concept drift. The oracles
+//! (`tests/python/performance_oracle.py`) are scikit-learn (ROC AUC, Brier, isotonic
+//! calibration), numpy, River's DDM, and the generator's truth for every event.
+//!
+//! Time is the generator's, compressed: label delays × 1/1440 (a day is a minute), so an hour
+//! of event time holds analyst verdicts (~15 s), chargebacks (3–45 min) and clearances (30–31
+//! min). Events and labels are produced in timeline order, in chunks: a chunk's labels are sent
+//! once the engine has scored the chunk's events and the performance thread has read their
+//! retained scores, as in production, where a label comes hours after its score.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const SCALE: f64 = 1.0 / 1440.0;
+const ROWS: u64 = 72_000;
+const RATE: f64 = 20.0; // events per second of event time: an hour of events
+const LABEL_WINDOW_S: u64 = 300;
+const WINDOW_S: u64 = 60;
+const MATURITY_S: u64 = 31 * 60; // 31 days × SCALE
+
+struct Run {
+    oracle: serde_json::Value,
+    drift_alerts: Vec<serde_json::Value>,
+    reports: Vec<serde_json::Value>,
+}
+
+fn ms(s: &str) -> i64 {
+    driftwatch::time::parse_rfc3339_ms(s).expect("RFC 3339")
+}
+
+/// Generates the scenario, runs the engine on it with labels, and checks everything with the oracle.
+fn run(scenario: &str, seed: u64) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let (events_path, labels_path) = (dir.path().join("events.jsonl"), dir.path().join("labels.jsonl"));
+    driftwatch_ok(
+        &[
+            "generate", "--rows", &ROWS.to_string(), "--seed", &seed.to_string(), "--rate", &RATE.to_string(), "--scenario", scenario, "--onset", "0.5",
+            "-o", events_path.to_str().unwrap(), "--labels-out", labels_path.to_str().unwrap(), "--label-delay-scale", &SCALE.to_string(),
+        ],
+        &[],
+    );
+    let events: Vec<Vec<u8>> = std::fs::read(&events_path).unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+    let labels: Vec<Vec<u8>> = std::fs::read(&labels_path).unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+    assert_eq!((events.len(), labels.len()), (ROWS as usize, ROWS as usize), "one label per transaction");
+    let time_of = |line: &[u8], field: &str| ms(serde_json::from_slice::<serde_json::Value>(line).unwrap()[field].as_str().unwrap());
+
+    let t = Topics::new(3);
+    let (labels_topic, retained_topic, reports_topic) = (unique("labels"), unique("retained"), unique("performance"));
+    // One labels partition: labels are read in label-time order, as the oracle replays them.
+    create_topic(&labels_topic, 1);
+    let config = format!(
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nlabels_topic = \"{labels_topic}\"\nretained_scores_topic = \"{retained_topic}\"\nperformance_reports_topic = \"{reports_topic}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[performance]\nenabled = true\nretain_fraction = 0.05\nlabel_window_seconds = {LABEL_WINDOW_S}\nwindow_seconds = {WINDOW_S}\nlabel_maturity_seconds = {MATURITY_S}\nidle_close_seconds = 600\nlateness_seconds = 300\nreplicates = 200\n",
+        brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, demo_model().display()
+    );
+    let engine = start_with_config(&config, tempfile::tempdir().unwrap(), &[]);
+    engine.wait_for("the engine to be ready", Duration::from_secs(60), |m| metric(m, "driftwatch_ready{}") == 1.0);
+
+    // The timeline: every event at its event time, every label at its label time.
+    let mut timeline: Vec<(i64, bool, usize)> = events.iter().enumerate().map(|(i, e)| (time_of(e, "event_time"), false, i)).collect();
+    timeline.extend(labels.iter().enumerate().map(|(i, l)| (time_of(l, "label_time"), true, i)));
+    timeline.sort();
+    let labels_file = dir.path().join("chunk.jsonl");
+    let (mut sent_events, mut sent_labels) = (0usize, 0usize);
+    let produced_retained = format!("driftwatch_messages_produced_total{{topic={retained_topic}}}");
+    let label_count = |m: &HashMap<String, f64>| ["matched", "not_retained", "duplicate", "invalid"].iter().map(|o| metric(m, &format!("driftwatch_labels_total{{outcome={o}}}"))).sum::<f64>();
+    for chunk in timeline.chunks(4000) {
+        let chunk_events: Vec<Vec<u8>> = chunk.iter().filter(|c| !c.1).map(|c| events[c.2].clone()).collect();
+        let chunk_labels: Vec<&[u8]> = chunk.iter().filter(|c| c.1).map(|c| labels[c.2].as_slice()).collect();
+        if !chunk_events.is_empty() {
+            produce(&t.transactions, &chunk_events);
+            sent_events += chunk_events.len();
+            // Every output of the events acknowledged (so the retained count is final), then read.
+            engine.wait_for("the chunk's events scored and their retained scores read", Duration::from_secs(120), |m| {
+                metric(m, "driftwatch_events_committable_total{}") >= sent_events as f64 && metric(m, "driftwatch_retained_scores_read_total{}") >= metric(m, &produced_retained)
+            });
+        }
+        if !chunk_labels.is_empty() {
+            std::fs::write(&labels_file, chunk_labels.join(&b"\n"[..])).unwrap();
+            driftwatch_ok(&["produce", "--brokers", &brokers(), "--topic", &labels_topic, "--file", labels_file.to_str().unwrap()], &[]);
+            sent_labels += chunk_labels.len();
+            engine.wait_for("the chunk's labels joined", Duration::from_secs(120), |m| label_count(m) >= sent_labels as f64);
+        }
+    }
+    // A label far in the future closes every realised window (its transaction is unknown).
+    let last = ms(serde_json::from_slice::<serde_json::Value>(labels.last().unwrap()).unwrap()["label_time"].as_str().unwrap());
+    let sentinel = serde_json::json!({"transaction_id": "sentinel", "label": 0, "label_time": driftwatch::time::format_rfc3339_ms(last + 86_400_000), "source": "test"});
+    produce(&labels_topic, &[serde_json::to_vec(&sentinel).unwrap()]);
+    let m = engine.wait_for("the sentinel label", Duration::from_secs(60), |m| label_count(m) > sent_labels as f64);
+    assert_eq!(metric(&m, "driftwatch_labels_total{outcome=not_retained}") as usize + metric(&m, "driftwatch_labels_total{outcome=matched}") as usize, sent_labels + 1);
+
+    // What the engine put on Kafka.
+    let retained_n = metric(&m, &produced_retained) as usize;
+    let retained = consume_all(&retained_topic, retained_n, Duration::from_secs(60));
+    assert_eq!(retained.len(), retained_n);
+    // The realised windows to expect: every label window with a matched label.
+    let ids: HashMap<String, ()> = retained.iter().map(|r| (serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["transaction_id"].as_str().unwrap().to_string(), ())).collect();
+    let windows: BTreeSet<i64> = labels
+        .iter()
+        .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap())
+        .filter(|l| ids.contains_key(l["transaction_id"].as_str().unwrap()))
+        .map(|l| ms(l["label_time"].as_str().unwrap()).div_euclid(LABEL_WINDOW_S as i64 * 1000))
+        .collect();
+    engine.wait_for("every realised window published", Duration::from_secs(60), |m| metric(m, "driftwatch_performance_windows_closed_total{}") >= windows.len() as f64);
+    let reports: Vec<serde_json::Value> = consume_all(&reports_topic, windows.len(), Duration::from_secs(60)).iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect();
+    let retrain = consume_all(&t.retrain, 0, Duration::from_secs(10));
+    let drift_alerts: Vec<serde_json::Value> = consume_all(&t.drift_alerts, 0, Duration::from_secs(10)).iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect();
+
+    // Every message valid against its schema.
+    for (schema_file, docs) in [
+        ("performance-report.schema.json", reports.clone()),
+        ("retained-score.schema.json", retained.iter().take(2000).map(|r| serde_json::from_slice(&r.payload).unwrap()).collect()),
+        ("label.schema.json", labels.iter().take(2000).map(|l| serde_json::from_slice(l).unwrap()).collect()),
+        ("retrain-request.schema.json", retrain.iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect()),
+        ("drift-alert.schema.json", drift_alerts.clone()),
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(schema_file);
+        let v = jsonschema::validator_for(&serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()).unwrap();
+        for d in &docs {
+            let errors: Vec<String> = v.iter_errors(d).map(|e| format!("{e} at {}", e.instance_path())).collect();
+            assert!(errors.is_empty(), "{schema_file}: {errors:?} in {d}");
+        }
+    }
+    let (status, log) = engine.terminate();
+    assert!(status.success(), "engine exit {status}; log:\n{log}");
+
+    // The oracle.
+    let write_lines = |name: &str, docs: &mut dyn Iterator<Item = Vec<u8>>| {
+        let mut buf = Vec::new();
+        for d in docs {
+            buf.extend_from_slice(&d);
+            buf.push(b'\n');
+        }
+        std::fs::write(dir.path().join(name), buf).unwrap();
+    };
+    write_lines("retained.jsonl", &mut retained.iter().map(|r| r.payload.clone()));
+    write_lines("reports.jsonl", &mut reports.iter().map(|r| serde_json::to_vec(r).unwrap()));
+    write_lines("retrain.jsonl", &mut retrain.iter().map(|r| r.payload.clone()));
+    let onset_ms = time_of(&events[(ROWS / 2) as usize], "event_time");
+    let settings = serde_json::json!({
+        "label_window_seconds": LABEL_WINDOW_S, "window_seconds": WINDOW_S, "label_maturity_seconds": MATURITY_S,
+        "ddm": {"warm_start": 30, "warning_threshold": 2.0, "drift_threshold": 3.0},
+        "onset_ms": if scenario == "none" { serde_json::Value::Null } else { onset_ms.into() },
+    });
+    std::fs::write(dir.path().join("settings.json"), settings.to_string()).unwrap();
+    let python = std::env::var("DRIFTWATCH_PYTHON").expect("DRIFTWATCH_PYTHON is not set: the oracle needs scikit-learn and River (run `scripts/test`)");
+    let out = std::process::Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/performance_oracle.py"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the oracle disagrees ({scenario}):\n{}", String::from_utf8_lossy(&out.stderr));
+    let oracle: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{scenario}: {oracle}");
+    Run { oracle, drift_alerts, reports }
+}
+
+#[test]
+fn realised_and_estimated_performance_on_stationary_traffic_match_the_oracles_and_raise_no_concept_drift() {
+    let r = run("none", 3);
+    let o = &r.oracle;
+    assert!(o["realised_windows"].as_u64().unwrap() >= 10 && o["calibrated_windows"].as_u64().unwrap() >= 10, "{o}");
+    assert_eq!(o["detections"].as_array().unwrap().len(), 0, "no concept drift on stationary traffic: {o}");
+    // Estimated intervals (90 %) cover the truth of the whole window about as often as promised.
+    for k in ["precision", "recall"] {
+        let c = o["coverage"][k].as_f64().unwrap();
+        assert!(c >= 0.75, "{k} coverage {c} over {} windows", o["coverage_windows"]);
+    }
+    assert!(r.reports.iter().all(|r| r["role"] == "production"));
+}
+
+#[test]
+fn feature_drift_leaves_estimates_honest() {
+    // Younger accounts: the features move, fraud still follows the same rule, so the
+    // calibrated estimate still covers the truth.
+    let r = run("covariate_shift", 4);
+    let o = &r.oracle;
+    for k in ["precision", "recall"] {
+        let c = o["coverage"][k].as_f64().unwrap();
+        assert!(c >= 0.75, "{k} coverage {c} over {} windows", o["coverage_windows"]);
+    }
+}
+
+#[test]
+fn a_concept_shift_that_features_cannot_show_is_detected_from_labels() {
+    let r = run("concept_shift", 5);
+    let o = &r.oracle;
+    assert_eq!(o["false_alarms_before_onset"], 0, "{o}");
+    let first = &o["first_detection_after_onset"];
+    assert!(first.is_object(), "the concept shift is detected: {o}");
+    // The alert is a concept-drift alert; no feature went red (the features did not move).
+    assert!(r.drift_alerts.iter().any(|a| a["feature"] == "concept" && a["metric"] == "error_rate"), "{:?}", r.drift_alerts);
+    assert!(!r.drift_alerts.iter().any(|a| a["feature"] != "concept" && a["to"] == "red"), "feature drift on a concept shift: {:?}", r.drift_alerts);
+}
