@@ -346,7 +346,7 @@ impl Generator {
         logit += 1.0 * f64::from(account_age_days < 30);
         if scenario == Scenario::ConceptShift {
             // A new rule on the same features: the old signals no longer matter.
-            logit = -6.0;
+            logit = -7.3;
             logit += 2.6 * f64::from(channel == "pos" && (10..=16).contains(&hour_local));
             logit += 2.2 * f64::from(ratio < 0.6);
             logit += 1.2 * f64::from(!foreign && distance_from_home_km < 5.0);

@@ -187,11 +187,14 @@ pub struct BelowFloor {
 pub struct ConceptEvidence {
     /// The detector: `ddm` (Gama et al. 2004's drift detection method).
     pub detector: String,
+    /// The error stream: `missed_fraud` (labelled frauds, error: not alerted) or `false_alert`
+    /// (labelled alerts, error: legitimate).
+    pub stream: String,
     /// The serving version whose errors drifted.
     pub version: String,
     /// Labelled retained transactions the detector has seen since it last reset.
     pub labels_seen: u64,
-    /// Error rate (alert ≠ label) over them.
+    /// Error rate over them.
     pub error_rate: f64,
     /// The lowest error rate + its standard deviation seen since the reset.
     pub min_error_rate: f64,

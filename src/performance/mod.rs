@@ -64,7 +64,8 @@ pub struct PerformanceSettings {
     /// Concept drift on the labelled error stream (`ddm` or `off`).
     pub concept_detector: String,
     /// How long after its event time a transaction's label is final, seconds (the longest
-    /// delay: legitimate transactions are cleared after a month; default 31 days). Estimates are
+    /// delay of any kind of label: chargebacks within 45 days, legitimate transactions cleared
+    /// after a month, in the generator's mix; default 46 days). Estimates are
     /// calibrated only on transactions this old (younger ones are labelled mostly if fraud), and
     /// the concept detector starts this long after the oldest retained score (until then the mix
     /// of labels — and with it the error rate — changes by itself).
@@ -94,7 +95,7 @@ impl Default for PerformanceSettings {
             precision_floor: 0.0,
             recall_floor: 0.0,
             concept_detector: "ddm".into(),
-            label_maturity_seconds: 31 * 86_400,
+            label_maturity_seconds: 46 * 86_400,
             calibration_min_frauds: 30,
             calibration_rows: 200_000,
             ddm: DdmSettings::default(),
@@ -222,8 +223,8 @@ pub struct Tracker {
     last_score_wall: i64,
     /// Consecutive realised windows below the floors, per version index.
     below: HashMap<u32, (u32, u32)>,
-    /// DDM per serving version.
-    ddm: HashMap<u32, Ddm>,
+    /// DDM per serving version and error stream.
+    ddm: HashMap<(u32, ConceptStream), Ddm>,
     /// Per version: labelled rows (event time, score, fraud, weight), newest last, for calibration.
     labelled: HashMap<u32, VecDeque<(i64, f64, bool, f64)>>,
     /// Counters since start, by outcome.
@@ -364,11 +365,11 @@ impl Tracker {
                         rows.pop_front();
                     }
                     if self.versions[s.version as usize].1 == Role::Production {
-                        serving_error = Some((s.version, s.alert != fraud));
+                        serving_error = Some((s.version, s.alert));
                     }
                 }
-                if let Some((version, error)) = serving_error {
-                    out.extend(self.concept(version, error, label_ms));
+                if let Some((version, alert)) = serving_error {
+                    out.extend(self.concept(version, alert, fraud, label_ms));
                 }
                 LabelOutcome::Matched
             }
@@ -528,39 +529,77 @@ impl Tracker {
         out
     }
 
-    /// Feeds the serving version's labelled decision to its concept-drift detector.
-    fn concept(&mut self, version: u32, error: bool, label_ms: i64) -> Published {
+    /// Feeds the serving version's labelled decision to its concept-drift detectors: one on
+    /// the labelled frauds (error: missed), one on the labelled alerts (error: a legitimate
+    /// transaction). Each error rate is homogeneous in its kind of label, so a change in how
+    /// many frauds against legitimate labels arrive does not move it; together they see a new
+    /// fraud pattern the model misses and old signals that stopped meaning fraud.
+    fn concept(&mut self, version: u32, alert: bool, fraud: bool, label_ms: i64) -> Published {
         let warmup_ms = self.settings.label_maturity_seconds as i64 * 1000;
         if self.settings.concept_detector == "off" || label_ms < self.first_event_ms.saturating_add(warmup_ms) {
             return Published::default();
         }
-        let settings = self.settings.ddm;
-        let d = self.ddm.entry(version).or_insert_with(|| Ddm::new(settings));
-        let seen = d.seen() + 1;
-        if d.update(error) != DdmState::Drift {
-            return Published::default();
+        let mut out = Published::default();
+        for (stream, applies, error) in [(ConceptStream::MissedFraud, fraud, !alert), (ConceptStream::FalseAlert, alert, !fraud)] {
+            if !applies {
+                continue;
+            }
+            let settings = self.settings.ddm;
+            let d = self.ddm.entry((version, stream)).or_insert_with(|| Ddm::new(settings));
+            let seen = d.seen() + 1;
+            if d.update(error) != DdmState::Drift {
+                continue;
+            }
+            let (p_min, s_min) = d.minimum();
+            let name = &self.versions[version as usize].0;
+            let at = format_rfc3339_ms(label_ms);
+            let evidence = ConceptEvidence {
+                detector: "ddm".into(),
+                stream: stream.as_str().into(),
+                version: name.clone(),
+                labels_seen: seen,
+                error_rate: d.error_rate(),
+                min_error_rate: p_min,
+                min_std: s_min,
+                detected_at: at.clone(),
+            };
+            let model = format!("{} {}", self.model, name);
+            let reason = format!(
+                "concept drift: the {} rate of {name} rose to {:.4} over {seen} labels, above the best {:.4} + {} × {:.4} (DDM); the features may not have moved",
+                stream.describe(),
+                evidence.error_rate,
+                p_min,
+                settings.drift_threshold,
+                s_min
+            );
+            out.alerts.push(DriftAlert { model: model.clone(), feature: "concept".into(), from: Status::Green, to: Status::Red, window_end: at.clone(), metric: StatusMetric::ErrorRate, value: evidence.error_rate, consecutive_windows: 1 });
+            out.retrain.push(RetrainRequest { model, features: Vec::new(), window_end: at, red_windows: 1, reason, concept: Some(evidence) });
         }
-        let (p_min, s_min) = d.minimum();
-        let name = &self.versions[version as usize].0;
-        let at = format_rfc3339_ms(label_ms);
-        let evidence = ConceptEvidence {
-            detector: "ddm".into(),
-            version: name.clone(),
-            labels_seen: seen,
-            error_rate: d.error_rate(),
-            min_error_rate: p_min,
-            min_std: s_min,
-            detected_at: at.clone(),
-        };
-        let model = format!("{} {}", self.model, name);
-        let reason = format!(
-            "concept drift: the labelled error rate of {name} rose to {:.4} over {seen} labels, above the best {:.4} + {} × {:.4} (DDM); the features may not have moved",
-            evidence.error_rate, p_min, settings.drift_threshold, s_min
-        );
-        Published {
-            reports: Vec::new(),
-            alerts: vec![DriftAlert { model: model.clone(), feature: "concept".into(), from: Status::Green, to: Status::Red, window_end: at.clone(), metric: StatusMetric::ErrorRate, value: evidence.error_rate, consecutive_windows: 1 }],
-            retrain: vec![RetrainRequest { model, features: Vec::new(), window_end: at, red_windows: 1, reason, concept: Some(evidence) }],
+        out
+    }
+}
+
+/// The labelled error streams the concept detectors watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ConceptStream {
+    /// Labelled frauds; error: not alerted.
+    MissedFraud,
+    /// Labelled alerts; error: legitimate.
+    FalseAlert,
+}
+
+impl ConceptStream {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConceptStream::MissedFraud => "missed_fraud",
+            ConceptStream::FalseAlert => "false_alert",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ConceptStream::MissedFraud => "missed-fraud (labelled frauds not alerted)",
+            ConceptStream::FalseAlert => "false-alert (labelled alerts that were legitimate)",
         }
     }
 }

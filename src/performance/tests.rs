@@ -101,15 +101,15 @@ fn a_shadow_version_gets_its_own_report_on_the_same_labels() {
 }
 
 #[test]
-fn a_rise_in_the_serving_versions_labelled_errors_is_concept_drift_with_a_retrain_request() {
+fn a_rise_in_missed_frauds_is_concept_drift_with_a_retrain_request() {
     let mut t = Tracker::new("fraud", settings());
     let mut found = None;
     for i in 0..3000i64 {
-        // Right 97 % of the time for 2,000 labels, then 80 %.
-        let wrong = if i < 2000 { i % 33 == 0 } else { i % 5 == 0 };
+        // Labelled frauds: alerted 97 % of the time for 2,000 labels, then 80 %.
+        let missed = if i < 2000 { i % 33 == 0 } else { i % 5 == 0 };
         let id = format!("c{i}");
-        t.retain(&retained(&id, T0 + i, 0.1, false, 1.0), 0);
-        let (_, out) = t.label(&label(&id, T0 + HOUR + i, wrong), 0);
+        t.retain(&retained(&id, T0 + i, 0.5, !missed, 1.0), 0);
+        let (_, out) = t.label(&label(&id, T0 + HOUR + i, true), 0);
         if let Some(req) = out.retrain.first() {
             found.get_or_insert((i, req.clone(), out.alerts[0].clone()));
         }
@@ -117,10 +117,37 @@ fn a_rise_in_the_serving_versions_labelled_errors_is_concept_drift_with_a_retrai
     let (at, req, alert) = found.expect("concept drift detected");
     assert!((2000..2400).contains(&at), "detected at label {at}");
     let e = req.concept.expect("evidence");
-    assert_eq!((e.detector.as_str(), e.version.as_str()), ("ddm", "v1"));
+    assert_eq!((e.detector.as_str(), e.stream.as_str(), e.version.as_str()), ("ddm", "missed_fraud", "v1"));
     assert!(e.error_rate > e.min_error_rate);
     assert!(req.features.is_empty());
     assert_eq!((alert.feature.as_str(), alert.metric, alert.to), ("concept", StatusMetric::ErrorRate, Status::Red));
+}
+
+#[test]
+fn more_legitimate_labels_on_alerts_are_concept_drift_too_but_more_legitimate_labels_overall_are_not() {
+    // Alerts turning legitimate: the false-alert stream rises.
+    let mut t = Tracker::new("fraud", settings());
+    let mut streams = Vec::new();
+    for i in 0..3000i64 {
+        let legit = if i < 2000 { i % 10 == 0 } else { i % 3 == 0 };
+        let id = format!("a{i}");
+        t.retain(&retained(&id, T0 + i, 0.9, true, 1.0), 0);
+        streams.extend(t.label(&label(&id, T0 + HOUR + i, !legit), 0).1.retrain.into_iter().map(|r| r.concept.unwrap().stream));
+    }
+    assert_eq!(streams.first().map(String::as_str), Some("false_alert"));
+    // Many more legitimate labels on non-alerted transactions (a change in the label mix, not
+    // in the model's errors): neither stream moves.
+    let mut t = Tracker::new("fraud", settings());
+    for i in 0..3000i64 {
+        let id = format!("m{i}");
+        let (fraud, alert) = match (i < 2000, i % 4) {
+            (_, 0) => (true, i % 8 == 0),
+            (true, _) => (i % 2 == 0, false),
+            (false, _) => (false, false),
+        };
+        t.retain(&retained(&id, T0 + i, 0.3, alert, 1.0), 0);
+        assert!(t.label(&label(&id, T0 + HOUR + i, fraud), 0).1.retrain.is_empty(), "label {i}");
+    }
 }
 
 #[test]
@@ -145,9 +172,9 @@ fn the_concept_detector_waits_for_the_label_mix_to_settle() {
     // The same rise as above, but every label within the warm-up: nothing is detected.
     let mut t = Tracker::new("fraud", PerformanceSettings { label_maturity_seconds: 10 * 24 * 3600, ..settings() });
     for i in 0..3000i64 {
-        let wrong = if i < 2000 { i % 33 == 0 } else { i % 5 == 0 };
+        let missed = if i < 2000 { i % 33 == 0 } else { i % 5 == 0 };
         let id = format!("w{i}");
-        t.retain(&retained(&id, T0 + i, 0.1, false, 1.0), 0);
-        assert!(t.label(&label(&id, T0 + HOUR + i, wrong), 0).1.retrain.is_empty(), "label {i} is within the warm-up");
+        t.retain(&retained(&id, T0 + i, 0.5, !missed, 1.0), 0);
+        assert!(t.label(&label(&id, T0 + HOUR + i, true), 0).1.retrain.is_empty(), "label {i} is within the warm-up");
     }
 }

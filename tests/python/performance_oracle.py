@@ -69,7 +69,11 @@ def main(d):
         windows[lm // W_label * W_label].append((v["score"], v["alert"], y, r["weight"], (lm - em) / 1000))
         calib.append((em, lm, v["score"], y, r["weight"], k))
         if lm >= first_event + maturity:
-            errors.append((lm, int(v["alert"] != bool(y))))
+            # The two streams, in the engine's order: labelled frauds (missed?), labelled alerts (legitimate?).
+            if y == 1:
+                errors.append((lm, "missed_fraud", int(not v["alert"])))
+            if v["alert"]:
+                errors.append((lm, "false_alert", int(y == 0)))
 
     realised = [r for r in reports if r["kind"] == "realised" and r["role"] == "production"]
     assert realised, "no realised report"
@@ -140,17 +144,16 @@ def main(d):
                 i = rep[k]
                 coverage[k].append(i["lower"] <= truth <= i["upper"])
 
-    # --- Concept drift: River's DDM on the same error stream.
-    ddm = DDM(warm_start=s["ddm"]["warm_start"], warning_threshold=s["ddm"]["warning_threshold"], drift_threshold=s["ddm"]["drift_threshold"])
-    detections = []
-    since_reset = 0
-    for lm, e in errors:
-        ddm.update(e)
-        since_reset += 1
-        if ddm.drift_detected:
-            detections.append({"label_ms": lm, "labels_seen": since_reset})
-            since_reset = 0
-    engine = [{"label_ms": ms(r["concept"]["detected_at"]), "labels_seen": r["concept"]["labels_seen"]} for r in retrain]
+    # --- Concept drift: River's DDM on the same two error streams.
+    ddms, seen, detections = {}, defaultdict(int), []
+    for lm, stream, e in errors:
+        d = ddms.setdefault(stream, DDM(warm_start=s["ddm"]["warm_start"], warning_threshold=s["ddm"]["warning_threshold"], drift_threshold=s["ddm"]["drift_threshold"]))
+        d.update(e)
+        seen[stream] += 1
+        if d.drift_detected:
+            detections.append({"label_ms": lm, "stream": stream, "labels_seen": seen[stream]})
+            seen[stream] = 0
+    engine = [{"label_ms": ms(r["concept"]["detected_at"]), "stream": r["concept"]["stream"], "labels_seen": r["concept"]["labels_seen"]} for r in retrain]
     assert engine == detections, f"concept drift: engine {engine} vs River {detections}"
 
     onset = s.get("onset_ms")
@@ -173,7 +176,10 @@ def main(d):
         "false_alarms_before_onset": sum(1 for x in detections if onset is None or x["label_ms"] < onset),
         "first_detection_after_onset": first_after,
         "post_onset_labels_before_detection": post_onset_labels,
+        "detection_delay_seconds": (first_after["label_ms"] - onset) / 1000 if first_after else None,
         "matched_labels": len(labelled),
+        "error_streams": {st: {"n": sum(1 for e in errors if e[1] == st), "rate": float(np.mean([e[2] for e in errors if e[1] == st])) if any(e[1] == st for e in errors) else None,
+                               "n_after_onset_label": sum(1 for e in errors if e[1] == st and onset is not None and e[0] >= onset)} for st in ("missed_fraud", "false_alert")},
         "retained": len(retained),
     }))
 
