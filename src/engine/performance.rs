@@ -171,6 +171,7 @@ impl Engine {
         // Per labels partition: the next offset to read.
         let mut next: HashMap<i32, i64> = HashMap::new();
         let mut last_tick = Instant::now();
+        let (mut capped, mut warned) = (0u64, None::<Instant>);
         while !stop.load(Ordering::Relaxed) {
             let mut published = Published::default();
             let mut closed_by: Option<(i32, i64)> = None;
@@ -219,6 +220,15 @@ impl Engine {
                 published.extend(out);
                 m.scores_retained.set(tracker.retained() as i64);
                 m.retained_scores_evicted.inc_by(tracker.evicted().saturating_sub(m.retained_scores_evicted.get()));
+                if tracker.evicted_by_cap() > capped && warned.is_none_or(|w| w.elapsed() >= Duration::from_secs(60)) {
+                    warn!(
+                        message = "performance.max_retained reached: scores are dropped before their labels can arrive (those labels count as not_retained); raise performance.max_retained or lower performance.retain_fraction.",
+                        dropped = tracker.evicted_by_cap() - capped,
+                        max_retained = cfg.performance.max_retained
+                    );
+                    capped = tracker.evicted_by_cap();
+                    warned = Some(Instant::now());
+                }
             }
             if published.reports.is_empty() && published.alerts.is_empty() && published.retrain.is_empty() {
                 continue;

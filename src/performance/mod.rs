@@ -229,6 +229,8 @@ pub struct Tracker {
     labelled: HashMap<u32, VecDeque<(i64, f64, bool, f64)>>,
     /// Counters since start, by outcome.
     outcomes: [u64; 4],
+    /// Retained scores dropped because `max_retained` was reached (not the retention).
+    evicted_by_cap: u64,
     /// The delay of the last matched label, seconds.
     last_delay_s: Option<f64>,
     evicted: u64,
@@ -255,6 +257,7 @@ impl Tracker {
             ddm: HashMap::new(),
             labelled: HashMap::new(),
             outcomes: [0; 4],
+            evicted_by_cap: 0,
             last_delay_s: None,
             evicted: 0,
         }
@@ -421,6 +424,12 @@ impl Tracker {
         let before = self.retained.len();
         self.retained.retain(|_, e| e.event_ms >= cutoff);
         self.evicted += (before - self.retained.len()) as u64;
+        self.evicted_by_cap += (before - self.retained.len()) as u64;
+    }
+
+    /// Retained scores dropped because `max_retained` was reached, before the retention.
+    pub fn evicted_by_cap(&self) -> u64 {
+        self.evicted_by_cap
     }
 
     fn seed(&self, start: i64, version: u32, kind: ReportKind) -> u64 {
