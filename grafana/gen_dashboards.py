@@ -93,6 +93,25 @@ d.panel("timeseries", "Windows closed and late events (per minute)", [("sum(rate
                                                                         ("sum(rate(driftwatch_drift_late_events_total[1m])) * 60", "late events")])
 d.panel("timeseries", "Drift status changes and retrain requests", [("sum by (to) (increase(driftwatch_drift_status_changes_total[1h]))", "to {{to}}"),
                                                                     ("sum(increase(driftwatch_retrain_requests_total[1h]))", "retrain requests")])
+# Model performance on delayed labels, next to the drift it may explain.
+perf = 'driftwatch_model_performance{role="production",kind="%s",metric="%s",bound="%s"}'
+pct = {"defaults": {"unit": "percentunit", "min": 0, "max": 1}, "overrides": []}
+for metric in ("precision", "recall"):
+    d.panel("timeseries", f"{metric.capitalize()}: realised on labels vs estimated before labels",
+            [(f"max by (version) ({perf % ('realised', metric, b)})", f"realised {b} {{{{version}}}}") for b in ("value", "lower", "upper")]
+            + [(f"max by (version) ({perf % ('estimated', metric, 'value')})", "estimated {{version}}")],
+            description=f"Realised: {metric} over the labels that arrived in the last closed label window, with its interval (performance.confidence). "
+                        "Estimated: from the scores of the last closed event-time window, before their labels (calibrated on matured labels). "
+                        "A realised value far from the estimate while features are green is the sign of concept drift.",
+            fieldConfig=pct)
+d.panel("timeseries", "Labels per minute by outcome", [("sum by (outcome) (rate(driftwatch_labels_total[5m])) * 60", "{{outcome}}")],
+        description="matched: joined to a retained score; not_retained: not in the retained sample, expired or unknown; duplicate; invalid.")
+d.panel("timeseries", "Label delay (label time - event time)", [(f"histogram_quantile({q}, sum by (le) (rate(driftwatch_label_delay_seconds_bucket[1h])))", f"p{int(q*100)}") for q in (0.5, 0.9)],
+        fieldConfig={"defaults": {"unit": "s"}, "overrides": []})
+d.panel("timeseries", "Concept drift and performance below floor", [("sum(increase(driftwatch_concept_drift_detections_total[1h]))", "concept drift detections (1 h)"),
+                                                                    ("max by (version, metric) (driftwatch_performance_below_floor_windows)", "{{metric}} windows below floor {{version}}")],
+        description="Concept drift: DDM on the labelled error streams (missed frauds, false alerts). Windows below floor: consecutive realised windows whose whole interval is under performance.precision_floor / recall_floor (alert at 2).")
+d.panel("timeseries", "Calibration (realised)", [(f"max by (version) ({perf % ('realised', 'brier', 'value')})", "Brier {{version}}"), (f"max by (version) ({perf % ('realised', 'ece', 'value')})", "ECE {{version}}")])
 d.write()
 
 f = Board("driftwatch-fraud", "driftwatch — Fraud and model", "Throughput, alert and outlier rates, latency, invalid events and the model in use.")

@@ -4,9 +4,8 @@
 //! (`tests/python/performance_oracle.py`) are scikit-learn (ROC AUC, Brier, isotonic
 //! calibration), numpy, River's DDM, and the generator's truth for every event.
 //!
-//! Time is the generator's, compressed: label delays × 1/1440 (a day is a minute), so an hour
-//! of event time holds analyst verdicts (~15 s), chargebacks (3–45 min) and clearances (30–31
-//! min). Events and labels are produced in timeline order, in chunks: a chunk's labels are sent
+//! Time is the generator's, compressed: label delays × 1/5760 (a day is 15 s), so 67 minutes of
+//! event time hold analyst verdicts (~4 s), chargebacks (45 s – 11¼ min) and clearances (7½ min). Events and labels are produced in timeline order, in chunks: a chunk's labels are sent
 //! once the engine has scored the chunk's events and the performance thread has read their
 //! retained scores, as in production, where a label comes hours after its score.
 
@@ -18,12 +17,12 @@ use std::time::Duration;
 
 use common::*;
 
-const SCALE: f64 = 1.0 / 1440.0;
-const ROWS: u64 = 120_000;
-const RATE: f64 = 20.0; // events per second of event time: 100 minutes of events
-const LABEL_WINDOW_S: u64 = 300;
-const WINDOW_S: u64 = 60;
-const MATURITY_S: u64 = 46 * 60; // 46 days × SCALE: the longest delay (chargebacks, 45 days) has passed
+const SCALE: f64 = 1.0 / 5760.0;
+const ROWS: u64 = 160_000;
+const RATE: f64 = 40.0; // events per second of event time: 67 minutes of events
+const LABEL_WINDOW_S: u64 = 120;
+const WINDOW_S: u64 = 240;
+const MATURITY_S: u64 = 690; // 46 days × SCALE: the longest delay (chargebacks, 45 days) has passed
 
 struct Run {
     oracle: serde_json::Value,
@@ -56,7 +55,7 @@ fn run(scenario: &str, seed: u64) -> Run {
     // One labels partition: labels are read in label-time order, as the oracle replays them.
     create_topic(&labels_topic, 1);
     let config = format!(
-        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nlabels_topic = \"{labels_topic}\"\nretained_scores_topic = \"{retained_topic}\"\nperformance_reports_topic = \"{reports_topic}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[performance]\nenabled = true\nretain_fraction = 0.05\nlabel_window_seconds = {LABEL_WINDOW_S}\nwindow_seconds = {WINDOW_S}\nlabel_maturity_seconds = {MATURITY_S}\nidle_close_seconds = 600\nlateness_seconds = 300\nreplicates = 200\n",
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nlabels_topic = \"{labels_topic}\"\nretained_scores_topic = \"{retained_topic}\"\nperformance_reports_topic = \"{reports_topic}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[performance]\nenabled = true\nretain_fraction = 0.1\nlabel_window_seconds = {LABEL_WINDOW_S}\nwindow_seconds = {WINDOW_S}\nlabel_maturity_seconds = {MATURITY_S}\nidle_close_seconds = 600\nlateness_seconds = 150\nreplicates = 200\n",
         brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, demo_model().display()
     );
     let engine = start_with_config(&config, tempfile::tempdir().unwrap(), &[]);
@@ -152,7 +151,7 @@ fn run(scenario: &str, seed: u64) -> Run {
     let onset_ms = time_of(&events[(ROWS * 6 / 10) as usize], "event_time");
     let settings = serde_json::json!({
         "label_window_seconds": LABEL_WINDOW_S, "window_seconds": WINDOW_S, "label_maturity_seconds": MATURITY_S,
-        "ddm": {"warm_start": 30, "warning_threshold": 2.0, "drift_threshold": 3.0},
+        "ddm": {"warm_start": 100, "warning_threshold": 2.0, "drift_threshold": 3.0},
         "onset_ms": if scenario == "none" { serde_json::Value::Null } else { onset_ms.into() },
     });
     std::fs::write(dir.path().join("settings.json"), settings.to_string()).unwrap();
@@ -220,4 +219,47 @@ fn a_concept_shift_that_features_cannot_show_is_detected_from_labels() {
         assert_eq!(x, y, "a concept shift moved a feature");
     }
     assert!(relabelled > 1000, "the fraud rule changed ({relabelled} labels differ)");
+}
+
+#[test]
+fn a_killed_engine_recovers_every_retained_score_from_the_compacted_topic() {
+    // Scores retained by one engine, which is then killed (SIGKILL, no orderly stop); a new
+    // engine replays the retained-scores topic at start, and every label of a retained
+    // transaction still joins.
+    let dir = tempfile::tempdir().unwrap();
+    let (events_path, labels_path) = (dir.path().join("events.jsonl"), dir.path().join("labels.jsonl"));
+    driftwatch_ok(
+        &["generate", "--rows", "20000", "--seed", "6", "--rate", "40", "-o", events_path.to_str().unwrap(), "--labels-out", labels_path.to_str().unwrap(), "--label-delay-scale", &SCALE.to_string()],
+        &[],
+    );
+    let events: Vec<Vec<u8>> = std::fs::read(&events_path).unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+    let t = Topics::new(3);
+    let (labels_topic, retained_topic, reports_topic) = (unique("labels"), unique("retained"), unique("performance"));
+    create_topic(&labels_topic, 1);
+    let config = format!(
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nlabels_topic = \"{labels_topic}\"\nretained_scores_topic = \"{retained_topic}\"\nperformance_reports_topic = \"{reports_topic}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[performance]\nenabled = true\nlabel_window_seconds = 120\nidle_close_seconds = 5\n",
+        brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, demo_model().display()
+    );
+    let first = start_with_config(&config, tempfile::tempdir().unwrap(), &[]);
+    produce(&t.transactions, &events);
+    let produced_retained = format!("driftwatch_messages_produced_total{{topic={retained_topic}}}");
+    let m = first.wait_for("every event's outputs acknowledged", Duration::from_secs(120), |m| metric(m, "driftwatch_events_committable_total{}") >= events.len() as f64);
+    let retained_n = metric(&m, &produced_retained) as usize;
+    assert!(retained_n > 1000, "{retained_n} retained");
+    first.kill();
+
+    let second = start_with_config(&config, tempfile::tempdir().unwrap(), &[]);
+    second.wait_for("the retained scores replayed", Duration::from_secs(60), |m| metric(m, "driftwatch_retained_scores_read_total{}") >= retained_n as f64 && metric(m, "driftwatch_scores_retained{}") == retained_n as f64);
+    driftwatch_ok(&["produce", "--brokers", &brokers(), "--topic", &labels_topic, "--file", labels_path.to_str().unwrap()], &[]);
+    let m = second.wait_for("every label read", Duration::from_secs(120), |m| {
+        ["matched", "not_retained", "duplicate", "invalid"].iter().map(|o| metric(m, &format!("driftwatch_labels_total{{outcome={o}}}"))).sum::<f64>() >= events.len() as f64
+    });
+    // Every retained transaction's label joined; the others were not retained.
+    assert_eq!(metric(&m, "driftwatch_labels_total{outcome=matched}") as usize, retained_n);
+    assert_eq!(metric(&m, "driftwatch_labels_total{outcome=not_retained}") as usize, events.len() - retained_n);
+    eprintln!("restart: {retained_n} retained scores replayed; labels matched {}, not retained {}", metric(&m, "driftwatch_labels_total{outcome=matched}"), metric(&m, "driftwatch_labels_total{outcome=not_retained}"));
+    // And the realised windows close (idle) and are published.
+    second.wait_for("realised windows published", Duration::from_secs(60), |m| metric(m, "driftwatch_performance_windows_closed_total{}") >= 1.0);
+    let (status, log) = second.terminate();
+    assert!(status.success(), "engine exit {status}; log:\n{log}");
 }

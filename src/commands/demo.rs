@@ -106,6 +106,7 @@ pub fn demo(opts: DemoOptions, mut out: impl Write) -> Result<DemoReport, DemoEr
     config.performance.window_seconds = 20;
     config.performance.label_window_seconds = 20;
     config.performance.idle_close_seconds = 5;
+    config.performance.lateness_seconds = 5;
     config.performance.label_maturity_seconds = 50;
     // The mock cluster must outlive every client.
     let mock = match &opts.brokers {

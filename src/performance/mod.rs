@@ -497,19 +497,13 @@ impl Tracker {
         let mut versions: Vec<(u32, Vec<Row>)> = window.into_iter().collect();
         versions.sort_by_key(|(v, _)| *v);
         let matured_before = self.label_watermark.saturating_sub(s.label_maturity_seconds as i64 * 1000);
-        for (v, mut rows) in versions {
+        for (v, rows) in versions {
             let mut matured: Vec<(f64, bool, f64)> = self.labelled.get(&v).map_or_else(Vec::new, |l| l.iter().filter(|r| r.0 <= matured_before).map(|r| (r.1, r.2, r.3)).collect());
             let frauds = matured.iter().filter(|r| r.1).count() as u64;
-            let calibrated_on = if frauds >= s.calibration_min_frauds && !matured.is_empty() {
-                let c = stats::Calibration::fit(&mut matured);
-                for r in &mut rows {
-                    r.score = c.apply(r.score);
-                }
-                matured.len() as u64
-            } else {
-                0
-            };
-            let (positives, precision, recall) = stats::estimate(&rows, s.confidence, s.replicates, self.seed(start, v, ReportKind::Estimated));
+            let calibrate = frauds >= s.calibration_min_frauds && !matured.is_empty();
+            matured.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let calibrated_on = if calibrate { matured.len() as u64 } else { 0 };
+            let (positives, precision, recall) = stats::estimate(&rows, calibrate.then_some(&matured[..]), s.confidence, s.replicates, self.seed(start, v, ReportKind::Estimated));
             let total: f64 = rows.iter().map(|r| r.weight).sum();
             let alerted: f64 = rows.iter().filter(|r| r.alert).map(|r| r.weight).sum();
             let (version, role) = self.versions[v as usize].clone();

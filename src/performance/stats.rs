@@ -135,28 +135,43 @@ pub fn realised_recall_auc(rows: &[Row], confidence: f64, replicates: u32, seed:
     (percentiles(recalls, recall_point, confidence), percentiles(aucs, auc_point, confidence))
 }
 
-/// Performance expected from the scores alone, as if each probability were the chance of fraud
-/// (confidence-based performance estimation): precision = Σ p over alerts / alerts, recall =
-/// Σ p over alerts / Σ w·p over all. The interval simulates the labels (`replicates` draws of
-/// fraud ~ Bernoulli(p) per row, weighted as the rows are), so it covers the randomness of the
-/// outcomes and of the sample; it assumes the probabilities are calibrated.
-pub fn estimate(rows: &[Row], confidence: f64, replicates: u32, seed: u64) -> (f64, Interval, Interval) {
+/// Performance expected from the scores alone, as if each (calibrated) probability were the
+/// chance of fraud (confidence-based performance estimation): precision = Σ p over alerts /
+/// alerts, recall = Σ p over alerts / Σ w·p over all. `matured`: labelled (score, fraud,
+/// weight) rows sorted by score to calibrate on (isotonic); none: the scores as they are.
+/// The interval simulates `replicates` times both what is uncertain: the calibration (refitted
+/// on a Poisson bootstrap of `matured`) and the labels (fraud ~ Bernoulli(p) per row, weighted
+/// as the rows are).
+pub fn estimate(rows: &[Row], matured: Option<&[(f64, bool, f64)]>, confidence: f64, replicates: u32, seed: u64) -> (f64, Interval, Interval) {
+    let calibrated = |c: Option<&Calibration>| -> Vec<f64> { rows.iter().map(|r| c.map_or(r.score, |c| c.apply(r.score))).collect() };
+    let p = calibrated(matured.map(|m| Calibration::fit_sorted(m, |_| 1.0)).as_ref());
     let (mut alerts, mut tp, mut pos) = (0.0, 0.0, 0.0);
-    for r in rows {
-        pos += r.weight * r.score;
+    for (r, &p) in rows.iter().zip(&p) {
+        pos += r.weight * p;
         if r.alert {
             alerts += r.weight;
-            tp += r.weight * r.score;
+            tp += r.weight * p;
         }
     }
     let precision = (alerts > 0.0).then(|| tp / alerts);
     let recall = (pos > 0.0).then(|| tp / pos);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let poisson = Poisson::new(1.0).expect("positive mean");
     let (mut ps, mut rs) = (Vec::new(), Vec::new());
+    let mut mult = vec![0.0; matured.map_or(0, <[_]>::len)];
     for _ in 0..replicates {
+        let p_r = match matured {
+            Some(m) => {
+                for x in &mut mult {
+                    *x = poisson.sample(&mut rng);
+                }
+                calibrated(Some(&Calibration::fit_sorted(m, |i| mult[i])))
+            }
+            None => p.clone(),
+        };
         let (mut tp, mut fn_) = (0.0, 0.0);
-        for r in rows {
-            if rng.gen::<f64>() < r.score {
+        for (r, &p) in rows.iter().zip(&p_r) {
+            if rng.gen::<f64>() < p {
                 if r.alert {
                     tp += r.weight;
                 } else {
@@ -188,9 +203,18 @@ impl Calibration {
     /// Fits on (score, fraud, weight) rows.
     pub fn fit(rows: &mut [(f64, bool, f64)]) -> Calibration {
         rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Calibration::fit_sorted(rows, |_| 1.0)
+    }
+
+    /// Fits on rows sorted by score, row `i`'s weight multiplied by `mult(i)` (a bootstrap).
+    pub fn fit_sorted(rows: &[(f64, bool, f64)], mult: impl Fn(usize) -> f64) -> Calibration {
         // Blocks: (Σ weight × label, Σ weight, first score, last score).
         let mut blocks: Vec<(f64, f64, f64, f64)> = Vec::new();
-        for &(score, fraud, w) in rows.iter() {
+        for (i, &(score, fraud, w)) in rows.iter().enumerate() {
+            let w = w * mult(i);
+            if w == 0.0 {
+                continue;
+            }
             let y = if fraud { w } else { 0.0 };
             match blocks.last_mut() {
                 // Equal scores share a block.
@@ -296,7 +320,7 @@ mod tests {
             for x in &mut r {
                 x.fraud = rng.gen::<f64>() < x.score;
             }
-            let (_, p, rec) = estimate(&r, 0.9, 400, seed);
+            let (_, p, rec) = estimate(&r, None, 0.9, 400, seed);
             let tp: f64 = r.iter().filter(|x| x.alert && x.fraud).map(|x| x.weight).sum();
             let alerts: f64 = r.iter().filter(|x| x.alert).map(|x| x.weight).sum();
             let pos: f64 = r.iter().filter(|x| x.fraud).map(|x| x.weight).sum();

@@ -73,6 +73,13 @@ tests = [
           ('driftwatch_events_committable_total{instance="b"}', "0+1000x5 5000x25")],
          [check("4m", "DriftwatchCommitsStalled"),
           check("25m", "DriftwatchCommitsStalled", expected("DriftwatchCommitsStalled", instance="b"))]),
+    # Precision's interval below the floor for one window (noise), then two in a row (evidence).
+    case([('driftwatch_performance_below_floor_windows{version="v1",role="production",metric="precision"}', "0 1 0 1 2 2"),
+          ('driftwatch_performance_below_floor_windows{version="v1",role="shadow",metric="precision"}', "3 3 3 3 3 3")],
+         [check("1m", "DriftwatchModelPerformanceBelowFloor"), check("3m", "DriftwatchModelPerformanceBelowFloor"),
+          check("4m", "DriftwatchModelPerformanceBelowFloor", expected("DriftwatchModelPerformanceBelowFloor", version="v1", metric="precision"))]),
+    case([("driftwatch_concept_drift_detections_total", "0 0 0 0 1 1 1")],
+         [check("3m", "DriftwatchConceptDrift"), check("5m", "DriftwatchConceptDrift", expected("DriftwatchConceptDrift"))]),
 ]
 covered = {c["alertname"] for t in tests for c in t["alert_rule_test"] if c["exp_alerts"]}
 assert covered == set(rules), f"rules without a firing test: {set(rules) - covered}"

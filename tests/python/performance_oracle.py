@@ -105,6 +105,7 @@ def main(d):
     for r in retained.values():
         by_window[ms(r["event_time"]) // W_est * W_est].append(r)
     coverage = {"precision": [], "recall": []}
+    pairs = {"precision": [], "recall": []}  # (estimate, truth) per calibrated window
     calibrated = 0
     for rep in estimated:
         start = ms(rep["window_start"])
@@ -143,6 +144,7 @@ def main(d):
             for k, truth in (("precision", tp / len(alerts)), ("recall", tp / frauds)):
                 i = rep[k]
                 coverage[k].append(i["lower"] <= truth <= i["upper"])
+                pairs[k].append((i["value"], truth, i["upper"] - i["lower"]))
 
     # --- Concept drift: River's DDM on the same two error streams.
     ddms, seen, detections = {}, defaultdict(int), []
@@ -172,6 +174,7 @@ def main(d):
         "max_deviation": dev,
         "coverage": {k: (sum(v) / len(v) if v else None) for k, v in coverage.items()},
         "coverage_windows": len(coverage["precision"]),
+        "mean_estimate_truth_width": {k: [float(np.mean([p[j] for p in v])) if v else None for j in range(3)] for k, v in pairs.items()},
         "detections": detections,
         "false_alarms_before_onset": sum(1 for x in detections if onset is None or x["label_ms"] < onset),
         "first_detection_after_onset": first_after,
