@@ -303,15 +303,21 @@ impl Tracker {
         let w = self.window_ms();
         let start = event_ms.div_euclid(w) * w;
         let start = start.max(self.estimated_closed_before);
-        let window = self.estimated.entry(start).or_default();
-        for s in scores.iter() {
-            window.entry(s.version).or_default().push(Row { score: s.score, alert: s.alert, fraud: false, weight: r.weight });
-        }
-        let previous = self.retained.insert(r.transaction_id.clone(), Entry { event_ms, weight: r.weight, labelled: false, scores });
-        if let Some(p) = previous {
-            // A replayed record: keep its label state.
-            if let Some(e) = self.retained.get_mut(&r.transaction_id) {
-                e.labelled = p.labelled;
+        match self.retained.get_mut(&r.transaction_id) {
+            // The same transaction again (an event re-read after a restart of the engine, at
+            // least once): its latest scores count, its label state stays, and it is not
+            // estimated twice.
+            Some(e) => {
+                e.event_ms = event_ms;
+                e.weight = r.weight;
+                e.scores = scores;
+            }
+            None => {
+                let window = self.estimated.entry(start).or_default();
+                for s in scores.iter() {
+                    window.entry(s.version).or_default().push(Row { score: s.score, alert: s.alert, fraud: false, weight: r.weight });
+                }
+                self.retained.insert(r.transaction_id.clone(), Entry { event_ms, weight: r.weight, labelled: false, scores });
             }
         }
         self.score_watermark = self.score_watermark.max(event_ms);

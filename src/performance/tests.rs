@@ -178,3 +178,20 @@ fn the_concept_detector_waits_for_the_label_mix_to_settle() {
         assert!(t.label(&label(&id, T0 + HOUR + i, true), 0).1.retrain.is_empty(), "label {i} is within the warm-up");
     }
 }
+
+#[test]
+fn a_transaction_retained_twice_counts_once() {
+    // At least once: an event re-read after a restart is retained again.
+    let mut t = Tracker::new("fraud", settings());
+    for _ in 0..2 {
+        t.retain(&retained("d", T0, 0.9, true, 1.0), 0);
+    }
+    t.retain(&retained("e", T0 + 1, 0.1, false, 20.0), 0);
+    assert_eq!(t.retained(), 2);
+    assert_eq!(t.label(&label("d", T0 + HOUR, true), 0).0, LabelOutcome::Matched);
+    let out = t.tick(100_000);
+    let est = out.reports.iter().find(|r| r.kind == ReportKind::Estimated).unwrap();
+    assert_eq!((est.transactions, est.alerts), (2, 1));
+    let real = out.reports.iter().find(|r| r.kind == ReportKind::Realised).unwrap();
+    assert_eq!((real.transactions, real.alerts), (1, 1));
+}
