@@ -456,8 +456,6 @@ impl Tracker {
             let tp = rows.iter().filter(|r| r.alert && r.fraud).count() as u64;
             let precision = stats::wilson(tp, alerts, s.confidence);
             let (recall, roc_auc) = stats::realised_recall_auc(rows, s.confidence, s.replicates, self.seed(start, v, ReportKind::Realised));
-            let total: f64 = rows.iter().map(|r| r.weight).sum();
-            let alerted: f64 = rows.iter().filter(|r| r.alert).map(|r| r.weight).sum();
             let positives: f64 = rows.iter().filter(|r| r.fraud).map(|r| r.weight).sum();
             let delays = (!j.delays_s.is_empty()).then(|| DelaySummary {
                 p50: stats::quantile(&mut j.delays_s, 0.5).unwrap_or(0.0),
@@ -468,27 +466,17 @@ impl Tracker {
             let under = |i: &Interval, floor: f64| floor > 0.0 && i.upper.is_some_and(|u| u < floor);
             below.0 = if under(&precision, s.precision_floor) { below.0 + 1 } else { 0 };
             below.1 = if under(&recall, s.recall_floor) { below.1 + 1 } else { 0 };
-            let (version, role) = self.versions[v as usize].clone();
             out.reports.push(PerformanceReport {
-                kind: ReportKind::Realised,
-                model: self.model.clone(),
-                version,
-                role,
-                window_start: format_rfc3339_ms(start),
-                window_end: format_rfc3339_ms(start + w),
-                transactions: rows.len() as u64,
                 alerts,
                 positives,
                 precision,
                 recall,
                 roc_auc,
-                alert_rate: if total > 0.0 { alerted / total } else { 0.0 },
                 brier: stats::brier(rows),
                 ece: stats::ece(rows, 10),
                 label_delay_seconds: delays,
-                calibrated_on: 0,
-                confidence: s.confidence,
                 below_floor: BelowFloor { precision_floor: s.precision_floor, precision_windows: below.0, recall_floor: s.recall_floor, recall_windows: below.1 },
+                ..self.report(ReportKind::Realised, v, start, w, rows)
             });
         }
         out
@@ -510,32 +498,39 @@ impl Tracker {
             matured.sort_by(|a, b| a.0.total_cmp(&b.0));
             let calibrated_on = if calibrate { matured.len() as u64 } else { 0 };
             let (positives, precision, recall) = stats::estimate(&rows, calibrate.then_some(&matured[..]), s.confidence, s.replicates, self.seed(start, v, ReportKind::Estimated));
-            let total: f64 = rows.iter().map(|r| r.weight).sum();
-            let alerted: f64 = rows.iter().filter(|r| r.alert).map(|r| r.weight).sum();
-            let (version, role) = self.versions[v as usize].clone();
-            out.reports.push(PerformanceReport {
-                kind: ReportKind::Estimated,
-                model: self.model.clone(),
-                version,
-                role,
-                window_start: format_rfc3339_ms(start),
-                window_end: format_rfc3339_ms(start + w),
-                transactions: rows.len() as u64,
-                alerts: rows.iter().filter(|r| r.alert).count() as u64,
-                positives,
-                precision,
-                recall,
-                roc_auc: Interval::NONE,
-                alert_rate: if total > 0.0 { alerted / total } else { 0.0 },
-                brier: None,
-                ece: None,
-                label_delay_seconds: None,
-                calibrated_on,
-                confidence: s.confidence,
-                below_floor: BelowFloor { precision_floor: s.precision_floor, precision_windows: 0, recall_floor: s.recall_floor, recall_windows: 0 },
-            });
+            out.reports.push(PerformanceReport { positives, precision, recall, calibrated_on, ..self.report(ReportKind::Estimated, v, start, w, &rows) });
         }
         out
+    }
+
+    /// A report of version `v` on `rows` in the window from `start` (`w` long): what both
+    /// kinds share (counts, alert rate), no estimates yet.
+    fn report(&self, kind: ReportKind, v: u32, start: i64, w: i64, rows: &[Row]) -> PerformanceReport {
+        let s = &self.settings;
+        let total: f64 = rows.iter().map(|r| r.weight).sum();
+        let alerted: f64 = rows.iter().filter(|r| r.alert).map(|r| r.weight).sum();
+        let (version, role) = self.versions[v as usize].clone();
+        PerformanceReport {
+            kind,
+            model: self.model.clone(),
+            version,
+            role,
+            window_start: format_rfc3339_ms(start),
+            window_end: format_rfc3339_ms(start + w),
+            transactions: rows.len() as u64,
+            alerts: rows.iter().filter(|r| r.alert).count() as u64,
+            positives: 0.0,
+            precision: Interval::NONE,
+            recall: Interval::NONE,
+            roc_auc: Interval::NONE,
+            alert_rate: if total > 0.0 { alerted / total } else { 0.0 },
+            brier: None,
+            ece: None,
+            label_delay_seconds: None,
+            calibrated_on: 0,
+            confidence: s.confidence,
+            below_floor: BelowFloor { precision_floor: s.precision_floor, precision_windows: 0, recall_floor: s.recall_floor, recall_windows: 0 },
+        }
     }
 
     /// Feeds the serving version's labelled decision to its concept-drift detectors: one on
