@@ -419,6 +419,28 @@ pub struct GenerateArgs {
     /// Multiply every label delay by this (e.g. 0.000694: a day becomes a minute, for demos).
     #[arg(long, default_value_t = 1.0, value_parser = positive)]
     pub label_delay_scale: f64,
+    /// Share of frauds an analyst confirms (the others by a chargeback).
+    #[arg(long, default_value_t = 0.4, value_parser = fraction)]
+    pub label_analyst_share: f64,
+    /// Mean analyst delay, hours (exponential).
+    #[arg(long, default_value_t = 6.0, value_parser = positive)]
+    pub label_analyst_hours: f64,
+    /// Chargeback delays, uniform between these days: MIN,MAX.
+    #[arg(long, default_value = "3,45", value_parser = day_range)]
+    pub label_chargeback_days: (f64, f64),
+    /// Legitimate transactions are cleared after this many days (plus up to one).
+    #[arg(long, default_value_t = 30.0, value_parser = positive)]
+    pub label_cleared_days: f64,
+}
+
+/// `MIN,MAX` days, 0 ≤ MIN ≤ MAX.
+fn day_range(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s.split_once(',').ok_or_else(|| format!("expected MIN,MAX days, got `{s}`"))?;
+    let (a, b): (f64, f64) = (a.trim().parse().map_err(|e| format!("`{a}`: {e}"))?, b.trim().parse().map_err(|e| format!("`{b}`: {e}"))?);
+    if !(0.0 <= a && a <= b && b.is_finite()) {
+        return Err(format!("need 0 ≤ MIN ≤ MAX, got {a},{b}"));
+    }
+    Ok((a, b))
 }
 
 /// `generate`'s output format.

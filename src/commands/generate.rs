@@ -46,7 +46,13 @@ pub fn execute(a: GenerateArgs) -> Result<Outcome, GenerateError> {
     bar.finish_and_clear();
     if let Some(path) = &a.labels_out {
         let write = |source| GenerateError::Write { path: path.display().to_string(), source };
-        let delays = crate::generate::LabelDelays { scale: a.label_delay_scale, ..Default::default() };
+        let delays = crate::generate::LabelDelays {
+            analyst_share: a.label_analyst_share,
+            analyst_mean_hours: a.label_analyst_hours,
+            chargeback_days: a.label_chargeback_days,
+            cleared_days: a.label_cleared_days,
+            scale: a.label_delay_scale,
+        };
         let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(write)?);
         for label in crate::generate::labels(&cfg, &delays) {
             serde_json::to_writer(&mut out, &label).map_err(|e| write(e.into()))?;
