@@ -81,6 +81,9 @@ impl Engine {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // With exactly-once delivery the members produce retained scores in transactions:
+            // an aborted one's records are not scores anyone was alerted on.
+            .set("isolation.level", "read_committed")
             .set("fetch.queue.backoff.ms", "10")
             .create()
             .map_err(kafka("creating the performance consumer"))?;
