@@ -26,7 +26,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
 use super::core::Engine;
-use crate::message::performance::{Label, PerformanceReport, RetainedScore};
+use crate::message::performance::{Label, PerformanceReport, ReportKind, RetainedScore};
 use crate::observe::metrics::{FloorLabels, OutcomeLabel, PerformanceLabels, TopicLabel};
 use crate::performance::{LabelOutcome, Published, Tracker};
 
@@ -171,13 +171,15 @@ impl Engine {
         consumer.assign(&tpl).map_err(kafka("assigning labels and retained scores"))?;
 
         // 3. Join, close, publish; commit the labels of closed windows once published.
-        // Per labels partition: the next offset to read.
+        // Per labels partition: the next offset to read, and the matched labels since the last
+        // commit with the window each went into (a restart must read those of open windows again).
         let mut next: HashMap<i32, i64> = HashMap::new();
+        let mut joined: HashMap<i32, Vec<(i64, i64)>> = HashMap::new();
         let mut last_tick = Instant::now();
         let (mut capped, mut warned) = (0u64, None::<Instant>);
         while !stop.load(Ordering::Relaxed) {
             let mut published = Published::default();
-            let mut closed_by: Option<(i32, i64)> = None;
+            let mut closed = false;
             match consumer.poll(Duration::from_millis(100)) {
                 None => {}
                 Some(Err(e)) => warn!(message = "Error while reading labels or retained scores.", error = %e),
@@ -197,10 +199,11 @@ impl Engine {
                                 if let Some(d) = tracker.last_delay_seconds() {
                                     m.label_delay.observe(d.max(0.0));
                                 }
+                                if let Some(w) = tracker.last_window_start() {
+                                    joined.entry(p).or_default().push((offset, w));
+                                }
                             }
-                            if !out.reports.is_empty() {
-                                closed_by = Some((p, offset));
-                            }
+                            closed = out.reports.iter().any(|r| r.kind == ReportKind::Realised);
                             published = out;
                             outcome
                         }
@@ -216,10 +219,7 @@ impl Engine {
             if idle {
                 last_tick = Instant::now();
                 let out = tracker.tick(crate::time::now_ms());
-                if out.reports.iter().any(|r| r.kind == crate::message::performance::ReportKind::Realised) {
-                    // Every label read so far is in a closed window.
-                    closed_by = Some((-1, 0));
-                }
+                closed |= out.reports.iter().any(|r| r.kind == ReportKind::Realised);
                 published.extend(out);
                 m.scores_retained.set(tracker.retained() as i64);
                 m.retained_scores_evicted.inc_by(tracker.evicted().saturating_sub(m.retained_scores_evicted.get()));
@@ -239,16 +239,21 @@ impl Engine {
             let before = failures.load(Ordering::Relaxed);
             self.publish_performance(&producer, &published);
             let flushed = producer.flush(Duration::from_secs(30)).is_ok() && failures.load(Ordering::Relaxed) == before;
-            let Some((closing_partition, closing_offset)) = closed_by else { continue };
+            if !closed {
+                continue;
+            }
             if !flushed {
                 warn!(message = "Performance outputs not acknowledged; the labels' offsets are not committed (they will be read again after a restart).");
                 continue;
             }
-            // Commit every labels partition up to what is in closed windows: all that was read,
-            // except the label that closed them, which is in the new open window.
+            // Commit each labels partition up to its first label in a window still open (all
+            // that was read when none is).
+            let boundary = tracker.realised_closed_before();
             let mut commit = TopicPartitionList::new();
             for (&p, &n) in &next {
-                let upto = if p == closing_partition { closing_offset } else { n };
+                let labels = joined.entry(p).or_default();
+                labels.retain(|&(_, window)| window >= boundary);
+                let upto = labels.iter().map(|&(offset, _)| offset).min().unwrap_or(n);
                 commit.add_partition_offset(&k.labels_topic, p, Offset::Offset(upto)).map_err(kafka("committing"))?;
             }
             if let Err(error) = consumer.commit(&commit, CommitMode::Sync) {
@@ -299,8 +304,8 @@ impl Engine {
     fn performance_gauges(&self, r: &PerformanceReport) {
         let m = &self.metrics;
         let kind = match r.kind {
-            crate::message::performance::ReportKind::Realised => "realised",
-            crate::message::performance::ReportKind::Estimated => "estimated",
+            ReportKind::Realised => "realised",
+            ReportKind::Estimated => "estimated",
         };
         let set = |metric: &str, bound: &str, v: Option<f64>| {
             if let Some(v) = v {

@@ -231,8 +231,9 @@ pub struct Tracker {
     outcomes: [u64; 4],
     /// Retained scores dropped because `max_retained` was reached (not the retention).
     evicted_by_cap: u64,
-    /// The delay of the last matched label, seconds.
+    /// The delay of the last matched label, seconds, and the realised window it went into.
     last_delay_s: Option<f64>,
+    last_window: Option<i64>,
     evicted: u64,
 }
 
@@ -259,6 +260,7 @@ impl Tracker {
             outcomes: [0; 4],
             evicted_by_cap: 0,
             last_delay_s: None,
+            last_window: None,
             evicted: 0,
         }
     }
@@ -362,6 +364,7 @@ impl Tracker {
                 let start = (label_ms.div_euclid(w) * w).max(self.realised_closed_before);
                 let delay_s = (label_ms - e.event_ms) as f64 / 1000.0;
                 self.last_delay_s = Some(delay_s);
+                self.last_window = Some(start);
                 let window = self.realised.entry(start).or_default();
                 let mut serving_error = None;
                 for s in e.scores.iter() {
@@ -390,6 +393,16 @@ impl Tracker {
     /// Label time − event time of the last matched label, seconds.
     pub fn last_delay_seconds(&self) -> Option<f64> {
         self.last_delay_s
+    }
+
+    /// The start of the realised window the last matched label went into.
+    pub fn last_window_start(&self) -> Option<i64> {
+        self.last_window
+    }
+
+    /// Realised windows starting before this are closed (published).
+    pub fn realised_closed_before(&self) -> i64 {
+        self.realised_closed_before
     }
 
     /// Counts a record of the labels topic that is not a label.
