@@ -98,6 +98,18 @@ fn run(scenario: &str, seed: u64) -> Run {
     let retained_n = metric(&m, &produced_retained) as usize;
     let retained = consume_all(&retained_topic, retained_n, Duration::from_secs(60));
     assert_eq!(retained.len(), retained_n);
+    // Every alert is retained with weight 1; a tenth of the rest with weight 10.
+    let alerts_n = metric(&m, &format!("driftwatch_messages_produced_total{{topic={}}}", t.alerts)) as usize;
+    let records: Vec<serde_json::Value> = retained.iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect();
+    let alerted = records.iter().filter(|r| r["scores"][0]["alert"] == true).count();
+    assert_eq!(alerted, alerts_n, "every alert retained");
+    for r in &records {
+        let expected = if r["scores"][0]["alert"] == true { 1.0 } else { 10.0 };
+        assert_eq!(r["weight"].as_f64(), Some(expected), "{r}");
+    }
+    let others = (ROWS as usize - alerts_n) as f64;
+    let sampled = (records.len() - alerted) as f64;
+    assert!((sampled - 0.1 * others).abs() < 4.0 * (others * 0.1 * 0.9).sqrt(), "{sampled} of {others} sampled at 10 %");
     // The realised windows to expect: every label window with a matched label.
     let ids: HashMap<String, ()> = retained.iter().map(|r| (serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["transaction_id"].as_str().unwrap().to_string(), ())).collect();
     let windows: BTreeSet<i64> = labels
