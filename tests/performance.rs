@@ -34,6 +34,15 @@ fn ms(s: &str) -> i64 {
     driftwatch::time::parse_rfc3339_ms(s).expect("RFC 3339")
 }
 
+/// The engine's configuration on these topics ([labels, retained scores, reports]) with
+/// `performance` lines added to `[performance]` (enabled).
+fn engine_config(t: &Topics, [labels, retained, reports]: [&str; 3], performance: &str) -> String {
+    format!(
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nlabels_topic = \"{labels}\"\nretained_scores_topic = \"{retained}\"\nperformance_reports_topic = \"{reports}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[performance]\nenabled = true\n{performance}",
+        brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, demo_model().display()
+    )
+}
+
 /// Generates the scenario, runs the engine on it with labels, and checks everything with the oracle.
 fn run(scenario: &str, seed: u64) -> Run {
     let dir = tempfile::tempdir().unwrap();
@@ -54,9 +63,10 @@ fn run(scenario: &str, seed: u64) -> Run {
     let (labels_topic, retained_topic, reports_topic) = (unique("labels"), unique("retained"), unique("performance"));
     // One labels partition: labels are read in label-time order, as the oracle replays them.
     create_topic(&labels_topic, 1);
-    let config = format!(
-        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nlabels_topic = \"{labels_topic}\"\nretained_scores_topic = \"{retained_topic}\"\nperformance_reports_topic = \"{reports_topic}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[performance]\nenabled = true\nretain_fraction = 0.1\nlabel_window_seconds = {LABEL_WINDOW_S}\nwindow_seconds = {WINDOW_S}\nlabel_maturity_seconds = {MATURITY_S}\nidle_close_seconds = 600\nlateness_seconds = 150\nreplicates = 200\n",
-        brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, demo_model().display()
+    let config = engine_config(
+        &t,
+        [&labels_topic, &retained_topic, &reports_topic],
+        &format!("retain_fraction = 0.1\nlabel_window_seconds = {LABEL_WINDOW_S}\nwindow_seconds = {WINDOW_S}\nlabel_maturity_seconds = {MATURITY_S}\nidle_close_seconds = 600\nlateness_seconds = 150\nreplicates = 200\n"),
     );
     let engine = start_with_config(&config, tempfile::tempdir().unwrap(), &[]);
     engine.wait_for("the engine to be ready", Duration::from_secs(60), |m| metric(m, "driftwatch_ready{}") == 1.0);
@@ -248,10 +258,7 @@ fn a_killed_engine_recovers_every_retained_score_from_the_compacted_topic() {
     let t = Topics::new(3);
     let (labels_topic, retained_topic, reports_topic) = (unique("labels"), unique("retained"), unique("performance"));
     create_topic(&labels_topic, 1);
-    let config = format!(
-        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}\"\ndrift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\nlabels_topic = \"{labels_topic}\"\nretained_scores_topic = \"{retained_topic}\"\nperformance_reports_topic = \"{reports_topic}\"\npartitions = 3\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[performance]\nenabled = true\nlabel_window_seconds = 120\nidle_close_seconds = 5\n",
-        brokers(), t.group, t.transactions, t.alerts, t.dlq, t.reports, t.drift_alerts, t.retrain, demo_model().display()
-    );
+    let config = engine_config(&t, [&labels_topic, &retained_topic, &reports_topic], "label_window_seconds = 120\nidle_close_seconds = 5\n");
     let first = start_with_config(&config, tempfile::tempdir().unwrap(), &[]);
     produce(&t.transactions, &events);
     let produced_retained = format!("driftwatch_messages_produced_total{{topic={retained_topic}}}");
