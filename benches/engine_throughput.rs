@@ -13,8 +13,8 @@
 //! (`Config::consumer_config`); (b) the same that also parses every payload with serde_json into
 //! a `Value` (what reading JSON costs on this machine); (c) the `driftwatch run` engine (fresh
 //! consumer group) until every event's offset is stored for commit, i.e. scored, alerts and dead
-//! letters acknowledged, with 1 worker and drift on (5 %), drift off, exactly-once, and one
-//! worker per core. For each process: events/s (first message to last) and CPU µs per event
+//! letters acknowledged, with 1 worker and drift on (5 %), drift off, exactly-once, performance
+//! on (scores retained for labels, read back by the performance thread), and one worker per core. For each process: events/s (first message to last) and CPU µs per event
 //! (the whole process's user + system time from /proc, start-up included, over N). Prints median
 //! and spread (min–max) of each, the peak RSS (VmHWM), and ratios of medians.
 //!
@@ -115,7 +115,7 @@ fn engine_run_with(bin: &Path, model: &Path, topic: &str, n: usize, run: usize, 
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
-        "[drift]\nenabled = {drift}\n[engine]\nworkers = {workers}\n{engine_extra}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}-{workers}-{drift}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        "[drift]\nenabled = {drift}\n[engine]\nworkers = {workers}\n{engine_extra}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}-{workers}-{drift}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\nlabels_topic = \"{topic}-labels-{run}\"\nretained_scores_topic = \"{topic}-retained-{run}\"\nperformance_reports_topic = \"{topic}-performance-{run}\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
         brokers(), std::process::id(), model.display()
     );
     std::fs::write(dir.join("bench.toml"), config).unwrap();
@@ -227,6 +227,8 @@ fn main() {
         ("engine, 1 worker, drift 5 %".into(), engine(1, true, "")),
         ("engine, 1 worker, drift off".into(), engine(1, false, "")),
         ("engine, 1 worker, exactly-once".into(), engine(1, true, "delivery = \"exactly_once\"")),
+        // Scores retained for labels (every alert + 5 %), the performance thread reading them back.
+        ("engine, 1 worker, drift 5 %, performance on".into(), engine(1, true, "[performance]\nenabled = true")),
         (format!("engine, {cores} workers, drift 5 %"), engine(cores, true, "")),
     ];
     if let Ok(extra_model) = std::env::var("BENCH_EXTRA_MODEL") {
