@@ -45,10 +45,16 @@ pub fn position_sampled(partition: i32, offset: i64, fraction: f64) -> bool {
 /// profiling and shadow scoring both ask this.
 #[inline]
 pub fn in_sample(tx: &Transaction, fraction: f64) -> bool {
+    unit_interval(sample_key(tx)) < fraction
+}
+
+/// What a transaction's sampling decisions hash: its id, or without one its content.
+#[inline]
+fn sample_key(tx: &Transaction) -> u64 {
     if tx.id.is_empty() {
-        unit_interval(tx.content_hash) < fraction
+        tx.content_hash
     } else {
-        id_sampled(&tx.id, fraction)
+        hash_bytes(tx.id.as_bytes())
     }
 }
 
@@ -59,8 +65,7 @@ pub fn in_sample(tx: &Transaction, fraction: f64) -> bool {
 #[inline]
 pub fn retained(tx: &Transaction, fraction: f64) -> bool {
     const SALT: u64 = 0x5851_f42d_4c95_7f2d;
-    let h = if tx.id.is_empty() { tx.content_hash } else { hash_bytes(tx.id.as_bytes()) };
-    unit_interval(h ^ SALT) < fraction
+    unit_interval(sample_key(tx) ^ SALT) < fraction
 }
 
 #[cfg(test)]

@@ -300,7 +300,7 @@ impl Member<'_> {
                 if score.is_fraud {
                     m.fraud_alerts.inc();
                 }
-                if score.is_fraud || (score.is_outlier && e.config.model.alert_on_outlier) {
+                if self.alerts(&score) {
                     self.emit_alert(message, &score, trace.as_ref(), bounded, out)?;
                 }
                 if bounded {
@@ -509,17 +509,18 @@ impl Member<'_> {
         if !p.enabled {
             return Ok(());
         }
-        let alerted = self.alerts(score) || shadow.is_some_and(|(_, a)| a);
+        let Some(event_ms) = self.tx.event_time_ms else { return Ok(()) };
+        let production_alert = self.alerts(score);
+        let alerted = production_alert || shadow.is_some_and(|(_, a)| a);
         if !alerted && !crate::sampling::retained(&self.tx, p.retain_fraction) {
             return Ok(());
         }
         let model = &self.pipeline.artifact().model;
         let mut scores = Vec::with_capacity(2);
-        scores.push(RetainedVersion { version: model.version.clone(), role: Role::Production, score: score.probability, alert: self.alerts(score) });
+        scores.push(RetainedVersion { version: model.version.clone(), role: Role::Production, score: score.probability, alert: production_alert });
         if let (Some((candidate_score, alert)), Some(candidate)) = (shadow, &self.shadow) {
             scores.push(RetainedVersion { version: candidate.artifact().model.version.clone(), role: Role::Shadow, score: candidate_score, alert });
         }
-        let Some(event_ms) = self.tx.event_time_ms else { return Ok(()) };
         let record = RetainedScore {
             transaction_id: self.tx.id.clone(),
             model: model.name.clone(),

@@ -83,8 +83,6 @@ pub enum OutputKind {
     ModelEvent,
     /// `retained-scores` (scores waiting for their labels).
     RetainedScore,
-    /// `performance-reports`.
-    PerformanceReport,
 }
 
 impl OutputKind {
@@ -99,7 +97,6 @@ impl OutputKind {
             OutputKind::RetrainRequest => "retrain request",
             OutputKind::ModelEvent => "model event",
             OutputKind::RetainedScore => "retained score",
-            OutputKind::PerformanceReport => "performance report",
         }
     }
 }
