@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
@@ -88,7 +88,7 @@ impl Engine {
             .create()
             .map_err(kafka("creating the performance consumer"))?;
         let failures = Arc::new(AtomicU64::new(0));
-        let producer: BaseProducer<Failures> =
+        let producer: ThreadedProducer<Failures> =
             cfg.producer_config().create_with_context(Failures(failures.clone())).map_err(kafka("creating the performance producer"))?;
         let timeout = Duration::from_secs(10);
         let partitions = |topic: &str| -> Result<Vec<i32>, String> {
@@ -265,7 +265,7 @@ impl Engine {
     }
 
     /// Produces what closing windows gave, and sets the gauges.
-    fn publish_performance(&self, producer: &BaseProducer<Failures>, out: &Published) {
+    fn publish_performance(&self, producer: &ThreadedProducer<Failures>, out: &Published) {
         let (m, k) = (&self.metrics, &self.config.kafka);
         let mut records: Vec<(&str, String, Vec<u8>)> = Vec::new();
         for r in &out.reports {
@@ -282,20 +282,9 @@ impl Engine {
             records.push((&k.retrain_requests_topic, self.current_pipeline().artifact().model.name.clone(), serde_json::to_vec(r).expect("request serialises")));
         }
         for (topic, key, payload) in &records {
-            let mut record = BaseRecord::to(topic).key(key.as_bytes()).payload(payload.as_slice());
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                        producer.poll(Duration::from_millis(100));
-                        record = r;
-                    }
-                    Err((error, _)) => {
-                        m.outputs_dropped.get_or_create(&TopicLabel { topic: topic.to_string() }).inc();
-                        warn!(message = "A performance output could not be queued.", %topic, %error);
-                        break;
-                    }
-                }
+            if let Err((error, topic)) = super::send_with_backpressure(producer, BaseRecord::to(topic).key(key.as_bytes()).payload(payload.as_slice())) {
+                m.outputs_dropped.get_or_create(&TopicLabel { topic: topic.clone() }).inc();
+                warn!(message = "A performance output could not be queued.", %topic, %error);
             }
         }
     }
