@@ -176,7 +176,7 @@ impl Engine {
         let mut next: HashMap<i32, i64> = HashMap::new();
         let mut joined: HashMap<i32, Vec<(i64, i64)>> = HashMap::new();
         let mut last_tick = Instant::now();
-        let (mut capped, mut warned) = (0u64, None::<Instant>);
+        let (mut capped, mut warned, mut invalid_warned) = (0u64, None::<Instant>, None::<Instant>);
         while !stop.load(Ordering::Relaxed) {
             let mut published = Published::default();
             let mut closed = false;
@@ -192,7 +192,7 @@ impl Engine {
                 Some(Ok(msg)) => {
                     let (p, offset) = (msg.partition(), msg.offset());
                     next.insert(p, offset + 1);
-                    let outcome = match msg.payload().map(serde_json::from_slice::<Label>) {
+                    let (outcome, why) = match msg.payload().map(serde_json::from_slice::<Label>) {
                         Some(Ok(label)) => {
                             let (outcome, out) = tracker.label(&label, crate::time::now_ms());
                             if outcome == LabelOutcome::Matched {
@@ -205,14 +205,23 @@ impl Engine {
                             }
                             closed = out.reports.iter().any(|r| r.kind == ReportKind::Realised);
                             published = out;
-                            outcome
+                            (outcome, (outcome == LabelOutcome::Invalid).then(|| format!("label_time `{}` is not RFC 3339", label.label_time)))
                         }
-                        _ => {
+                        Some(Err(error)) => {
                             tracker.invalid_label();
-                            LabelOutcome::Invalid
+                            (LabelOutcome::Invalid, Some(error.to_string()))
+                        }
+                        None => {
+                            tracker.invalid_label();
+                            (LabelOutcome::Invalid, Some("no value (a tombstone)".to_string()))
                         }
                     };
                     m.labels.get_or_create(&OutcomeLabel { outcome: outcome.as_str().into() }).inc();
+                    // Say why a label was refused, once a minute at most (the counter has them all).
+                    if let Some(why) = why.filter(|_| invalid_warned.is_none_or(|w| w.elapsed() >= Duration::from_secs(60))) {
+                        warn!(message = "A record on the labels topic is not a label (counted in driftwatch_labels_total{outcome=\"invalid\"}; see schemas/label.schema.json).", partition = p, offset, reason = %why);
+                        invalid_warned = Some(Instant::now());
+                    }
                 }
             }
             let idle = last_tick.elapsed() >= Duration::from_secs(1);
