@@ -66,6 +66,29 @@ pub struct DriftSection {
     pub hysteresis: crate::drift::monitor::Hysteresis,
     /// The p-value levels amber and red also need.
     pub significance: crate::drift::Significance,
+    /// Who evaluates windows: `local` (each instance its own partitions' events) or `group`
+    /// (instances publish pane profiles to `kafka.drift_profiles_topic`; one aggregator per
+    /// model, picked by Kafka, evaluates the whole group's windows). See README, *Scale-out*.
+    pub aggregation: Aggregation,
+    /// `group`: a partition with no event for this long, whose consumer is caught up, is idle:
+    /// windows do not wait for it.
+    pub idle_partition_ms: u64,
+    /// `group`: a partition whose owner has said nothing for this long is not waited for (an
+    /// instance that vanished before its partitions moved); windows say they closed without it.
+    pub instance_timeout_ms: u64,
+    /// `group`: how often each member publishes its partitions' watermarks.
+    pub progress_interval_ms: u64,
+}
+
+/// Where drift windows are evaluated (`drift.aggregation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    /// Each instance evaluates windows of the partitions it reads (one instance: the whole stream).
+    #[default]
+    Local,
+    /// One aggregator per model evaluates the whole consumer group's panes.
+    Group,
 }
 
 impl Default for DriftSection {
@@ -83,6 +106,10 @@ impl Default for DriftSection {
             features: Default::default(),
             hysteresis: d.hysteresis,
             significance: d.settings.significance,
+            aggregation: Aggregation::Local,
+            idle_partition_ms: 10_000,
+            instance_timeout_ms: 30_000,
+            progress_interval_ms: 1_000,
         }
     }
 }
@@ -143,6 +170,8 @@ pub struct KafkaConfig {
     pub retained_scores_topic: String,
     /// Topic performance reports are written to.
     pub performance_reports_topic: String,
+    /// Single-partition topic of pane profiles and aggregator checkpoints (`drift.aggregation = "group"`).
+    pub drift_profiles_topic: String,
     /// Create missing topics at start (else: fail, naming the missing topic).
     pub create_topics: bool,
     /// Partitions of topics the engine creates.
@@ -176,6 +205,7 @@ impl Default for KafkaConfig {
             labels_topic: "labels".into(),
             retained_scores_topic: "retained-scores".into(),
             performance_reports_topic: "performance-reports".into(),
+            drift_profiles_topic: "drift-profiles".into(),
             create_topics: true,
             partitions: 4,
             replication_factor: 1,
@@ -576,6 +606,14 @@ impl Config {
                 return invalid("drift.rule", "`error_rate` is the concept-drift alerts' metric, not a feature rule's");
             }
         }
+        if d.aggregation == Aggregation::Group {
+            if d.progress_interval_ms == 0 || d.idle_partition_ms < d.progress_interval_ms || d.instance_timeout_ms < 2 * d.progress_interval_ms {
+                return invalid("drift.instance_timeout_ms", "group aggregation needs progress_interval_ms > 0, idle_partition_ms ≥ progress_interval_ms and instance_timeout_ms ≥ 2 × progress_interval_ms");
+            }
+            if k.drift_profiles_topic.trim().is_empty() || k.drift_profiles_topic == k.transactions_topic {
+                return invalid("kafka.drift_profiles_topic", "must be a topic of its own");
+            }
+        }
         if let Err((key, problem)) = self.performance.validate() {
             return invalid(key, problem);
         }
@@ -623,6 +661,9 @@ impl Config {
         let mut wanted = vec![&k.transactions_topic, &k.alerts_topic, &k.dead_letter_topic];
         if self.drift.enabled {
             wanted.extend([&k.drift_reports_topic, &k.drift_alerts_topic, &k.retrain_requests_topic]);
+            if self.drift.aggregation == Aggregation::Group {
+                wanted.push(&k.drift_profiles_topic);
+            }
         }
         if !self.model.registry.is_empty() {
             wanted.push(&k.model_events_topic);

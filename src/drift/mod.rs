@@ -14,6 +14,7 @@
 //! report types themselves are wire messages, defined in [`crate::message::drift`]. No Kafka,
 //! tokio or clock.
 
+pub mod aggregate;
 pub mod calibrate;
 pub mod monitor;
 pub mod online;

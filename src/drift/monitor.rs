@@ -110,7 +110,7 @@ pub fn cusum_threshold(arl0: f64, k: f64) -> f64 {
     hi
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct FeatureState {
     shown: Option<Status>,
     cusum: f64,
@@ -126,7 +126,7 @@ struct FeatureState {
 }
 
 /// Per-feature evidence and shown status, across windows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DriftMonitor {
     config: Hysteresis,
     window: WindowSpec,
@@ -350,6 +350,7 @@ mod tests {
                 features: vec![feature("x", x, x_status, p), feature("steady", 0.01, Status::Green, Some(0.6))],
             },
             model_drift: ModelDrift { score: feature("model_score", 0.01, Status::Green, Some(0.5)), outlier_rate: rate, alert_rate: rate },
+            sources: None,
         }
     }
 

@@ -51,17 +51,50 @@ pub struct ClosedWindow {
     pub retrain: Option<RetrainRequest>,
 }
 
-/// Sampling, windows and status for one pipeline.
-pub struct StreamDrift {
-    reference: ReferenceProfile,
-    layout: ProfileLayout,
-    windows: SlidingWindows,
-    monitor: DriftMonitor,
-    config: DriftConfig,
-    model: String,
+/// Window evaluation against one pipeline's reference, with the hysteresis state: what a local
+/// [`StreamDrift`] and the group's aggregator ([`super::aggregate::Aggregator`]) share.
+#[derive(Debug, Clone)]
+pub struct Evaluator {
+    /// The training reference.
+    pub reference: ReferenceProfile,
+    /// "name version", as reports name the model.
+    pub model: String,
+    settings: super::DriftSettings,
     /// The window settings with a pane's sample floor: a pane is a slide of data, small, but its
     /// p-values are exact at any size, so it counts from [`PANE_MIN_SAMPLES`] on.
     pane_settings: super::DriftSettings,
+    /// Hysteresis and retrain state.
+    pub monitor: DriftMonitor,
+}
+
+impl Evaluator {
+    /// An evaluator for this pipeline with every feature green.
+    pub fn new(pipeline: &Pipeline, config: &DriftConfig) -> Evaluator {
+        let a = pipeline.artifact();
+        Evaluator {
+            reference: a.reference.clone(),
+            model: format!("{} {}", a.model.name, a.model.version),
+            settings: config.settings.clone(),
+            pane_settings: super::DriftSettings { min_samples: config.settings.min_samples.min(PANE_MIN_SAMPLES), ..config.settings.clone() },
+            monitor: DriftMonitor::new(config.hysteresis, config.window, a.reference.numeric.len() + a.reference.categorical.len() + 1),
+        }
+    }
+
+    /// Evaluates a closed window, and its newest pane for the evidence the monitor counts.
+    pub fn close(&mut self, closed: &ClosedProfile) -> ClosedWindow {
+        let report = evaluate_window(&closed.window, &self.reference, &self.model, &self.settings);
+        let pane = closed.newest_pane.as_ref().map(|p| evaluate_window(p, &self.reference, &self.model, &self.pane_settings));
+        let out = self.monitor.observe(&report, pane.as_ref());
+        ClosedWindow { report, alerts: out.alerts, retrain: out.retrain }
+    }
+}
+
+/// Sampling, windows and status for one pipeline.
+pub struct StreamDrift {
+    layout: ProfileLayout,
+    windows: SlidingWindows,
+    evaluator: Evaluator,
+    config: DriftConfig,
     /// Events without an event time: they cannot be windowed (counted, not dropped silently).
     pub untimed_events: u64,
 }
@@ -72,11 +105,8 @@ impl StreamDrift {
         let a = pipeline.artifact();
         StreamDrift {
             layout: ProfileLayout::new(&a.reference),
-            reference: a.reference.clone(),
             windows: SlidingWindows::new(config.window),
-            monitor: DriftMonitor::new(config.hysteresis, config.window, a.reference.numeric.len() + a.reference.categorical.len() + 1),
-            model: format!("{} {}", a.model.name, a.model.version),
-            pane_settings: super::DriftSettings { min_samples: config.settings.min_samples.min(PANE_MIN_SAMPLES), ..config.settings.clone() },
+            evaluator: Evaluator::new(pipeline, &config),
             config,
             untimed_events: 0,
         }
@@ -89,16 +119,16 @@ impl StreamDrift {
             return Vec::new();
         };
         if in_sample(tx, self.config.sample_fraction) {
-            self.windows.observe(&self.reference, &self.layout, t, tx, score);
+            self.windows.observe(&self.evaluator.reference, &self.layout, t, tx, score);
         }
         let closed = self.windows.advance(t);
-        closed.iter().map(|p| self.close(p)).collect()
+        closed.iter().map(|p| self.evaluator.close(p)).collect()
     }
 
     /// Closes every open window (end of input).
     pub fn finish(&mut self) -> Vec<ClosedWindow> {
         let open = self.windows.close_all();
-        open.iter().map(|p| self.close(p)).collect()
+        open.iter().map(|p| self.evaluator.close(p)).collect()
     }
 
     /// Event time at or after which the next window closes (`i64::MAX` when none is open):
@@ -114,14 +144,6 @@ impl StreamDrift {
 
     /// The hysteresis state.
     pub fn monitor(&self) -> &DriftMonitor {
-        &self.monitor
-    }
-
-    /// Evaluates a closed window, and its newest pane for the evidence the monitor counts.
-    fn close(&mut self, closed: &ClosedProfile) -> ClosedWindow {
-        let report = evaluate_window(&closed.window, &self.reference, &self.model, &self.config.settings);
-        let pane = closed.newest_pane.as_ref().map(|p| evaluate_window(p, &self.reference, &self.model, &self.pane_settings));
-        let out = self.monitor.observe(&report, pane.as_ref());
-        ClosedWindow { report, alerts: out.alerts, retrain: out.retrain }
+        &self.evaluator.monitor
     }
 }

@@ -234,6 +234,7 @@ pub fn evaluate_window(profile: &WindowProfile, reference: &ReferenceProfile, mo
             outlier_rate: rate(profile.outliers, profile.samples, reference.outlier_rate),
             alert_rate: rate(profile.alerts, profile.samples, reference.alert_rate),
         },
+        sources: None,
     }
 }
 

@@ -23,11 +23,15 @@ use std::time::Instant;
 
 use opentelemetry::trace::{Span as _, TraceContextExt as _};
 
-use crate::config::{Config, OutOfBounds};
+use crate::config::{Aggregation, Config, OutOfBounds};
 use crate::drift::online::{ClosedWindow, StreamDrift};
 use crate::drift::{status_name, Status};
 use crate::message::dead_letter::headers as dlq;
 use crate::message::performance::{RetainedScore, RetainedVersion, Role};
+use crate::message::profile::{PaneHeader, PartitionProgress, ProfileRecord, Progress};
+use crate::pipeline::artifact::ReferenceProfile;
+use crate::profile::partitioned::{PartitionedPanes, SealedPane};
+use crate::profile::ProfileLayout;
 use crate::message::{reasons_json, FraudAlert, InvalidReason, ModelEvent, ShadowScore, SourcePosition};
 use crate::model::guard::{GuardRules, GuardVerdict};
 use crate::model::lifecycle::{ModelLifecycle, SwapError};
@@ -38,7 +42,7 @@ use crate::pipeline::{Pipeline, Score, Transaction};
 use crate::sampling::in_sample;
 use crate::time::{format_rfc3339_ms, Clock};
 
-pub use super::records::{HeaderList, HeaderSource, Incoming, NoHeaders, Outgoing, OutputKind, Outputs, RunSummary};
+pub use super::records::{HeaderList, HeaderSource, Incoming, NoHeaders, Outgoing, OutputKind, Outputs, PendingOutput, RunSummary};
 
 /// The score-latency histogram observes one event in this many (counted over consumed messages).
 pub const LATENCY_SAMPLE_EVERY: u64 = 16;
@@ -58,13 +62,93 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Drift state shared by the engine's members: one set of windows per process.
+/// Drift state shared by the engine's members: one set of windows (or panes) per process.
 struct SharedDrift {
-    state: Mutex<StreamDrift>,
-    /// `StreamDrift::close_due_ms`, readable without the lock: unsampled events before it skip the lock.
+    state: Mutex<DriftState>,
+    /// `close_due_ms` / `next_seal_ms`, readable without the lock: unsampled events before it skip the lock.
     due_ms: AtomicI64,
     /// Profiled share of traffic (the sampling decision is made outside the lock).
     sample_fraction: f64,
+    /// This instance's name in pane profiles (`kafka.instance_id`, else host and process id).
+    instance: String,
+}
+
+/// `drift.aggregation`: windows evaluated here, or panes published for the group's aggregator.
+enum DriftState {
+    Local(StreamDrift),
+    Group(GroupPanes),
+}
+
+/// Group aggregation's per-process state: every partition's open panes.
+struct GroupPanes {
+    panes: PartitionedPanes<PendingOutput>,
+    layout: ProfileLayout,
+    reference: ReferenceProfile,
+    name: String,
+    version: String,
+}
+
+impl DriftState {
+    fn new(config: &Config, pipeline: &Pipeline) -> DriftState {
+        let c = config.drift.to_config();
+        match config.drift.aggregation {
+            Aggregation::Local => DriftState::Local(StreamDrift::new(pipeline, c)),
+            Aggregation::Group => {
+                let a = pipeline.artifact();
+                DriftState::Group(GroupPanes {
+                    panes: PartitionedPanes::new(c.window.slide_ms, c.window.lateness_ms),
+                    layout: ProfileLayout::new(&a.reference),
+                    reference: a.reference.clone(),
+                    name: a.model.name.clone(),
+                    version: a.model.version.clone(),
+                })
+            }
+        }
+    }
+
+    fn due_ms(&self) -> i64 {
+        match self {
+            DriftState::Local(s) => s.close_due_ms(),
+            DriftState::Group(g) => g.panes.next_seal_ms(),
+        }
+    }
+
+    /// Releases what the state holds (its windows are discarded).
+    fn discard(&mut self) {
+        if let DriftState::Group(g) = self {
+            for hold in g.panes.discard() {
+                hold.done();
+            }
+        }
+    }
+}
+
+impl GroupPanes {
+    /// A sealed pane as a `drift-profiles` record, with the holds its delivery releases.
+    fn record(&self, s: SealedPane<PendingOutput>, instance: &str) -> (Vec<u8>, Vec<PendingOutput>) {
+        let header = PaneHeader {
+            model: self.name.clone(),
+            version: self.version.clone(),
+            instance: instance.to_string(),
+            partition: s.partition,
+            pane_start_ms: s.start_ms,
+            pane_end_ms: s.end_ms,
+            first_offset: s.first_offset,
+            last_offset: s.last_offset,
+            samples: s.profile.samples,
+            watermark_ms: s.watermark_ms,
+        };
+        (ProfileRecord::Pane(header, s.profile).to_bytes(), s.holds)
+    }
+}
+
+/// The name this instance signs its pane profiles with.
+fn instance_name(config: &Config) -> String {
+    if !config.kafka.instance_id.is_empty() {
+        return config.kafka.instance_id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// What the engine's members share: configuration, models, drift windows, metrics, tracer.
@@ -95,8 +179,8 @@ impl Engine {
     pub fn new(config: Config, pipeline: Pipeline, metrics: Arc<Metrics>) -> Engine {
         describe_model(&metrics, &pipeline, 1);
         let drift = config.drift.enabled.then(|| {
-            let state = StreamDrift::new(&pipeline, config.drift.to_config());
-            SharedDrift { due_ms: AtomicI64::new(state.close_due_ms()), state: Mutex::new(state), sample_fraction: config.drift.sample_fraction }
+            let state = DriftState::new(&config, &pipeline);
+            SharedDrift { due_ms: AtomicI64::new(state.due_ms()), state: Mutex::new(state), sample_fraction: config.drift.sample_fraction, instance: instance_name(&config) }
         });
         let m = &config.model;
         // The guard judges drift windows and writes to the registry: it needs both.
@@ -159,9 +243,10 @@ impl Engine {
     pub fn swap_pipeline(&self, new: Pipeline, guarded: bool) -> Result<(), SwapError> {
         ModelLifecycle::check_fit(&self.models.serving(), &new)?;
         if let Some(d) = &self.drift {
-            let state = StreamDrift::new(&new, self.config.drift.to_config());
-            d.due_ms.store(state.close_due_ms(), Ordering::Relaxed);
-            *d.state.lock().expect("drift lock") = state;
+            let state = DriftState::new(&self.config, &new);
+            d.due_ms.store(state.due_ms(), Ordering::Relaxed);
+            let mut old = std::mem::replace(&mut *d.state.lock().expect("drift lock"), state);
+            old.discard();
         }
         describe_model(&self.metrics, &new, 1);
         let old = self.models.swap(new, guarded)?;
@@ -173,9 +258,15 @@ impl Engine {
 
     /// A member's handler: its own view of the models and its own buffers.
     pub fn member(&self) -> Member<'_> {
+        self.member_at(0)
+    }
+
+    /// The handler of member (worker) `index`.
+    pub fn member_at(&self, index: usize) -> Member<'_> {
         let pipeline = self.models.serving();
         Member {
             engine: self,
+            index,
             tx: pipeline.new_transaction(),
             generation: self.models.generation(),
             pipeline,
@@ -219,6 +310,57 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// A closed window's records (report, the guard's stage changes, status changes, retrain
+    /// request: kind, topic, key, payload), with the gauges and counters updated. `monitor`
+    /// gives the shown statuses; `serving`: the version the guard judges.
+    pub(crate) fn window_records(&self, w: &ClosedWindow, monitor: &crate::drift::monitor::DriftMonitor, serving: &str) -> Vec<(OutputKind, String, String, Vec<u8>)> {
+        let (m, k) = (&self.metrics, &self.config.kafka);
+        let name = self.current_pipeline().artifact().model.name.clone();
+        m.drift_windows_closed.inc();
+        if let Some(t) = &self.telemetry {
+            t.window_span(&w.report.window_end, w.report.drift.features.len(), status_name(w.report.drift.status));
+        }
+        m.drift_window_samples.set(w.report.drift.current.rows as i64);
+        m.drift_outlier_rate.set(w.report.model_drift.outlier_rate.observed);
+        m.drift_alert_rate.set(w.report.model_drift.alert_rate.observed);
+        for f in w.report.drift.features.iter().chain(std::iter::once(&w.report.model_drift.score)) {
+            let label = FeatureLabel { feature: f.bins.name.clone() };
+            let shown = match monitor.shown(&f.bins.name) {
+                Status::Red => 2.0,
+                Status::Amber => 1.0,
+                _ => 0.0,
+            };
+            m.feature_drift_status.get_or_create(&label).set(shown);
+            m.feature_drift_psi.get_or_create(&label).set(f.psi);
+            m.feature_drift_kl.get_or_create(&label).set(f.kl);
+            m.feature_drift_js.get_or_create(&label).set(f.js);
+            if let Some(c) = f.chi2 {
+                m.feature_drift_chi2_p_value.get_or_create(&label).set(c.p_value_adjusted);
+            }
+            if let Some(ks) = f.ks {
+                m.feature_drift_ks.get_or_create(&label).set(ks.statistic);
+            }
+            if let Some(wd) = f.wasserstein {
+                m.feature_drift_wasserstein.get_or_create(&label).set(wd.normalized);
+            }
+        }
+        let mut records = vec![(OutputKind::DriftReport, k.drift_reports_topic.clone(), name.clone(), serde_json::to_vec(&w.report).expect("report serialises"))];
+        for event in self.guard_window(w, serving) {
+            records.push((OutputKind::ModelEvent, k.model_events_topic.clone(), event.model.clone(), serde_json::to_vec(&event).expect("event serialises")));
+        }
+        for a in &w.alerts {
+            DriftStatusChanged { feature: &a.feature, from: status_name(a.from), to: status_name(a.to), window_end: &a.window_end }.emit(m);
+            records.push((OutputKind::DriftAlert, k.drift_alerts_topic.clone(), a.feature.clone(), serde_json::to_vec(a).expect("alert serialises")));
+        }
+        if let Some(r) = &w.retrain {
+            RetrainRequested { reason: &r.reason }.emit(m);
+            records.push((OutputKind::RetrainRequest, k.retrain_requests_topic.clone(), name.clone(), serde_json::to_vec(r).expect("request serialises")));
+        }
+        records
+    }
+}
+
 /// Sets the model-info gauge (1 serving, 0 retired) and the trained rates of a serving model.
 fn describe_model(metrics: &Metrics, pipeline: &Pipeline, value: i64) {
     let a = pipeline.artifact();
@@ -233,6 +375,8 @@ fn describe_model(metrics: &Metrics, pipeline: &Pipeline, value: i64) {
 /// buffers (decoding and scoring allocate nothing per event).
 pub struct Member<'a> {
     engine: &'a Engine,
+    /// Which member (worker) of the process: the owner of the partitions it reads.
+    index: usize,
     /// This member's view of the serving pipeline and its generation.
     pipeline: Arc<Pipeline>,
     generation: u64,
@@ -304,7 +448,7 @@ impl Member<'_> {
                     self.emit_alert(message, &score, trace.as_ref(), bounded, out)?;
                 }
                 if bounded {
-                    self.observe_drift(&score, out)?;
+                    self.observe_drift(message, &score, out)?;
                 }
                 let shadow = self.shadow_score(message, payload, &score, out)?;
                 self.retain(&score, shadow, out)?;
@@ -596,78 +740,128 @@ impl Member<'_> {
         Ok(Some((shadow.probability, candidate_alert)))
     }
 
-    /// Feeds the drift windows; publishes the windows this event's time closes.
-    fn observe_drift<O: Outputs>(&mut self, score: &Score, out: &mut O) -> Result<(), O::Error> {
+    /// Feeds the drift windows; publishes the windows this event's time closes (local), or the
+    /// panes its partition's watermark seals (group).
+    fn observe_drift<O: Outputs>(&mut self, message: &Incoming<'_>, score: &Score, out: &mut O) -> Result<(), O::Error> {
         let Some(drift) = &self.engine.drift else { return Ok(()) };
         let due = self.tx.event_time_ms.is_none_or(|t| t >= drift.due_ms.load(Ordering::Relaxed));
-        if !due && !in_sample(&self.tx, drift.sample_fraction) {
+        let sampled = in_sample(&self.tx, drift.sample_fraction);
+        if !due && !sampled {
             return Ok(());
         }
-        let closed = {
+        let m = &self.engine.metrics;
+        let (closed, sealed) = {
             let mut state = drift.state.lock().expect("drift lock");
-            let late_before = state.late_events();
-            let closed = state.observe(&self.tx, score);
-            self.engine.metrics.drift_late_events.inc_by(state.late_events() - late_before);
-            drift.due_ms.store(state.close_due_ms(), Ordering::Relaxed);
-            closed
+            let result = match &mut *state {
+                DriftState::Local(s) => {
+                    let late_before = s.late_events();
+                    let closed = s.observe(&self.tx, score);
+                    m.drift_late_events.inc_by(s.late_events() - late_before);
+                    (closed, Vec::new())
+                }
+                DriftState::Group(g) => {
+                    let Some(t) = self.tx.event_time_ms else { return Ok(()) };
+                    let p = message.partition;
+                    if sampled {
+                        let hold = if g.panes.is_late(p, t) { None } else { out.hold(g.panes.last_hold(p, t)) };
+                        if !g.panes.observe(&g.reference, &g.layout, p, message.offset, t, &self.tx, score, hold) {
+                            m.drift_late_events.inc();
+                        }
+                    }
+                    let now = (self.engine.clock)();
+                    (Vec::new(), g.panes.advance(p, t, self.index, now).into_iter().map(|s| g.record(s, &drift.instance)).collect::<Vec<_>>())
+                }
+            };
+            drift.due_ms.store(state.due_ms(), Ordering::Relaxed);
+            result
         };
         for window in closed {
             self.publish_window(&window, out)?;
         }
+        for (payload, holds) in sealed {
+            self.publish_profile(payload, holds, true, out)?;
+        }
         Ok(())
+    }
+
+    /// Group aggregation, every `drift.progress_interval_ms`: seals the panes of this member's
+    /// idle partitions (`caught_up`: its consumer has read all there is) and of partitions it
+    /// no longer holds, publishes them, then its partitions' progress (watermarks, idle flags).
+    /// `assigned`: the partitions this member holds now.
+    pub fn drift_tick<O: Outputs>(&mut self, assigned: &[i32], caught_up: impl Fn(i32) -> bool, out: &mut O) -> Result<(), O::Error> {
+        let Some(drift) = &self.engine.drift else { return Ok(()) };
+        let idle_ms = self.engine.config.drift.idle_partition_ms as i64;
+        let now = (self.engine.clock)();
+        let (records, progress) = {
+            let mut state = drift.state.lock().expect("drift lock");
+            let DriftState::Group(g) = &mut *state else { return Ok(()) };
+            let mut sealed = Vec::new();
+            for p in g.panes.owned_by(self.index) {
+                if !assigned.contains(&p) {
+                    sealed.extend(g.panes.seal_partition(p));
+                    g.panes.forget(p);
+                }
+            }
+            let mut partitions = Vec::with_capacity(assigned.len());
+            for &p in assigned {
+                let last = g.panes.last_event_ms(p);
+                let idle = (last == i64::MIN || now.saturating_sub(last) >= idle_ms) && caught_up(p);
+                if idle {
+                    sealed.extend(g.panes.seal_partition(p));
+                }
+                partitions.push(PartitionProgress { partition: p, watermark_ms: g.panes.watermark(p), idle });
+            }
+            drift.due_ms.store(g.panes.next_seal_ms(), Ordering::Relaxed);
+            let records: Vec<_> = sealed.into_iter().map(|s| g.record(s, &drift.instance)).collect();
+            let progress = ProfileRecord::Progress(Progress { model: g.name.clone(), version: g.version.clone(), instance: drift.instance.clone(), partitions });
+            (records, progress.to_bytes())
+        };
+        for (payload, holds) in records {
+            self.publish_profile(payload, holds, true, out)?;
+        }
+        self.publish_profile(progress, Vec::new(), false, out)
+    }
+
+    /// Group aggregation, at shutdown: seals and publishes every pane of this member's partitions.
+    pub fn drift_flush<O: Outputs>(&mut self, out: &mut O) -> Result<(), O::Error> {
+        let Some(drift) = &self.engine.drift else { return Ok(()) };
+        let records: Vec<_> = {
+            let mut state = drift.state.lock().expect("drift lock");
+            let DriftState::Group(g) = &mut *state else { return Ok(()) };
+            let sealed: Vec<_> = g.panes.owned_by(self.index).into_iter().flat_map(|p| g.panes.seal_partition(p)).collect();
+            drift.due_ms.store(g.panes.next_seal_ms(), Ordering::Relaxed);
+            sealed.into_iter().map(|s| g.record(s, &drift.instance)).collect()
+        };
+        for (payload, holds) in records {
+            self.publish_profile(payload, holds, true, out)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a `drift-profiles` record (`pane`: a pane, else progress).
+    fn publish_profile<O: Outputs>(&mut self, payload: Vec<u8>, holds: Vec<PendingOutput>, pane: bool, out: &mut O) -> Result<(), O::Error> {
+        let e = self.engine;
+        if pane {
+            e.metrics.drift_panes_published.inc();
+        }
+        e.metrics.drift_profile_bytes.inc_by(payload.len() as u64);
+        let key = self.pipeline.artifact().model.name.clone();
+        out.emit_releasing(
+            Outgoing { kind: OutputKind::DriftProfile, topic: &e.config.kafka.drift_profiles_topic, key: Some(key.as_bytes()), payload: &payload, headers: Vec::new(), event_time_ms: None },
+            holds,
+        )
     }
 
     /// Produces a closed window's report, the guard's stage changes, status changes and retrain
     /// request, and updates the gauges.
     fn publish_window<O: Outputs>(&mut self, w: &ClosedWindow, out: &mut O) -> Result<(), O::Error> {
         let e = self.engine;
-        let (m, k) = (&e.metrics, &e.config.kafka);
-        let pipeline = self.pipeline.clone();
-        let model = &pipeline.artifact().model;
-        m.drift_windows_closed.inc();
-        if let Some(t) = &e.telemetry {
-            t.window_span(&w.report.window_end, w.report.drift.features.len(), status_name(w.report.drift.status));
-        }
-        m.drift_window_samples.set(w.report.drift.current.rows as i64);
-        m.drift_outlier_rate.set(w.report.model_drift.outlier_rate.observed);
-        m.drift_alert_rate.set(w.report.model_drift.alert_rate.observed);
-        {
+        let version = self.pipeline.artifact().model.version.clone();
+        let records = {
             let state = e.drift.as_ref().expect("a window closed, so drift is on").state.lock().expect("drift lock");
-            for f in w.report.drift.features.iter().chain(std::iter::once(&w.report.model_drift.score)) {
-                let label = FeatureLabel { feature: f.bins.name.clone() };
-                let shown = match state.monitor().shown(&f.bins.name) {
-                    Status::Red => 2.0,
-                    Status::Amber => 1.0,
-                    _ => 0.0,
-                };
-                m.feature_drift_status.get_or_create(&label).set(shown);
-                m.feature_drift_psi.get_or_create(&label).set(f.psi);
-                m.feature_drift_kl.get_or_create(&label).set(f.kl);
-                m.feature_drift_js.get_or_create(&label).set(f.js);
-                if let Some(c) = f.chi2 {
-                    m.feature_drift_chi2_p_value.get_or_create(&label).set(c.p_value_adjusted);
-                }
-                if let Some(ks) = f.ks {
-                    m.feature_drift_ks.get_or_create(&label).set(ks.statistic);
-                }
-                if let Some(wd) = f.wasserstein {
-                    m.feature_drift_wasserstein.get_or_create(&label).set(wd.normalized);
-                }
-            }
-        }
-        let mut records: Vec<(OutputKind, &str, String, Vec<u8>)> =
-            vec![(OutputKind::DriftReport, &k.drift_reports_topic, model.name.clone(), serde_json::to_vec(&w.report).expect("report serialises"))];
-        for event in e.guard_window(w, &model.version) {
-            records.push((OutputKind::ModelEvent, &k.model_events_topic, event.model.clone(), serde_json::to_vec(&event).expect("event serialises")));
-        }
-        for a in &w.alerts {
-            DriftStatusChanged { feature: &a.feature, from: status_name(a.from), to: status_name(a.to), window_end: &a.window_end }.emit(m);
-            records.push((OutputKind::DriftAlert, &k.drift_alerts_topic, a.feature.clone(), serde_json::to_vec(a).expect("alert serialises")));
-        }
-        if let Some(r) = &w.retrain {
-            RetrainRequested { reason: &r.reason }.emit(m);
-            records.push((OutputKind::RetrainRequest, &k.retrain_requests_topic, model.name.clone(), serde_json::to_vec(r).expect("request serialises")));
-        }
+            let DriftState::Local(state) = &*state else { unreachable!("group windows are published by the aggregator") };
+            e.window_records(w, state.monitor(), &version)
+        };
         for (kind, topic, key, payload) in &records {
             out.emit(Outgoing { kind: *kind, topic, key: Some(key.as_bytes()), payload, headers: Vec::new(), event_time_ms: None })?;
         }

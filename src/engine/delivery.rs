@@ -147,7 +147,7 @@ impl Redelivery {
                     retry.message = reference(&retry.message);
                     self.waiting.push((Instant::now(), retry));
                 }
-                Action::Drop => sink.dropped(retry.message.topic(), &retry.error, &retry.delivery.pending),
+                Action::Drop => sink.dropped(retry.message.topic(), &retry.error, &retry.delivery),
                 Action::Stop => return Err(refused(retry.delivery.kind, retry.message.topic(), retry.error)),
             }
         }

@@ -118,8 +118,13 @@ pub async fn ensure_topics(config: &Config) -> Result<(), EngineError> {
     let new: Vec<NewTopic> = missing
         .iter()
         .map(|t| {
-            let topic = NewTopic::new(t, k.partitions, TopicReplication::Fixed(k.replication_factor));
-            if *t == &k.retained_scores_topic {
+            // Pane profiles: one partition, one order (the aggregator is its one reader).
+            let partitions = if *t == &k.drift_profiles_topic { 1 } else { k.partitions };
+            let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(k.replication_factor));
+            if *t == &k.drift_profiles_topic {
+                // Up to a window and a bit of panes must stay readable for a successor.
+                topic.set("retention.ms", "604800000")
+            } else if *t == &k.retained_scores_topic {
                 topic.set("cleanup.policy", "compact,delete").set("retention.ms", &retention_ms)
             } else {
                 topic
@@ -179,6 +184,18 @@ pub struct Delivery {
     pub kind: OutputKind,
     /// Failed attempts so far.
     pub attempts: u32,
+    /// Holds released with it (a drift pane's sampled events).
+    pub releases: Vec<PendingOutput>,
+}
+
+impl Delivery {
+    /// Acknowledged (or given up on by policy): the event's batch and every hold may go on.
+    pub fn done(&self) {
+        self.pending.done();
+        for r in &self.releases {
+            r.done();
+        }
+    }
 }
 
 /// The producer's context: acknowledgements release offsets, failures go to the member's
@@ -206,7 +223,7 @@ impl ProducerContext for DeliveryContext {
                 if let Some(t) = delivery.alert_event_time_ms {
                     self.metrics.end_to_end_latency.observe((crate::time::now_ms() - t).max(0) as f64 / 1000.0);
                 }
-                delivery.pending.done();
+                delivery.done();
             }
             Err((error, message)) => {
                 DeliveryFailed { error, topic: message.topic() }.emit(&self.metrics);
@@ -234,6 +251,9 @@ pub struct ConsumerCtx {
     pub topic: String,
     /// Exactly-once: the open transaction's consumed positions, committed with it at revoke.
     pub transaction: Option<Arc<Mutex<OpenTransaction>>>,
+    /// Lag per partition from the last statistics (group drift aggregation's idle test: a
+    /// partition is idle only when its consumer is caught up).
+    pub lags: Arc<Mutex<std::collections::BTreeMap<i32, i64>>>,
 }
 
 /// What the open transaction of an exactly-once member covers.
@@ -298,6 +318,9 @@ impl ClientContext for ConsumerCtx {
                 if *p >= 0 && part.hi_offset >= 0 && position >= 0 {
                     let labels = PartitionLabels { topic: self.topic.clone(), partition: p.to_string() };
                     self.metrics.consumer_lag.get_or_create(&labels).set((part.hi_offset - position).max(0));
+                    if let Ok(mut lags) = self.lags.lock() {
+                        lags.insert(*p, (part.hi_offset - position).max(0));
+                    }
                     // What the broker has committed for the group (not what we read): stalls
                     // when outputs are stuck, however far the consumer reads ahead.
                     let committed = if part.committed_offset >= 0 { part.committed_offset } else { part.lo_offset.max(0) };
@@ -456,7 +479,7 @@ impl Sink<'_> {
                             }
                         }
                         Action::Drop => {
-                            self.dropped(r.topic, &error, &r.delivery_opaque.pending);
+                            self.dropped(r.topic, &error, &r.delivery_opaque);
                             return Ok(());
                         }
                         Action::Stop => return Err(refused(kind, r.topic, error)),
@@ -478,10 +501,10 @@ impl Sink<'_> {
     }
 
     /// A non-critical output refused for good is dropped: logged, counted, its batch released.
-    pub fn dropped(&self, topic: &str, error: &KafkaError, pending: &PendingOutput) {
+    pub fn dropped(&self, topic: &str, error: &KafkaError, delivery: &Delivery) {
         error!(message = "Output refused permanently; dropped (engine.noncritical_output_failure = \"drop\").", %error, topic);
         self.metrics.outputs_dropped.get_or_create(&TopicLabel { topic: topic.to_string() }).inc();
-        pending.done();
+        delivery.done();
     }
 }
 
@@ -503,7 +526,15 @@ impl Outputs for KafkaOutputs<'_> {
     type Error = EngineError;
 
     fn emit(&mut self, record: Outgoing<'_>) -> Result<(), EngineError> {
-        let delivery = Box::new(Delivery { pending: self.tracker.add_output(), alert_event_time_ms: record.event_time_ms, kind: record.kind, attempts: 0 });
+        self.emit_releasing(record, Vec::new())
+    }
+
+    fn hold(&mut self, previous: Option<&PendingOutput>) -> Option<PendingOutput> {
+        self.tracker.hold(previous)
+    }
+
+    fn emit_releasing(&mut self, record: Outgoing<'_>, releases: Vec<PendingOutput>) -> Result<(), EngineError> {
+        let delivery = Box::new(Delivery { pending: self.tracker.add_output(), alert_event_time_ms: record.event_time_ms, kind: record.kind, attempts: 0, releases });
         let mut base = BaseRecord::with_opaque_to(record.topic, delivery).payload(record.payload);
         if let Some(key) = record.key {
             base = base.key(key);

@@ -10,7 +10,10 @@
 //! - [`kafka`]: librdkafka contexts, topic administration, offset storing, the producer sink.
 //! - [`workers`]: member threads, the registry watcher, shutdown.
 //! - [`performance`]: the thread that joins labels to retained scores and publishes performance.
+//! - [`aggregator`]: with `drift.aggregation = "group"`, the thread that may become the group's
+//!   drift aggregator (Kafka picks one instance) and publishes the group's drift verdicts.
 
+pub mod aggregator;
 pub mod core;
 pub mod delivery;
 pub mod kafka;

@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+pub use super::tracker::PendingOutput;
+
 /// Headers of an incoming message, by position (the shell adapts librdkafka's; tests use a Vec).
 pub trait HeaderList {
     /// Number of headers.
@@ -83,6 +85,8 @@ pub enum OutputKind {
     ModelEvent,
     /// `retained-scores` (scores waiting for their labels).
     RetainedScore,
+    /// `drift-profiles` (pane profiles and progress for the group's aggregator).
+    DriftProfile,
 }
 
 impl OutputKind {
@@ -97,6 +101,7 @@ impl OutputKind {
             OutputKind::RetrainRequest => "retrain request",
             OutputKind::ModelEvent => "model event",
             OutputKind::RetainedScore => "retained score",
+            OutputKind::DriftProfile => "drift profile",
         }
     }
 }
@@ -127,6 +132,21 @@ pub trait Outputs {
     fn emit(&mut self, record: Outgoing<'_>) -> Result<(), Self::Error>;
     /// Every record of the message at (`partition`, `offset`) has been emitted.
     fn handled(&mut self, partition: i32, offset: i64);
+    /// Keeps the message being handled from being committed until the returned handle is done
+    /// (a drift pane not yet published holds its sampled events); `None` when `previous`
+    /// already holds it, or when these outputs commit nothing (tests).
+    fn hold(&mut self, previous: Option<&PendingOutput>) -> Option<PendingOutput> {
+        let _ = previous;
+        None
+    }
+    /// Takes one record for delivery; its acknowledgement also releases `releases`.
+    fn emit_releasing(&mut self, record: Outgoing<'_>, releases: Vec<PendingOutput>) -> Result<(), Self::Error> {
+        self.emit(record)?;
+        for r in releases {
+            r.done();
+        }
+        Ok(())
+    }
 }
 
 /// What one member did.

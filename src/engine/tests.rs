@@ -621,3 +621,194 @@ fn an_old_event_is_out_of_bounds_only_with_a_maximum_age() {
     e.member().handle(&message(&serde_json::to_vec(&old).unwrap(), None, 0, 0, None), &mut out).unwrap();
     assert!(metric_line(&e, "driftwatch_event_time_out_of_bounds_total{reason=\"too_old\"} 0"), "no age bound by default");
 }
+
+/// Group aggregation: the panes two instances publish for four partitions, merged by the
+/// aggregator, give the windows one local engine gives on the whole stream.
+mod group {
+    use super::*;
+    use crate::drift::aggregate::{Aggregator, Applied};
+    use crate::message::profile::ProfileRecord;
+
+    fn group_config() -> Config {
+        let mut c = drift_config();
+        c.drift.aggregation = crate::config::Aggregation::Group;
+        c
+    }
+
+    /// Each event to partition `i % 4`; instance `a` reads partitions 0–1, `b` 2–3, members
+    /// interleaved event by event. Returns the `drift-profiles` records in the order produced.
+    fn two_instances(payloads: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let (a, b) = (engine(group_config()), engine(group_config()));
+        let (mut ma, mut mb) = (a.member(), b.member());
+        let mut out = Collect::default();
+        let mut offsets = [0i64; 4];
+        for (i, p) in payloads.iter().enumerate() {
+            let partition = (i % 4) as i32;
+            let m = if partition < 2 { &mut ma } else { &mut mb };
+            m.handle(&message(p, Some(b"acct"), partition, offsets[partition as usize], None), &mut out).unwrap();
+            offsets[partition as usize] += 1;
+        }
+        assert!(out.of(OutputKind::DriftReport).is_empty(), "instances publish no verdicts of their own");
+        ma.drift_tick(&[0, 1], |_| false, &mut out).unwrap();
+        mb.drift_tick(&[2, 3], |_| false, &mut out).unwrap();
+        out.of(OutputKind::DriftProfile).iter().map(|r| r.payload.clone()).collect()
+    }
+
+    fn aggregator(partitions: Vec<i32>) -> Aggregator {
+        let pipeline = Pipeline::load(std::path::Path::new(DEMO)).unwrap();
+        Aggregator::new(&pipeline, &group_config().drift.to_config(), partitions, 30_000, 0)
+    }
+
+    fn counts(r: &crate::drift::window::WindowReport) -> Vec<(String, Vec<u64>)> {
+        r.drift.features.iter().chain(std::iter::once(&r.model_drift.score)).map(|f| (f.bins.name.clone(), f.bins.current_counts.clone())).collect()
+    }
+
+    #[test]
+    fn two_instances_give_the_windows_of_one() {
+        let txs = events(6_500, 100.0);
+        let payloads: Vec<Vec<u8>> = txs.iter().map(json).collect();
+        let local: Vec<crate::drift::window::WindowReport> = run(&engine(drift_config()), &payloads).of(OutputKind::DriftReport).iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect();
+        let records = two_instances(&payloads);
+        let mut agg = aggregator(vec![0, 1, 2, 3]);
+        let mut windows = Vec::new();
+        for (offset, bytes) in records.iter().enumerate() {
+            let applied = agg.apply(ProfileRecord::from_bytes(bytes).unwrap(), offset as i64, 1);
+            assert!(matches!(applied, Applied::Accepted | Applied::State), "{applied:?}");
+            windows.extend(agg.due(1));
+        }
+        // The group's watermark is the slowest partition's: at most the last window may be pending.
+        assert!(windows.len() + 1 >= local.len() && windows.len() <= local.len(), "{} windows vs {} local", windows.len(), local.len());
+        assert!(windows.len() >= 4);
+        for (g, l) in windows.iter().zip(&local) {
+            assert_eq!((&g.report.window_start, &g.report.window_end), (&l.window_start, &l.window_end));
+            assert_eq!(g.report.drift.current.rows, l.drift.current.rows);
+            assert_eq!(counts(&g.report), counts(l), "window ending {}", l.window_end);
+            let sources = g.report.sources.as_ref().unwrap();
+            assert_eq!((sources.instances, sources.partitions.clone()), (1, vec![0, 1, 2, 3]), "one engine process name per test process");
+            assert!(sources.missing_partitions.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_pane_read_twice_counts_once_and_a_fuller_reread_replaces_it() {
+        let txs = events(6_500, 100.0);
+        let payloads: Vec<Vec<u8>> = txs.iter().map(json).collect();
+        let records = two_instances(&payloads);
+        let once = {
+            let mut agg = aggregator(vec![0, 1, 2, 3]);
+            let mut w = Vec::new();
+            for (o, r) in records.iter().enumerate() {
+                agg.apply(ProfileRecord::from_bytes(r).unwrap(), o as i64, 1);
+                w.extend(agg.due(1));
+            }
+            w
+        };
+        // Every pane record delivered twice (a redelivery, or a second reader of the same offsets).
+        let mut agg = aggregator(vec![0, 1, 2, 3]);
+        let mut twice = Vec::new();
+        let mut duplicates = 0;
+        for (o, r) in records.iter().enumerate() {
+            for k in 0..2 {
+                let rec = ProfileRecord::from_bytes(r).unwrap();
+                let is_pane = matches!(rec, ProfileRecord::Pane(..));
+                let applied = agg.apply(rec, (2 * o + k) as i64, 1);
+                if k == 1 && is_pane {
+                    assert!(matches!(applied, Applied::Duplicate | Applied::Late), "{applied:?}");
+                    duplicates += 1;
+                }
+            }
+            twice.extend(agg.due(1));
+        }
+        assert!(duplicates > 10);
+        assert_eq!(once.len(), twice.len());
+        for (a, b) in once.iter().zip(&twice) {
+            assert_eq!(counts(&a.report), counts(&b.report));
+        }
+        // A part covering offsets 0..=10 of partition 0, then the whole pane (0..=last) read
+        // again by the partition's next owner: the whole replaces the part.
+        let pane = records.iter().map(|r| ProfileRecord::from_bytes(r).unwrap()).find_map(|r| match r {
+            ProfileRecord::Pane(h, p) if h.partition == 0 => Some((h, p)),
+            _ => None,
+        }).unwrap();
+        let mut agg = aggregator(vec![0]);
+        let mut part = pane.clone();
+        part.0.last_offset = part.0.first_offset + 10;
+        assert_eq!(agg.apply(ProfileRecord::Pane(part.0, part.1), 0, 1), Applied::Accepted);
+        assert_eq!(agg.apply(ProfileRecord::Pane(pane.0.clone(), pane.1.clone()), 1, 1), Applied::Replaced);
+        assert_eq!(agg.parts_held(), 1);
+        // A part overlapping without covering it is the same events again: dropped.
+        let mut overlap = pane.clone();
+        overlap.0.first_offset += 1;
+        overlap.0.last_offset += 100;
+        assert_eq!(agg.apply(ProfileRecord::Pane(overlap.0, overlap.1), 2, 1), Applied::Duplicate);
+    }
+
+    #[test]
+    fn a_successor_replaying_from_the_commit_point_continues_where_the_aggregator_stopped() {
+        let txs = events(6_500, 100.0);
+        let payloads: Vec<Vec<u8>> = txs.iter().map(json).collect();
+        let mut records = two_instances(&payloads);
+        let mut first = aggregator(vec![0, 1, 2, 3]);
+        let mut reports = Vec::new();
+        let half = records.len() / 2;
+        let mut commit_at = 0;
+        let mut o = 0;
+        while o < half {
+            first.apply(ProfileRecord::from_bytes(&records[o]).unwrap(), o as i64, 1);
+            let closed = first.due(1);
+            if !closed.is_empty() {
+                reports.extend(closed.into_iter().map(|c| c.report));
+                // The checkpoint goes into the topic right after; the commit is the oldest needed record.
+                records.insert(o + 1, ProfileRecord::Checkpoint(Box::new(first.checkpoint().unwrap())).to_bytes());
+                o += 1;
+                commit_at = first.oldest_needed_offset().unwrap_or(o as i64).min(o as i64) as usize;
+            }
+            o += 1;
+        }
+        assert!(!reports.is_empty(), "the first aggregator published windows before it died");
+        // The first dies; the successor replays from the commit point, then goes on.
+        let mut next = aggregator(vec![0, 1, 2, 3]);
+        for (i, r) in records.iter().enumerate().skip(commit_at).take(o - commit_at) {
+            next.apply(ProfileRecord::from_bytes(r).unwrap(), i as i64, 1);
+        }
+        let mut after = Vec::new();
+        for (i, r) in records.iter().enumerate().skip(o) {
+            if !matches!(ProfileRecord::from_bytes(r).unwrap(), ProfileRecord::Checkpoint(_)) {
+                next.apply(ProfileRecord::from_bytes(r).unwrap(), i as i64, 1);
+            }
+            after.extend(next.due(1).into_iter().map(|c| c.report));
+        }
+        // Oracle: one aggregator that never died.
+        let mut whole = aggregator(vec![0, 1, 2, 3]);
+        let mut all = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            if !matches!(ProfileRecord::from_bytes(r).unwrap(), ProfileRecord::Checkpoint(_)) {
+                whole.apply(ProfileRecord::from_bytes(r).unwrap(), i as i64, 1);
+            }
+            all.extend(whole.due(1).into_iter().map(|c| c.report));
+        }
+        let ends = |rs: &[crate::drift::window::WindowReport]| rs.iter().map(|r| r.window_end.clone()).collect::<Vec<_>>();
+        let mut joined = reports.clone();
+        joined.extend(after.iter().cloned());
+        assert_eq!(ends(&joined), ends(&all), "no window lost or published twice across the takeover");
+        for (a, b) in joined.iter().zip(&all) {
+            assert_eq!(counts(a), counts(b), "window ending {}", a.window_end);
+        }
+    }
+
+    #[test]
+    fn a_silent_partition_is_waited_for_until_the_instance_timeout_and_named() {
+        let txs = events(3_000, 100.0);
+        let payloads: Vec<Vec<u8>> = txs.iter().map(json).collect();
+        let records = two_instances(&payloads);
+        // Partition 4 exists but its owner never says anything.
+        let mut agg = aggregator(vec![0, 1, 2, 3, 4]);
+        for (o, r) in records.iter().enumerate() {
+            agg.apply(ProfileRecord::from_bytes(r).unwrap(), o as i64, 1_000);
+        }
+        assert!(agg.due(1_000).is_empty(), "waits for partition 4 within the timeout");
+        let closed = agg.due(31_000);
+        assert!(!closed.is_empty());
+        assert_eq!(closed[0].report.sources.as_ref().unwrap().missing_partitions, vec![4]);
+    }
+}

@@ -16,6 +16,11 @@ use std::time::Instant;
 pub struct PendingOutput(Arc<AtomicUsize>);
 
 impl PendingOutput {
+    /// A handle on nothing (tests and outputs without offsets).
+    pub fn detached() -> PendingOutput {
+        PendingOutput(Arc::new(AtomicUsize::new(1)))
+    }
+
     /// The output was acknowledged by the broker.
     pub fn done(&self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
@@ -26,6 +31,10 @@ impl PendingOutput {
 struct Batch {
     /// Outputs in flight, plus one while the batch is still open.
     pending: Arc<AtomicUsize>,
+    /// Holds: drift panes (group aggregation) with a sampled event of this batch that are not
+    /// yet published. Like outputs they keep the batch from committing, but they are not
+    /// "unacknowledged outputs" (a pane is published once its slide has passed).
+    held: Arc<AtomicUsize>,
     /// (partition, next offset to consume) — the offset to commit.
     offsets: Vec<(i32, i64)>,
     events: u64,
@@ -34,7 +43,7 @@ struct Batch {
 
 impl Batch {
     fn new() -> Batch {
-        Batch { pending: Arc::new(AtomicUsize::new(1)), offsets: Vec::new(), events: 0, opened: Instant::now() }
+        Batch { pending: Arc::new(AtomicUsize::new(1)), held: Arc::new(AtomicUsize::new(0)), offsets: Vec::new(), events: 0, opened: Instant::now() }
     }
 }
 
@@ -65,6 +74,16 @@ impl OffsetTracker {
     pub fn add_output(&mut self) -> PendingOutput {
         self.current.pending.fetch_add(1, Ordering::AcqRel);
         PendingOutput(self.current.pending.clone())
+    }
+
+    /// Holds the event being handled (its batch) until the returned handle is done, unless
+    /// `previous` already holds that batch (one hold per pane and batch, not per event).
+    pub fn hold(&mut self, previous: Option<&PendingOutput>) -> Option<PendingOutput> {
+        if previous.is_some_and(|p| Arc::ptr_eq(&p.0, &self.current.held)) {
+            return None;
+        }
+        self.current.held.fetch_add(1, Ordering::AcqRel);
+        Some(PendingOutput(self.current.held.clone()))
     }
 
     /// Records that the event at `offset` of `partition` is handled (its outputs registered).
@@ -102,7 +121,7 @@ impl OffsetTracker {
     pub fn take_done(&mut self) -> Option<Committable> {
         let mut out = Committable::default();
         while let Some(front) = self.sealed.front() {
-            if front.pending.load(Ordering::Acquire) != 0 {
+            if front.pending.load(Ordering::Acquire) != 0 || front.held.load(Ordering::Acquire) != 0 {
                 break;
             }
             let batch = self.sealed.pop_front().expect("front exists");
@@ -133,6 +152,24 @@ impl OffsetTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hold_keeps_its_batch_and_every_later_one_uncommitted_but_is_not_an_unacknowledged_output() {
+        let mut t = OffsetTracker::new(2);
+        let hold = t.hold(None).expect("a first hold");
+        assert!(t.hold(Some(&hold)).is_none(), "one hold per batch and pane");
+        t.record(0, 10);
+        t.record(0, 11);
+        // The next batch holds nothing.
+        t.record(0, 12);
+        t.seal();
+        assert_eq!(t.take_done(), None, "the held batch and the one after it wait");
+        assert_eq!(t.oldest_unacknowledged(), None, "a hold is not an output the broker owes");
+        let other = t.hold(Some(&hold)).expect("a new batch takes its own hold");
+        other.done();
+        hold.done();
+        assert_eq!(t.take_done(), Some(Committable { offsets: vec![(0, 13)], events: 3 }));
+    }
 
     #[test]
     fn a_batch_is_released_only_after_its_outputs_are_acknowledged() {

@@ -35,6 +35,9 @@ impl Engine {
             if self.config.performance.enabled {
                 std::thread::Builder::new().name("performance".into()).spawn_scoped(s, || self.run_performance(&watcher_stop)).expect("spawning the performance thread");
             }
+            if self.config.drift.enabled && self.config.drift.aggregation == crate::config::Aggregation::Group {
+                std::thread::Builder::new().name("drift-aggregator".into()).spawn_scoped(s, || self.run_aggregator(&watcher_stop)).expect("spawning the drift aggregator thread");
+            }
             let result = self.run_members(shutdown);
             watcher_stop.store(true, Ordering::Relaxed);
             result
@@ -86,6 +89,7 @@ impl Engine {
             producer.begin_transaction().map_err(|source| EngineError::Kafka { context: "beginning a transaction".into(), source })?;
         }
         let tracker = Arc::new(Mutex::new(OffsetTracker::new(cfg.engine.batch_size)));
+        let lags = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
         let mut consumer_config = cfg.consumer_config();
         consumer_config.set("client.id", format!("{client_id}-{member}"));
         if !cfg.kafka.instance_id.is_empty() {
@@ -99,13 +103,17 @@ impl Engine {
                 tracker: tracker.clone(),
                 topic: topic.clone(),
                 transaction: transaction.clone(),
+                lags: lags.clone(),
             })
             .map_err(|source| EngineError::Kafka { context: "creating the consumer".into(), source })?;
         consumer
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
             .map_err(|e| EngineError::Kafka { context: format!("connecting to {}", cfg.kafka.brokers), source: e })?;
         consumer.subscribe(&[&topic]).map_err(|source| EngineError::Kafka { context: "subscribing".into(), source })?;
-        let mut handler: Member<'_> = self.member();
+        let mut handler: Member<'_> = self.member_at(member);
+        let group_drift = cfg.drift.enabled && cfg.drift.aggregation == crate::config::Aggregation::Group;
+        let progress_every = Duration::from_millis(cfg.drift.progress_interval_ms);
+        let mut last_progress = Instant::now();
         info!(message = "Engine member started.", member, topic = %topic, group = %cfg.kafka.group_id, model = %self.current_pipeline().artifact().model.version, exactly_once);
 
         let poll_timeout = Duration::from_millis(cfg.engine.poll_timeout_ms);
@@ -171,6 +179,20 @@ impl Engine {
                         }
                     }
                 }
+                if group_drift && last_progress.elapsed() >= progress_every {
+                    last_progress = Instant::now();
+                    let assigned: Vec<i32> = consumer.assignment().map(|a| a.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default();
+                    let lags = lags.lock().expect("lags lock").clone();
+                    let mut t = tracker.lock().expect("tracker lock");
+                    match handler.drift_tick(&assigned, |p| lags.get(&p) == Some(&0), &mut KafkaOutputs { sink: &sink, tracker: &mut t }) {
+                        Ok(()) => {}
+                        Err(EngineError::Interrupted) => {
+                            interrupted = true;
+                            break 'run Ok(());
+                        }
+                        Err(e) => break 'run Err(e),
+                    }
+                }
                 match &transaction {
                     Some(open) => {
                         if last_commit.elapsed() >= interval {
@@ -225,6 +247,13 @@ impl Engine {
                 0
             }
             None => {
+                if group_drift && outcome.is_ok() && !interrupted {
+                    // This member's open panes go out now, so their events can be committed.
+                    let mut t = tracker.lock().expect("tracker lock");
+                    if let Err(error) = handler.drift_flush(&mut KafkaOutputs { sink: &sink, tracker: &mut t }) {
+                        warn!(message = "Could not publish the open drift panes at shutdown; their events stay uncommitted and are read again.", %error);
+                    }
+                }
                 // After an error, a short wait: what is acknowledged by then is committed.
                 let wait = if outcome.is_ok() { cfg.engine.shutdown_timeout_ms * 4 / 5 } else { cfg.engine.shutdown_timeout_ms.min(5_000) };
                 info!(message = "Shutting down: flushing outputs and committing offsets.", wait_ms = wait);

@@ -269,6 +269,25 @@ pub struct WindowReport {
     pub drift: DriftReport,
     /// Score and rates.
     pub model_drift: ModelDrift,
+    /// With `drift.aggregation = "group"`: which instances and partitions the window's panes
+    /// came from, and which partitions it closed without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<WindowSources>,
+}
+
+/// Where a group-aggregated window's data came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSources {
+    /// Distinct instances whose panes are in the window.
+    pub instances: u32,
+    /// Partitions of `transactions` with at least one sampled event in the window, ascending.
+    pub partitions: Vec<i32>,
+    /// Partitions the aggregator did not wait for when the window closed: no progress from
+    /// their owner within `drift.instance_timeout_ms` (an instance that vanished before its
+    /// partitions were reassigned). Their panes arriving later are counted late.
+    pub missing_partitions: Vec<i32>,
+    /// Partitions that were idle (caught up, no events for `drift.idle_partition_ms`).
+    pub idle_partitions: Vec<i32>,
 }
 
 /// A change of a feature's shown status (the `drift-alerts` message).

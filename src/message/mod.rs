@@ -13,6 +13,7 @@
 //! | `labels` (input)          | [`performance::Label`]                      | `label.schema.json`             |
 //! | `retained-scores`         | [`performance::RetainedScore`]              | `retained-score.schema.json`    |
 //! | `performance-reports`     | [`performance::PerformanceReport`]          | `performance-report.schema.json` |
+//! | `drift-profiles`          | [`profile::ProfileRecord`] (binary, versioned) | (format in the module, README) |
 //! | `driftwatch score` output | [`score_line::ScoreLine`], [`score_line::ScoreErrorLine`] | `score-line.schema.json` |
 //!
 //! The input, `transactions`, is decoded straight into [`crate::pipeline::Transaction`] by the
@@ -24,6 +25,7 @@ pub mod dead_letter;
 pub mod drift;
 pub mod model_event;
 pub mod performance;
+pub mod profile;
 pub mod score_line;
 pub mod shadow;
 

@@ -201,6 +201,7 @@ pub(crate) mod tests {
                 features: vec![],
             },
             model_drift: ModelDrift { score, outlier_rate: rate(outlier_rate, 0.01), alert_rate: rate(alert_rate, 0.02) },
+            sources: None,
         }
     }
 

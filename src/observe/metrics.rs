@@ -221,6 +221,16 @@ metrics_table! {
     drift_windows_closed: Counter = Counter::default(), None, "Drift windows closed";
     /// Sampled events that missed a closed window.
     drift_late_events: Counter = Counter::default(), None, "Sampled events that arrived after one of their windows had closed";
+    /// Group aggregation: pane profiles this instance published to `drift-profiles`.
+    drift_panes_published: Counter = Counter::default(), None, "Pane profiles published to the drift-profiles topic (drift.aggregation = group)";
+    /// Group aggregation: bytes this instance published to `drift-profiles` (panes and progress).
+    drift_profile_bytes: Counter = Counter::default(), None, "Bytes published to the drift-profiles topic (panes and progress)";
+    /// 1 while this instance is its group's drift aggregator (group aggregation).
+    drift_aggregator: Gauge = Gauge::default(), None, "1 while this instance is the group's drift aggregator (drift.aggregation = group), else 0";
+    /// Records the aggregator read from `drift-profiles`, by outcome.
+    drift_profiles_read: Family<OutcomeLabel, Counter> = Family::default(), None, "Drift-profiles records read by the aggregator, by outcome (accepted, replaced, duplicate, late, other_model, state, invalid)";
+    /// Partitions the aggregator's last window closed without (their owner silent).
+    drift_missing_partitions: Gauge = Gauge::default(), None, "Partitions the last group-aggregated window closed without (owner silent for drift.instance_timeout_ms)";
     /// Drift status changes, by new status.
     drift_status_changes: Family<StatusLabel, Counter> = Family::default(), None, "Drift status changes by new status";
     /// Retrain requests published.

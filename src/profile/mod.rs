@@ -12,6 +12,7 @@
 //! Core: imports the pipeline's types and [`crate::bins`], never Kafka, tokio or the clock;
 //! event time comes in with each transaction.
 
+pub mod partitioned;
 pub mod window;
 
 use datasketches::countmin::CountMinSketch;
