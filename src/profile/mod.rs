@@ -263,7 +263,8 @@ impl WindowProfile {
             + self.categorical.iter().map(|c| c.counts.len() * 8 + c.frequencies.estimated_size() + c.distinct.estimated_size()).sum::<usize>()
     }
 
-    /// Serialises the profile (counts and DataSketches' own binary sketch formats) to JSON bytes.
+    /// Serialises the profile: protocol buffers (see [`ProfileWire`]) holding the bin counts
+    /// and DataSketches' own binary sketch formats.
     pub fn to_bytes(&self) -> Vec<u8> {
         let numeric = |p: &NumericProfile| NumericWire { counts: p.counts.clone(), kll: p.sketch.serialize() };
         let wire = ProfileWire {
@@ -276,19 +277,20 @@ impl WindowProfile {
             categorical: self
                 .categorical
                 .iter()
-                .map(|c| CategoricalWire { counts: c.counts.clone(), cms: c.frequencies.serialize(), hll: c.distinct.serialize() })
+                .map(|c| CategoricalWire { counts: c.counts.clone(), cms: SparseBytes::pack(&c.frequencies.serialize()), hll: c.distinct.serialize() })
                 .collect(),
-            score: numeric(&self.score),
-            outlier_score: numeric(&self.outlier_score),
+            score: Some(numeric(&self.score)),
+            outlier_score: Some(numeric(&self.outlier_score)),
         };
-        serde_json::to_vec(&wire).expect("profile serialises")
+        prost::Message::encode_to_vec(&wire)
     }
 
     /// Reads bytes written by [`WindowProfile::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<WindowProfile, ProfileError> {
         let sketch = |e: datasketches::error::Error| ProfileError::Sketch(e.to_string());
-        let wire: ProfileWire = serde_json::from_slice(bytes).map_err(|e| ProfileError::Layout(e.to_string()))?;
-        let numeric = |w: NumericWire| -> Result<NumericProfile, ProfileError> {
+        let wire: ProfileWire = prost::Message::decode(bytes).map_err(|e| ProfileError::Layout(e.to_string()))?;
+        let numeric = |w: Option<NumericWire>| -> Result<NumericProfile, ProfileError> {
+            let w = w.ok_or_else(|| ProfileError::Layout("a numeric profile is missing".into()))?;
             Ok(NumericProfile { counts: w.counts, sketch: KllSketch::deserialize(&w.kll).map_err(sketch)? })
         };
         Ok(WindowProfile {
@@ -297,14 +299,14 @@ impl WindowProfile {
             samples: wire.samples,
             outliers: wire.outliers,
             alerts: wire.alerts,
-            numeric: wire.numeric.into_iter().map(numeric).collect::<Result<_, _>>()?,
+            numeric: wire.numeric.into_iter().map(|n| numeric(Some(n))).collect::<Result<_, _>>()?,
             categorical: wire
                 .categorical
                 .into_iter()
                 .map(|c| {
                     Ok(CategoricalProfile {
                         counts: c.counts,
-                        frequencies: CountMinSketch::deserialize_with_seed(&c.cms, CMS_SEED).map_err(sketch)?,
+                        frequencies: CountMinSketch::deserialize_with_seed(&c.cms.unwrap_or_default().unpack()?, CMS_SEED).map_err(sketch)?,
                         distinct: HllSketch::deserialize(&c.hll).map_err(sketch)?,
                     })
                 })
@@ -315,30 +317,120 @@ impl WindowProfile {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// A numeric quantity's profile on the wire.
+#[derive(Clone, PartialEq, prost::Message)]
 struct NumericWire {
+    /// Counts over the reference bins (+ below, above/missing), packed varints.
+    #[prost(uint64, repeated, tag = "1")]
     counts: Vec<u64>,
+    /// The KLL sketch in DataSketches' format.
+    #[prost(bytes = "vec", tag = "2")]
     kll: Vec<u8>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// A categorical feature's profile on the wire.
+#[derive(Clone, PartialEq, prost::Message)]
 struct CategoricalWire {
+    /// Counts over the reference categories (+ other, missing).
+    #[prost(uint64, repeated, tag = "1")]
     counts: Vec<u64>,
-    cms: Vec<u8>,
+    /// Count-min sketch, DataSketches' format, its zero words left out.
+    #[prost(message, optional, tag = "2")]
+    cms: Option<SparseBytes>,
+    /// HyperLogLog sketch, DataSketches' format.
+    #[prost(bytes = "vec", tag = "3")]
     hll: Vec<u8>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// Bytes whose 8-byte words are mostly zero (a count-min sketch of a pane holds a few hundred
+/// non-zero counters among 6,144): the non-zero words and the lengths of the zero runs between
+/// them. 49 KiB → ~2 KiB for a pane of a few hundred events; the sketch format stays
+/// DataSketches'.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SparseBytes {
+    /// Length of the original bytes.
+    #[prost(uint64, tag = "1")]
+    len: u64,
+    /// Alternating: zero words skipped, non-zero words that follow (from `words`).
+    #[prost(uint64, repeated, tag = "2")]
+    runs: Vec<u64>,
+    /// The non-zero words, little-endian.
+    #[prost(fixed64, repeated, tag = "3")]
+    words: Vec<u64>,
+}
+
+impl SparseBytes {
+    fn pack(bytes: &[u8]) -> Option<SparseBytes> {
+        let mut out = SparseBytes { len: bytes.len() as u64, runs: Vec::new(), words: Vec::new() };
+        let (mut zeros, mut literal) = (0u64, 0u64);
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            let w = u64::from_le_bytes(word);
+            if w == 0 {
+                if literal > 0 {
+                    out.runs.push(literal);
+                    literal = 0;
+                }
+                zeros += 1;
+            } else {
+                if literal == 0 {
+                    out.runs.push(zeros);
+                    zeros = 0;
+                }
+                literal += 1;
+                out.words.push(w);
+            }
+        }
+        if literal > 0 {
+            out.runs.push(literal);
+        }
+        Some(out)
+    }
+
+    fn unpack(self) -> Result<Vec<u8>, ProfileError> {
+        let bad = || ProfileError::Layout("sparse bytes do not add up".into());
+        let mut out = Vec::with_capacity(self.len as usize + 8);
+        let mut words = self.words.into_iter();
+        for (i, &run) in self.runs.iter().enumerate() {
+            if i % 2 == 0 {
+                out.resize(out.len() + 8 * run as usize, 0);
+            } else {
+                for _ in 0..run {
+                    out.extend_from_slice(&words.next().ok_or_else(bad)?.to_le_bytes());
+                }
+            }
+        }
+        if words.next().is_some() || out.len() as u64 > self.len.div_ceil(8) * 8 {
+            return Err(bad());
+        }
+        out.resize(self.len as usize, 0);
+        Ok(out)
+    }
+}
+
+/// A profile on the wire (`drift-profiles` panes): protocol buffers, so fields can be added
+/// without breaking older readers.
+#[derive(Clone, PartialEq, prost::Message)]
 struct ProfileWire {
+    #[prost(int64, tag = "1")]
     start_ms: i64,
+    #[prost(int64, tag = "2")]
     end_ms: i64,
+    #[prost(uint64, tag = "3")]
     samples: u64,
+    #[prost(uint64, tag = "4")]
     outliers: u64,
+    #[prost(uint64, tag = "5")]
     alerts: u64,
+    #[prost(message, repeated, tag = "6")]
     numeric: Vec<NumericWire>,
+    #[prost(message, repeated, tag = "7")]
     categorical: Vec<CategoricalWire>,
-    score: NumericWire,
-    outlier_score: NumericWire,
+    #[prost(message, optional, tag = "8")]
+    score: Option<NumericWire>,
+    #[prost(message, optional, tag = "9")]
+    outlier_score: Option<NumericWire>,
 }
 
 #[cfg(test)]

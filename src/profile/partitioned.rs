@@ -13,6 +13,11 @@
 //! partition that goes idle, is revoked, or is shut down has its open panes sealed early; a
 //! later event of that pane starts a new part with its own offsets, which the aggregator adds.
 //!
+//! A partition that goes back to the committed offset on this process (a rebalance that gave
+//! it back) reads events it has profiled already: they are skipped by offset. A partition that
+//! moved to another instance is re-read there from the committed offset; the aggregator keeps
+//! the pane that covers the other (see [`crate::drift::aggregate`]).
+//!
 //! `H` is what keeps a sampled event's offset from being committed until its pane is
 //! published (the engine's tracker handles); this module only carries them.
 
@@ -58,6 +63,9 @@ struct PartitionState<H> {
     last_event_ms: i64,
     /// The engine member (worker) that read it last: the one that publishes its panes.
     owner: usize,
+    /// One past the largest sampled offset profiled: an event below it was read again (the
+    /// consumer went back to the committed offset after a rebalance) and is already profiled.
+    next_offset: i64,
     panes: BTreeMap<i64, OpenPane<H>>,
 }
 
@@ -101,21 +109,31 @@ impl<H> PartitionedPanes<H> {
         self.parts.get(&partition)?.panes.get(&pane)?.holds.last()
     }
 
-    /// Adds a sampled event (returns false, counting it late, when its pane is sealed).
+    /// Whether the sampled event at `offset` of `partition` is already profiled (read again).
+    pub fn is_reread(&self, partition: i32, offset: i64) -> bool {
+        self.parts.get(&partition).is_some_and(|p| offset < p.next_offset)
+    }
+
+    /// Adds a sampled event (returns false, counting it late, when its pane is sealed). An event
+    /// read again ([`Self::is_reread`]) is skipped (returns true): it is in a pane already.
     #[allow(clippy::too_many_arguments)]
     pub fn observe(&mut self, reference: &ReferenceProfile, layout: &ProfileLayout, partition: i32, offset: i64, t_ms: i64, tx: &Transaction, score: &Score, hold: Option<H>) -> bool {
+        if self.is_reread(partition, offset) {
+            return true;
+        }
         if self.is_late(partition, t_ms) {
             self.late_events += 1;
             return false;
         }
         let slide = self.slide_ms;
         let pane = t_ms.div_euclid(slide) * slide;
-        let part = self.parts.entry(partition).or_insert_with(|| PartitionState { watermark: i64::MIN, last_event_ms: i64::MIN, owner: 0, panes: BTreeMap::new() });
+        let part = self.parts.entry(partition).or_insert_with(|| PartitionState { watermark: i64::MIN, last_event_ms: i64::MIN, owner: 0, next_offset: i64::MIN, panes: BTreeMap::new() });
         let open = part.panes.entry(pane).or_insert_with(|| OpenPane { profile: WindowProfile::new(reference, pane, pane + slide), first_offset: offset, last_offset: offset, holds: Vec::new() });
         open.profile.observe(layout, tx, score);
         open.first_offset = open.first_offset.min(offset);
         open.last_offset = open.last_offset.max(offset);
         open.holds.extend(hold);
+        part.next_offset = part.next_offset.max(offset + 1);
         true
     }
 
@@ -123,7 +141,7 @@ impl<H> PartitionedPanes<H> {
     /// `now_ms`; returns the panes it seals, oldest first.
     pub fn advance(&mut self, partition: i32, t_ms: i64, member: usize, now_ms: i64) -> Vec<SealedPane<H>> {
         let lateness = self.lateness_ms;
-        let part = self.parts.entry(partition).or_insert_with(|| PartitionState { watermark: i64::MIN, last_event_ms: i64::MIN, owner: member, panes: BTreeMap::new() });
+        let part = self.parts.entry(partition).or_insert_with(|| PartitionState { watermark: i64::MIN, last_event_ms: i64::MIN, owner: member, next_offset: i64::MIN, panes: BTreeMap::new() });
         part.watermark = part.watermark.max(t_ms.saturating_sub(lateness));
         part.last_event_ms = now_ms;
         part.owner = member;

@@ -162,3 +162,29 @@ fn windows_close_at_the_watermark_and_late_events_are_counted() {
     let rest = w.close_all();
     assert_eq!(rest.iter().map(|p| (p.window.start_ms, p.window.samples)).collect::<Vec<_>>(), vec![(5_000, 3)]);
 }
+
+#[test]
+fn sparse_bytes_round_trip_any_length_and_pattern() {
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for len in [0usize, 1, 7, 8, 9, 63, 64, 65, 1000, 49_176] {
+        for density in [0.0, 0.01, 0.5, 1.0] {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    if (rng % 1000) as f64 / 1000.0 < density { (rng >> 32) as u8 | 1 } else { 0 }
+                })
+                .collect();
+            let packed = super::SparseBytes::pack(&bytes).unwrap();
+            let bytes_back = packed.clone().unpack().unwrap();
+            assert_eq!(bytes_back, bytes, "len {len} density {density}");
+            if density == 0.0 && len > 0 {
+                assert!(packed.words.is_empty() && packed.runs.is_empty(), "all zero: nothing but the length (trailing zeros are implied)");
+            }
+        }
+    }
+    let mut broken = super::SparseBytes::pack(&[1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0, 9]).unwrap();
+    broken.words.pop();
+    assert!(broken.unpack().is_err(), "a missing word is an error, not a shorter sketch");
+}
