@@ -10,7 +10,7 @@ COPY Cargo.toml Cargo.lock ./
 # removed so the real sources are always rebuilt.
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && for b in scoring engine_throughput drift retained_state; do echo 'fn main() {}' > "benches/$b.rs"; done \
+    && for b in scoring engine_throughput drift retained_state aggregation; do echo 'fn main() {}' > "benches/$b.rs"; done \
     && cargo build --release --locked --bin driftwatch \
     && rm -rf src benches target/release/driftwatch target/release/deps/driftwatch-* target/release/deps/libdriftwatch-* target/release/.fingerprint/driftwatch-*
 COPY src src

@@ -187,6 +187,12 @@ fn three_instances_in_one_group_give_the_verdicts_of_one_once_per_window() {
         assert_eq!(sources["missing_partitions"], serde_json::json!([]), "{sources}");
     }
     assert!(g.values().any(|rs| rs[0]["sources"]["instances"] == 3), "some window holds panes of all three instances");
+    let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/drift-report.schema.json");
+    let schema = jsonschema::validator_for(&serde_json::from_slice(&std::fs::read(schema_path).unwrap()).unwrap()).unwrap();
+    for r in group_reports.iter().chain(&single_reports) {
+        let errors: Vec<String> = schema.iter_errors(r).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "a group report validates against its schema: {errors:?}");
+    }
     let changes = |a: &[Value]| a.iter().map(|x| (x["feature"].clone(), x["to"].clone(), x["window_end"].clone())).collect::<Vec<_>>();
     assert!(!single_alerts.is_empty(), "the scenario drifts");
     assert_eq!(changes(&group_alerts), changes(&single_alerts), "the same status changes at the same windows");

@@ -19,7 +19,6 @@ use datasketches::countmin::CountMinSketch;
 use datasketches::hll::{HllSketch, HllType, HllUnion};
 use datasketches::kll::{KllFloat, KllSketch};
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::bins::{MISSING, OTHER, UNSEEN};
