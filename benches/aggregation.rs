@@ -11,7 +11,6 @@
 //! reported per window closed.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use driftwatch::config::{Aggregation, Config};
 use driftwatch::drift::aggregate::Aggregator;

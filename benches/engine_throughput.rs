@@ -105,17 +105,21 @@ struct Sample {
     cpu: f64,
 }
 
-/// [`engine_run`] with extra `[engine]` lines (e.g. `delivery = "exactly_once"`).
+/// [`engine_run`] with extra `[engine]` lines (e.g. `delivery = "exactly_once"`); lines
+/// starting `drift.` go to `[drift]` without the prefix. The run ends when `until` (a counter)
+/// reaches `n`.
 #[allow(clippy::too_many_arguments)]
-fn engine_run_with(bin: &Path, model: &Path, topic: &str, n: usize, run: usize, workers: usize, drift: bool, engine_extra: &str) -> Sample {
+fn engine_run_with(bin: &Path, model: &Path, topic: &str, n: usize, run: usize, workers: usize, drift: bool, extra: &str, until: &str) -> Sample {
+    let drift_extra: String = extra.lines().filter_map(|l| l.strip_prefix("drift.")).map(|l| format!("{l}\n")).collect();
+    let engine_extra: String = extra.lines().filter(|l| !l.starts_with("drift.")).map(|l| format!("{l}\n")).collect();
     let tag = bin.to_string_lossy().bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     let run = format!("{run}-{tag:x}");
-    let run = format!("{run}{}", if engine_extra.is_empty() { "" } else { "-x" });
+    let run = format!("{run}{}", if extra.is_empty() { "" } else { "-x" });
     let dir = std::env::temp_dir().join(format!("dw-bench-{}-{run}-{workers}-{drift}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
-        "[drift]\nenabled = {drift}\n[engine]\nworkers = {workers}\n{engine_extra}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}-{workers}-{drift}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\nlabels_topic = \"{topic}-labels-{run}\"\nretained_scores_topic = \"{topic}-retained-{run}\"\nperformance_reports_topic = \"{topic}-performance-{run}\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        "[drift]\nenabled = {drift}\n{drift_extra}[engine]\nworkers = {workers}\n{engine_extra}\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{}-{run}-{workers}-{drift}\"\ntransactions_topic = \"{topic}\"\nalerts_topic = \"{topic}-alerts\"\ndead_letter_topic = \"{topic}-dlq\"\nlabels_topic = \"{topic}-labels-{run}\"\nretained_scores_topic = \"{topic}-retained-{run}\"\ndrift_profiles_topic = \"{topic}-profiles-{run}\"\nperformance_reports_topic = \"{topic}-performance-{run}\"\n[model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
         brokers(), std::process::id(), model.display()
     );
     std::fs::write(dir.join("bench.toml"), config).unwrap();
@@ -135,7 +139,7 @@ fn engine_run_with(bin: &Path, model: &Path, topic: &str, n: usize, run: usize, 
             first.get_or_insert_with(Instant::now);
         }
         rss = rss.max(peak_rss_kib(child.id()));
-        if scrape(port, "driftwatch_events_committable_total").unwrap_or(0.0) >= n as f64 {
+        if scrape(port, until).unwrap_or(0.0) >= n as f64 {
             break;
         }
         assert!(child.try_wait().unwrap().is_none(), "engine exited early");
@@ -146,6 +150,9 @@ fn engine_run_with(bin: &Path, model: &Path, topic: &str, n: usize, run: usize, 
     let _ = child.wait();
     Sample { secs, rss_kib: rss, cpu }
 }
+
+/// The counter most variants run to: every event's outputs acknowledged.
+const COMMITTED: &str = "driftwatch_events_committable_total";
 
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
@@ -161,7 +168,7 @@ fn spread(v: &[f64]) -> (f64, f64) {
 #[derive(Clone)]
 enum Variant {
     Bare { parse: bool },
-    Engine { bin: std::path::PathBuf, model: std::path::PathBuf, workers: usize, drift: bool, extra: &'static str },
+    Engine { bin: std::path::PathBuf, model: std::path::PathBuf, workers: usize, drift: bool, extra: &'static str, until: &'static str },
 }
 
 fn measure(variant: &Variant, me: &Path, topic: &str, n: usize, run: usize) -> Sample {
@@ -172,7 +179,7 @@ fn measure(variant: &Variant, me: &Path, topic: &str, n: usize, run: usize) -> S
             let f: Vec<f64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|x| x.parse().unwrap()).collect();
             Sample { secs: f[0], rss_kib: f[2] as u64, cpu: f[3] }
         }
-        Variant::Engine { bin, model, workers, drift, extra } => engine_run_with(bin, model, topic, n, run, *workers, *drift, extra),
+        Variant::Engine { bin, model, workers, drift, extra, until } => engine_run_with(bin, model, topic, n, run, *workers, *drift, extra, until),
     }
 }
 
@@ -220,7 +227,8 @@ fn main() {
     let this_bin = target.join("release/driftwatch");
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo.json");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let engine = |workers, drift, extra| Variant::Engine { bin: this_bin.clone(), model: model.clone(), workers, drift, extra };
+    let engine = |workers, drift, extra| Variant::Engine { bin: this_bin.clone(), model: model.clone(), workers, drift, extra, until: COMMITTED };
+    let to_consumed = |extra| Variant::Engine { bin: this_bin.clone(), model: model.clone(), workers: 1, drift: true, extra, until: "driftwatch_events_consumed_total" };
     let mut variants: Vec<(String, Variant)> = vec![
         ("bare consumer (reads)".into(), Variant::Bare { parse: false }),
         ("bare consumer + serde_json::Value".into(), Variant::Bare { parse: true }),
@@ -229,14 +237,18 @@ fn main() {
         ("engine, 1 worker, exactly-once".into(), engine(1, true, "delivery = \"exactly_once\"")),
         // Scores retained for labels (every alert + 5 %), the performance thread reading them back.
         ("engine, 1 worker, drift 5 %, performance on".into(), engine(1, true, "[performance]\nenabled = true")),
+        // Group drift aggregation against its local twin, both timed to the last event consumed
+        // (group mode commits an event once its pane is published, up to a slide later).
+        ("engine, 1 worker, drift 5 % local, to consumed".into(), to_consumed("")),
+        ("engine, 1 worker, drift 5 % group, to consumed".into(), to_consumed("drift.aggregation = \"group\"")),
         (format!("engine, {cores} workers, drift 5 %"), engine(cores, true, "")),
     ];
     if let Ok(extra_model) = std::env::var("BENCH_EXTRA_MODEL") {
-        variants.push((format!("engine with {extra_model}, 1 worker, drift 5 %"), Variant::Engine { bin: this_bin.clone(), model: extra_model.into(), workers: 1, drift: true, extra: "" }));
+        variants.push((format!("engine with {extra_model}, 1 worker, drift 5 %"), Variant::Engine { bin: this_bin.clone(), model: extra_model.into(), workers: 1, drift: true, extra: "", until: COMMITTED }));
     }
     if let Ok(other) = std::env::var("BENCH_COMPARE_BIN") {
         let other_model = std::env::var("BENCH_COMPARE_MODEL").map(std::path::PathBuf::from).unwrap_or_else(|_| model.clone());
-        variants.push((format!("compared {other}, 1 worker, drift 5 %"), Variant::Engine { bin: other.into(), model: other_model, workers: 1, drift: true, extra: "" }));
+        variants.push((format!("compared {other}, 1 worker, drift 5 %"), Variant::Engine { bin: other.into(), model: other_model, workers: 1, drift: true, extra: "", until: COMMITTED }));
     }
     // Warm-up: every variant once, untimed.
     for (i, (_, v)) in variants.iter().enumerate() {
@@ -276,7 +288,13 @@ fn main() {
         rate_median[2] / rate_median[1]
     );
     println!("drift profiling costs {:.1} % of 1-worker throughput; exactly-once runs at {:.2} of at-least-once", 100.0 * (1.0 - rate_median[2] / rate_median[3]), rate_median[4] / rate_median[2]);
-    if variants.len() > 6 {
-        println!("this / compared binary (1 worker, drift): {:.3} in events/s, {:.3} in CPU per event", rate_median[2] / rate_median[6], cpu_median[2] / cpu_median[6]);
+    println!(
+        "group drift aggregation / local (1 worker, to the last event consumed): {:.3} in events/s, {:.3}x the CPU per event",
+        rate_median[7] / rate_median[6],
+        cpu_median[7] / cpu_median[6]
+    );
+    if std::env::var("BENCH_COMPARE_BIN").is_ok() {
+        let last = variants.len() - 1;
+        println!("this / compared binary (1 worker, drift): {:.3} in events/s, {:.3} in CPU per event", rate_median[2] / rate_median[last], cpu_median[2] / cpu_median[last]);
     }
 }

@@ -80,6 +80,13 @@ tests = [
           check("4m", "DriftwatchModelPerformanceBelowFloor", expected("DriftwatchModelPerformanceBelowFloor", version="v1", metric="precision"))]),
     case([("driftwatch_concept_drift_detections_total", "0 0 0 0 1 1 1")],
          [check("3m", "DriftwatchConceptDrift"), check("5m", "DriftwatchConceptDrift", expected("DriftwatchConceptDrift"))]),
+    # Panes published; the aggregator (instance a) goes away at 4m and nobody takes over.
+    case([('driftwatch_drift_panes_published_total{instance="a"}', "0+10x20"),
+          ('driftwatch_drift_aggregator{instance="a"}', "1 1 1 1 0 0 0 0 0 0 0 0 0 0 0"),
+          ('driftwatch_drift_aggregator{instance="b"}', "0 0 0 0 0 0 0 0 0 0 0 0 0 0 0")],
+         [check("6m", "DriftwatchDriftNoAggregator"), check("10m", "DriftwatchDriftNoAggregator", expected("DriftwatchDriftNoAggregator"))]),
+    case([('driftwatch_drift_missing_partitions{instance="a"}', "0 0 2 0")],
+         [check("1m", "DriftwatchDriftPartitionsMissing"), check("2m", "DriftwatchDriftPartitionsMissing", expected("DriftwatchDriftPartitionsMissing"))]),
 ]
 covered = {c["alertname"] for t in tests for c in t["alert_rule_test"] if c["exp_alerts"]}
 assert covered == set(rules), f"rules without a firing test: {set(rules) - covered}"

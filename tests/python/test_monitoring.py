@@ -136,7 +136,7 @@ def test_every_dashboard_query_returns_series_and_the_drift_alert_fires(driftwat
         assert {a["metric"]["feature"] for a in firing} >= {"country"}, firing
         rules = json.load(urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/rules", timeout=10))
         loaded = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
-        assert len(loaded) == 11 and {"DriftwatchConsumerLagGrowing", "DriftwatchOutputUnacknowledged", "DriftwatchCommitsStalled"} <= loaded, loaded
+        assert len(loaded) == 13 and {"DriftwatchConsumerLagGrowing", "DriftwatchOutputUnacknowledged", "DriftwatchCommitsStalled"} <= loaded, loaded
         failures = []
         for board, title, expr in exprs():
             # What Grafana sends with every engine and model selected.
