@@ -13,6 +13,10 @@
 //!                                   └ alerts + a sample ─► retained-scores ─┐
 //! labels ─► engine::performance (join, windows, DDM) ◄──────────────────────┘
 //!             ─► performance-reports, drift-alerts (concept), retrain-requests
+//!
+//! drift.aggregation = "group" (several instances, one verdict): engine::core publishes
+//! per-partition panes (profile::partitioned) ─► drift-profiles ─► engine::aggregator (one
+//! instance, picked by Kafka) ─► drift::aggregate ─► drift-reports, drift-alerts, retrain-requests
 //! ```
 //!
 //! The functional core (plain Rust, no Kafka, no tokio, no clock; unit-tested on plain data):
@@ -24,7 +28,8 @@
 //! - [`sampling`]: the one sampling hash (drift profiles, shadow scoring, traces).
 //! - [`profile`]: window profiles (bin counts and sketches) over sliding event-time panes.
 //! - [`drift`]: statistics against the training reference, window evaluation, hysteresis;
-//!   [`drift::online::StreamDrift`] is the engine's drift loop without Kafka.
+//!   [`drift::online::StreamDrift`] is the engine's drift loop without Kafka;
+//!   [`drift::aggregate::Aggregator`] the group's (panes of many instances, one verdict).
 //! - [`model`]: the registry, version diff, hot-reload/shadow lifecycle, the guard's rules.
 //! - [`performance`]: fraud labels joined to retained scores: realised and estimated
 //!   precision/recall per version and window, concept drift (DDM) on the labelled errors.
@@ -33,7 +38,8 @@
 //! - [`time`]: clock and RFC 3339 in one place.
 //!
 //! The shell (threads, sockets, time, retries):
-//! - [`engine::kafka`], [`engine::workers`], [`engine::tracker`]: the Kafka side of the engine.
+//! - [`engine::kafka`], [`engine::workers`], [`engine::tracker`]: the Kafka side of the engine;
+//!   [`engine::aggregator`] and [`engine::performance`]: its two optional threads.
 //! - [`observe`]: metrics (one table), internal events, process metrics, HTTP, logs, traces.
 //! - [`config`]: typed configuration, environment overlay, librdkafka client settings.
 //! - [`cli`] and [`commands`]: the command line, one file per subcommand; `src/main.rs` only
