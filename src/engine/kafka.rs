@@ -342,6 +342,10 @@ impl ClientContext for ConsumerCtx {
 
 impl ConsumerContext for ConsumerCtx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let (Rebalance::Revoke(_), Ok(mut lags)) = (rebalance, self.lags.lock()) {
+            // A partition that comes back is idle only once new statistics say it is caught up.
+            lags.clear();
+        }
         if let (Rebalance::Revoke(partitions), Some(open)) = (rebalance, &self.transaction) {
             // Exactly-once: what was handled so far commits with its offsets before the
             // partitions move; a failure aborts it and the next owner reads those events again.
