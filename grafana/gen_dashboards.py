@@ -112,6 +112,12 @@ d.panel("timeseries", "Concept drift and performance below floor", [("sum(increa
                                                                     ("max by (version, metric) (driftwatch_performance_below_floor_windows)", "{{metric}} windows below floor {{version}}")],
         description="Concept drift: DDM on the labelled error streams (missed frauds, false alerts). Windows below floor: consecutive realised windows whose whole interval is under performance.precision_floor / recall_floor (alert at 2).")
 d.panel("timeseries", "Calibration (realised)", [(f"max by (version) ({perf % ('realised', 'brier', 'value')})", "Brier {{version}}"), (f"max by (version) ({perf % ('realised', 'ece', 'value')})", "ECE {{version}}")])
+d.panel("timeseries", "Group aggregation: aggregator and missing partitions", [("max by (instance) (driftwatch_drift_aggregator)", "aggregator {{instance}}"),
+                                                                               ("max(driftwatch_drift_missing_partitions)", "partitions the last window closed without")],
+        description="drift.aggregation = group: which instance evaluates the group's windows (1), and partitions a window closed without because their owner went silent (alert: DriftwatchDriftPartitionsMissing). Empty with local aggregation.")
+d.panel("timeseries", "Group aggregation: drift-profiles traffic", [("sum by (instance) (rate(driftwatch_drift_profile_bytes_total[5m]))", "bytes/s published {{instance}}"),
+                                                                    ("sum by (outcome) (rate(driftwatch_drift_profiles_read_total[5m]))", "read by the aggregator: {{outcome}}/s")],
+        description="Pane and progress bytes each instance publishes, and what the aggregator did with the records it read (duplicate: a pane read twice after a crash, kept once; late: arrived after its windows; other_model: another version's).")
 d.write()
 
 f = Board("driftwatch-fraud", "driftwatch — Fraud and model", "Throughput, alert and outlier rates, latency, invalid events and the model in use.")

@@ -763,8 +763,8 @@ impl Member<'_> {
                     let Some(t) = self.tx.event_time_ms else { return Ok(()) };
                     let p = message.partition;
                     if sampled {
-                        let counted = g.panes.is_late(p, t) || g.panes.is_reread(p, message.offset);
-                        let hold = if counted { None } else { out.hold(g.panes.last_hold(p, t)) };
+                        let not_profiled = g.panes.is_late(p, t) || g.panes.is_reread(p, message.offset);
+                        let hold = if not_profiled { None } else { out.hold(g.panes.last_hold(p, t)) };
                         if !g.panes.observe(&g.reference, &g.layout, p, message.offset, t, &self.tx, score, hold) {
                             m.drift_late_events.inc();
                         }
