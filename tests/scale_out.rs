@@ -59,11 +59,13 @@ fn start(transactions: &str, o: &Outputs, name: &str) -> EngineProcess {
     let config = format!(
         "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ntransactions_topic = \"{transactions}\"\nalerts_topic = \"{}\"\ndead_letter_topic = \"{}-dlq\"\n\
          drift_reports_topic = \"{}\"\ndrift_alerts_topic = \"{}\"\nretrain_requests_topic = \"{}\"\ndrift_profiles_topic = \"{}\"\npartitions = 3\n\
+         labels_topic = \"{}-labels\"\nretained_scores_topic = \"{}-retained\"\nperformance_reports_topic = \"{}-performance\"\n\
          [kafka.consumer_options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
          [model]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[engine]\nstatistics_interval_ms = 500\n\
          [drift]\naggregation = \"group\"\nsample_fraction = 1.0\nwindow_seconds = {WINDOW_S}\nslide_seconds = {SLIDE_S}\nlateness_seconds = {LATENESS_S}\nmin_samples = 50\n\
-         idle_partition_ms = 3000\ninstance_timeout_ms = 60000\nprogress_interval_ms = 500\n",
-        brokers(), o.group, o.alerts, o.alerts, o.reports, o.drift_alerts, o.retrain, o.profiles, demo_model().display()
+         idle_partition_ms = 3000\ninstance_timeout_ms = 60000\nprogress_interval_ms = 500\n\
+         [performance]\nenabled = true\n",
+        brokers(), o.group, o.alerts, o.alerts, o.reports, o.drift_alerts, o.retrain, o.profiles, o.profiles, o.profiles, o.profiles, demo_model().display()
     );
     let e = start_with_config(&config, dir, &[]);
     e.wait_for(&format!("{name} serving"), Duration::from_secs(60), |m| metric(m, "driftwatch_ready{}") == 1.0);
@@ -169,6 +171,8 @@ fn three_instances_in_one_group_give_the_verdicts_of_one_once_per_window() {
     let aggregators: Vec<f64> = instances.iter().map(|e| metric(&e.metrics(), "driftwatch_drift_aggregator{}")).collect();
     let consumed: Vec<f64> = instances.iter().map(|e| metric(&e.metrics(), "driftwatch_events_consumed_total{}")).collect();
     let profile_bytes: f64 = instances.iter().map(|e| metric(&e.metrics(), "driftwatch_drift_profile_bytes_total{}")).sum();
+    // The performance thread follows the aggregator: one instance reads the retained scores.
+    let retained_read: Vec<f64> = instances.iter().map(|e| metric(&e.metrics(), "driftwatch_retained_scores_read_total{}")).collect();
     for e in instances {
         let (status, log) = e.terminate();
         assert!(status.success(), "{log}");
@@ -176,6 +180,9 @@ fn three_instances_in_one_group_give_the_verdicts_of_one_once_per_window() {
 
     assert_eq!(aggregators.iter().filter(|&&a| a == 1.0).count(), 1, "exactly one aggregator: {aggregators:?}");
     assert!(consumed.iter().all(|&c| c > 0.0), "every instance read a share: {consumed:?}");
+    let readers: Vec<usize> = (0..3).filter(|&i| retained_read[i] > 0.0).collect();
+    let aggregator = aggregators.iter().position(|&a| a == 1.0).unwrap();
+    assert_eq!(readers, vec![aggregator], "only the aggregator runs the performance thread: retained scores read {retained_read:?}, aggregator {aggregator}");
     let (s, g) = (by_end(&single_reports), by_end(&group_reports));
     check_rows("one instance", &s, &times);
     check_rows("three instances", &g, &times);

@@ -82,7 +82,7 @@ impl Engine {
             match self.aggregator_loop(stop) {
                 Ok(()) => return,
                 Err(error) => {
-                    self.metrics.drift_aggregator.set(0);
+                    self.set_aggregating(false);
                     error!(message = "Drift aggregator failed; retrying in 5 s.", %error);
                     let until = Instant::now() + Duration::from_secs(5);
                     while Instant::now() < until && !stop.load(Ordering::Relaxed) {
@@ -91,6 +91,13 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// This instance is (or is no longer) the group's aggregator: the gauge, and the flag the
+    /// performance thread follows.
+    fn set_aggregating(&self, on: bool) {
+        self.metrics.drift_aggregator.set(i64::from(on));
+        self.aggregating.store(on, Ordering::Release);
     }
 
     fn aggregator_loop(&self, stop: &AtomicBool) -> Result<(), String> {
@@ -119,7 +126,7 @@ impl Engine {
             if !assigned.load(Ordering::Acquire) {
                 if aggregator.take().is_some() {
                     info!(message = "This instance is no longer the drift aggregator.", group = %group);
-                    self.metrics.drift_aggregator.set(0);
+                    self.set_aggregating(false);
                 }
             } else if generation.load(Ordering::Acquire) != seen_generation || aggregator.as_ref().is_some_and(|a| a.version() != self.current_pipeline().artifact().model.version) {
                 seen_generation = generation.load(Ordering::Acquire);
@@ -128,7 +135,7 @@ impl Engine {
                 let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
                 replay_end = high;
                 aggregator = Some(Aggregator::new(&self.current_pipeline(), &cfg.drift.to_config(), partitions, timeout, crate::time::now_ms()));
-                self.metrics.drift_aggregator.set(1);
+                self.set_aggregating(true);
                 info!(message = "This instance is the drift aggregator; replaying the drift-profiles topic.", group = %group, topic = %topic, replay_until = high);
             }
             if let Some(result) = message {
@@ -171,7 +178,7 @@ impl Engine {
                 }
             }
         }
-        self.metrics.drift_aggregator.set(0);
+        self.set_aggregating(false);
         Ok(())
     }
 

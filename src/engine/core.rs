@@ -172,6 +172,9 @@ pub struct Engine {
     pub(crate) stop_deadline: Option<std::time::Duration>,
     /// The failure watchdog is armed once.
     pub(crate) watchdog_armed: std::sync::atomic::AtomicBool,
+    /// Group drift aggregation: this instance is the group's aggregator now (the performance
+    /// thread runs only then).
+    pub(crate) aggregating: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -200,7 +203,7 @@ impl Engine {
             let _ = metrics.outputs_dropped.get_or_create(&crate::observe::metrics::TopicLabel { topic: topic.clone() });
         }
         let unacked_since_ms = (0..config.engine.effective_workers()).map(|_| AtomicI64::new(0)).collect();
-        Engine { models: ModelLifecycle::new(pipeline, rules), config, metrics, drift, telemetry: None, clock: crate::time::now_ms, unacked_since_ms, stop_deadline: None, watchdog_armed: std::sync::atomic::AtomicBool::new(false) }
+        Engine { models: ModelLifecycle::new(pipeline, rules), config, metrics, drift, telemetry: None, clock: crate::time::now_ms, unacked_since_ms, stop_deadline: None, watchdog_armed: std::sync::atomic::AtomicBool::new(false), aggregating: std::sync::atomic::AtomicBool::new(false) }
     }
 
     /// After a member fails, ends the process within `deadline` with the failure's exit status

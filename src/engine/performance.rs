@@ -10,8 +10,10 @@
 //! of the open window). What a restart loses: the concept detector's state (it starts over and
 //! needs `ddm.warm_start` labels) and the count of consecutive windows below the floors.
 //!
-//! One instance: with several instances in the group, each one's thread reads every label and
-//! every retained score and would publish the same reports; enable it on one instance.
+//! Several instances: with `drift.aggregation = "group"` the thread runs only while this
+//! instance is the group's drift aggregator ([`super::aggregator`]), so one instance publishes;
+//! with `local` each instance's thread would read every label and publish the same reports
+//! (enable it on one instance).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,10 +55,22 @@ fn kafka(context: &'static str) -> impl Fn(KafkaError) -> String {
 
 impl Engine {
     /// Runs the performance thread until `stop`; restarts it after an error (Kafka unreachable,
-    /// a topic missing) with a pause, so scoring never depends on it.
+    /// a topic missing) with a pause, so scoring never depends on it. With group drift
+    /// aggregation it runs only while this instance is the group's aggregator (one instance of
+    /// the group reads the labels and publishes performance); a successor replays as at start.
     pub(crate) fn run_performance(&self, stop: &AtomicBool) {
-        while !stop.load(Ordering::Relaxed) {
-            match self.performance_loop(stop) {
+        let group = self.config.drift.enabled && self.config.drift.aggregation == crate::config::Aggregation::Group;
+        let running = || !stop.load(Ordering::Relaxed) && (!group || self.aggregating.load(Ordering::Acquire));
+        while running() {
+            if !running() {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            if group {
+                info!(message = "This instance is the group's drift aggregator: it runs the performance thread.");
+            }
+            match self.performance_loop(&running) {
+                Ok(()) if group && !stop.load(Ordering::Relaxed) => info!(message = "No longer the group's aggregator: the performance thread waits."),
                 Ok(()) => return,
                 Err(error) => {
                     error!(message = "The performance thread failed; it starts again in 5 s (scoring is not affected).", %error);
@@ -69,7 +83,8 @@ impl Engine {
         }
     }
 
-    fn performance_loop(&self, stop: &AtomicBool) -> Result<(), String> {
+    /// Runs until `running` turns false.
+    fn performance_loop(&self, running: &dyn Fn() -> bool) -> Result<(), String> {
         let cfg = &self.config;
         let k = &cfg.kafka;
         let mut cc = cfg.client_config();
@@ -122,7 +137,7 @@ impl Engine {
         consumer.assign(&tpl).map_err(kafka("assigning the retained scores"))?;
         let mut replayed = 0u64;
         while !remaining.is_empty() {
-            if stop.load(Ordering::Relaxed) {
+            if !running() {
                 return Ok(());
             }
             match consumer.poll(Duration::from_millis(100)) {
@@ -177,7 +192,7 @@ impl Engine {
         let mut joined: HashMap<i32, Vec<(i64, i64)>> = HashMap::new();
         let mut last_tick = Instant::now();
         let (mut capped, mut warned, mut invalid_warned) = (0u64, None::<Instant>, None::<Instant>);
-        while !stop.load(Ordering::Relaxed) {
+        while running() {
             let mut published = Published::default();
             let mut closed = false;
             match consumer.poll(Duration::from_millis(100)) {
