@@ -173,6 +173,7 @@ fn three_instances_in_one_group_give_the_verdicts_of_one_once_per_window() {
     let profile_bytes: f64 = instances.iter().map(|e| metric(&e.metrics(), "driftwatch_drift_profile_bytes_total{}")).sum();
     // The performance thread follows the aggregator: one instance reads the retained scores.
     let retained_read: Vec<f64> = instances.iter().map(|e| metric(&e.metrics(), "driftwatch_retained_scores_read_total{}")).collect();
+    let performance_log: Vec<String> = instances.iter().map(|e| e.log_text().lines().filter(|l| l.contains("performance") || l.contains("aggregator")).collect::<Vec<_>>().join("\n")).collect();
     for e in instances {
         let (status, log) = e.terminate();
         assert!(status.success(), "{log}");
@@ -182,7 +183,7 @@ fn three_instances_in_one_group_give_the_verdicts_of_one_once_per_window() {
     assert!(consumed.iter().all(|&c| c > 0.0), "every instance read a share: {consumed:?}");
     let readers: Vec<usize> = (0..3).filter(|&i| retained_read[i] > 0.0).collect();
     let aggregator = aggregators.iter().position(|&a| a == 1.0).unwrap();
-    assert_eq!(readers, vec![aggregator], "only the aggregator runs the performance thread: retained scores read {retained_read:?}, aggregator {aggregator}");
+    assert_eq!(readers, vec![aggregator], "only the aggregator runs the performance thread: retained scores read {retained_read:?}, aggregator {aggregator}; logs: {performance_log:#?}");
     let (s, g) = (by_end(&single_reports), by_end(&group_reports));
     check_rows("one instance", &s, &times);
     check_rows("three instances", &g, &times);

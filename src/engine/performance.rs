@@ -61,7 +61,7 @@ impl Engine {
     pub(crate) fn run_performance(&self, stop: &AtomicBool) {
         let group = self.config.drift.enabled && self.config.drift.aggregation == crate::config::Aggregation::Group;
         let running = || !stop.load(Ordering::Relaxed) && (!group || self.aggregating.load(Ordering::Acquire));
-        while running() {
+        while !stop.load(Ordering::Relaxed) {
             if !running() {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
