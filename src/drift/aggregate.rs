@@ -24,7 +24,7 @@ use super::online::{ClosedWindow, DriftConfig, Evaluator};
 use crate::message::drift::WindowSources;
 use crate::message::profile::{Checkpoint, PaneHeader, ProfileRecord};
 use crate::pipeline::Pipeline;
-use crate::profile::window::{ClosedProfile, WindowSpec};
+use crate::profile::window::{next_due_window, ClosedProfile, WindowSpec};
 use crate::profile::WindowProfile;
 
 /// What happened to a record.
@@ -226,15 +226,7 @@ impl Aggregator {
         let (watermark, missing, idle) = self.global_watermark(now_ms);
         let (size, slide) = (self.spec.size_ms, self.spec.slide_ms);
         let mut closed = Vec::new();
-        while let Some(start) = self.next_start {
-            if start + size > watermark || self.panes.is_empty() {
-                break;
-            }
-            let first_pane = *self.panes.keys().next().expect("not empty");
-            if first_pane >= start + size {
-                self.next_start = Some(first_pane - size + slide);
-                continue;
-            }
+        while let Some(start) = next_due_window(&mut self.next_start, self.panes.keys().next().copied(), &self.spec, watermark) {
             let mut window: Option<WindowProfile> = None;
             let mut newest: Option<WindowProfile> = None;
             let (mut instances, mut partitions) = (BTreeSet::new(), BTreeSet::new());

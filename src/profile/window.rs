@@ -45,6 +45,25 @@ pub struct ClosedProfile {
     pub newest_pane: Option<WindowProfile>,
 }
 
+/// The start of the next window to emit when windows ending at or before `limit` may close:
+/// `next_start`, first moved ahead over a gap with no data (`first_pane`: the earliest pane
+/// held); `None` when no window with data is due. Shared by [`SlidingWindows`] and the group's
+/// aggregator.
+pub fn next_due_window(next_start: &mut Option<i64>, first_pane: Option<i64>, spec: &WindowSpec, limit: i64) -> Option<i64> {
+    loop {
+        let (start, first) = ((*next_start)?, first_pane?);
+        if start + spec.size_ms > limit {
+            return None;
+        }
+        if first >= start + spec.size_ms {
+            // Skip ahead over a gap with no data at all.
+            *next_start = Some(first - spec.size_ms + spec.slide_ms);
+            continue;
+        }
+        return Some(start);
+    }
+}
+
 /// The panes of one stream and which windows have been emitted.
 pub struct SlidingWindows {
     spec: WindowSpec,
@@ -120,16 +139,7 @@ impl SlidingWindows {
     fn emit_until(&mut self, limit: i64) -> Vec<ClosedProfile> {
         let (size, slide) = (self.spec.size_ms, self.spec.slide_ms);
         let mut closed = Vec::new();
-        while let Some(start) = self.next_start {
-            if start + size > limit || self.panes.is_empty() {
-                break;
-            }
-            // Skip ahead over a gap with no data at all.
-            let first_pane = *self.panes.keys().next().expect("not empty");
-            if first_pane >= start + size {
-                self.next_start = Some(first_pane - size + slide);
-                continue;
-            }
+        while let Some(start) = next_due_window(&mut self.next_start, self.panes.keys().next().copied(), &self.spec, limit) {
             let mut window: Option<WindowProfile> = None;
             for (_, p) in self.panes.range(start..start + size) {
                 match window.as_mut() {
