@@ -45,6 +45,9 @@ pub enum Applied {
 }
 
 impl Applied {
+    /// Every outcome.
+    pub const ALL: [Applied; 6] = [Applied::Accepted, Applied::Replaced, Applied::Duplicate, Applied::Late, Applied::OtherModel, Applied::State];
+
     /// Label value for metrics.
     pub fn as_str(self) -> &'static str {
         match self {

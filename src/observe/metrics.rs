@@ -297,6 +297,9 @@ impl Metrics {
         for reason in ["truncated", "omitted"] {
             let _ = self.dead_letters_reduced.get_or_create(&ReasonLabel { reason: reason.into() });
         }
+        for outcome in crate::drift::aggregate::Applied::ALL.iter().map(|a| a.as_str()).chain(["invalid"]) {
+            let _ = self.drift_profiles_read.get_or_create(&OutcomeLabel { outcome: outcome.into() });
+        }
         for o in crate::performance::LabelOutcome::ALL {
             let _ = self.labels.get_or_create(&OutcomeLabel { outcome: o.as_str().into() });
         }
