@@ -110,6 +110,12 @@ impl Engine {
         cc.remove("group.instance.id");
         let consumer: BaseConsumer<Assignments> =
             cc.create_with_context(Assignments { generation: generation.clone(), assigned: assigned.clone() }).map_err(|e| format!("creating the aggregator consumer: {e}"))?;
+        // One partition, so Kafka assigns it to exactly one member: one aggregator.
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(|e| format!("reading the partitions of {topic}: {e}"))?;
+        let partitions = metadata.topics().iter().map(|t| t.partitions().len()).sum::<usize>();
+        if partitions != 1 {
+            return Err(format!("topic `{topic}` (kafka.drift_profiles_topic) has {partitions} partitions; group drift aggregation needs exactly 1 (one aggregator). Recreate it with one partition (the engine creates it so)."));
+        }
         consumer.subscribe(&[&topic]).map_err(|e| format!("subscribing to {topic}: {e}"))?;
         let mut pc = cfg.producer_config();
         pc.remove("transactional.id");

@@ -280,6 +280,8 @@ impl Engine {
             summary: RunSummary::default(),
             threshold: self.config.model.threshold,
             clock_ms: (self.clock)(),
+            recent: Vec::new(),
+            last_active: std::collections::BTreeMap::new(),
         }
     }
 
@@ -396,6 +398,12 @@ pub struct Member<'a> {
     threshold: Option<f64>,
     /// The last wall-clock reading for the event-time bound (ms).
     clock_ms: i64,
+    /// Group drift aggregation: partitions read since the last progress tick, with the largest
+    /// event time of each (sampled or not), so a quiet partition's watermark and activity are
+    /// current even when few of its events are sampled.
+    recent: Vec<(i32, i64)>,
+    /// Group drift aggregation: wall time (ms) of the tick that last saw an event per partition.
+    last_active: std::collections::BTreeMap<i32, i64>,
 }
 
 impl Member<'_> {
@@ -747,6 +755,14 @@ impl Member<'_> {
     /// panes its partition's watermark seals (group).
     fn observe_drift<O: Outputs>(&mut self, message: &Incoming<'_>, score: &Score, out: &mut O) -> Result<(), O::Error> {
         let Some(drift) = &self.engine.drift else { return Ok(()) };
+        if self.engine.config.drift.aggregation == Aggregation::Group {
+            if let Some(t) = self.tx.event_time_ms {
+                match self.recent.iter_mut().find(|(p, _)| *p == message.partition) {
+                    Some((_, max)) => *max = (*max).max(t),
+                    None => self.recent.push((message.partition, t)),
+                }
+            }
+        }
         let due = self.tx.event_time_ms.is_none_or(|t| t >= drift.due_ms.load(Ordering::Relaxed));
         let sampled = in_sample(&self.tx, drift.sample_fraction);
         if !due && !sampled {
@@ -796,10 +812,15 @@ impl Member<'_> {
         let Some(drift) = &self.engine.drift else { return Ok(()) };
         let idle_ms = self.engine.config.drift.idle_partition_ms as i64;
         let now = (self.engine.clock)();
+        let recent = std::mem::take(&mut self.recent);
+        for &(p, _) in &recent {
+            self.last_active.insert(p, now);
+        }
         let (records, progress) = {
             let mut state = drift.state.lock().expect("drift lock");
             let DriftState::Group(g) = &mut *state else { return Ok(()) };
-            let mut sealed = Vec::new();
+            // Every event read moves its partition's watermark, sampled or not.
+            let mut sealed: Vec<SealedPane<PendingOutput>> = recent.iter().flat_map(|&(p, t)| g.panes.advance(p, t, self.index, now)).collect();
             for p in g.panes.owned_by(self.index) {
                 if !assigned.contains(&p) {
                     sealed.extend(g.panes.seal_partition(p));
@@ -807,8 +828,9 @@ impl Member<'_> {
                 }
             }
             let mut partitions = Vec::with_capacity(assigned.len());
+            self.last_active.retain(|p, _| assigned.contains(p));
             for &p in assigned {
-                let last = g.panes.last_event_ms(p);
+                let last = self.last_active.get(&p).copied().unwrap_or(i64::MIN).max(g.panes.last_event_ms(p));
                 let idle = (last == i64::MIN || now.saturating_sub(last) >= idle_ms) && caught_up(p);
                 if idle {
                     sealed.extend(g.panes.seal_partition(p));

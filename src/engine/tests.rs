@@ -797,6 +797,28 @@ mod group {
     }
 
     #[test]
+    fn a_quiet_partitions_progress_counts_every_event_not_only_the_sampled_ones() {
+        let mut c = group_config();
+        c.drift.sample_fraction = 0.05;
+        let e = engine(c);
+        let mut m = e.member();
+        let mut out = Collect::default();
+        let txs = events(200, 100.0);
+        let newest = txs.iter().map(|t| crate::time::parse_rfc3339_ms(&t.event_time).unwrap()).max().unwrap();
+        for (i, t) in txs.iter().enumerate() {
+            m.handle(&message(&json(t), Some(b"acct"), 0, i as i64, None), &mut out).unwrap();
+        }
+        // Caught up: but events were read since the last tick, so not idle.
+        m.drift_tick(&[0], |_| true, &mut out).unwrap();
+        let progress = out.of(OutputKind::DriftProfile).iter().find_map(|r| match ProfileRecord::from_bytes(&r.payload).unwrap() {
+            ProfileRecord::Progress(p) => Some(p),
+            _ => None,
+        });
+        let p = progress.expect("a progress record").partitions[0];
+        assert_eq!((p.partition, p.watermark_ms, p.idle), (0, newest, false), "the newest event time (lateness 0), sampled or not; active, so not idle");
+    }
+
+    #[test]
     fn a_silent_partition_is_waited_for_until_the_instance_timeout_and_named() {
         let txs = events(3_000, 100.0);
         let payloads: Vec<Vec<u8>> = txs.iter().map(json).collect();
