@@ -788,8 +788,7 @@ impl Member<'_> {
                             m.drift_late_events.inc();
                         }
                     }
-                    let now = (self.engine.clock)();
-                    (Vec::new(), g.panes.advance(p, t, self.index, now).into_iter().map(|s| g.record(s, &drift.instance)).collect::<Vec<_>>())
+                    (Vec::new(), g.panes.advance(p, t, self.index).into_iter().map(|s| g.record(s, &drift.instance)).collect::<Vec<_>>())
                 }
             };
             drift.due_ms.store(state.due_ms(), Ordering::Relaxed);
@@ -820,7 +819,7 @@ impl Member<'_> {
             let mut state = drift.state.lock().expect("drift lock");
             let DriftState::Group(g) = &mut *state else { return Ok(()) };
             // Every event read moves its partition's watermark, sampled or not.
-            let mut sealed: Vec<SealedPane<PendingOutput>> = recent.iter().flat_map(|&(p, t)| g.panes.advance(p, t, self.index, now)).collect();
+            let mut sealed: Vec<SealedPane<PendingOutput>> = recent.iter().flat_map(|&(p, t)| g.panes.advance(p, t, self.index)).collect();
             for p in g.panes.owned_by(self.index) {
                 if !assigned.contains(&p) {
                     sealed.extend(g.panes.seal_partition(p));
@@ -830,7 +829,7 @@ impl Member<'_> {
             let mut partitions = Vec::with_capacity(assigned.len());
             self.last_active.retain(|p, _| assigned.contains(p));
             for &p in assigned {
-                let last = self.last_active.get(&p).copied().unwrap_or(i64::MIN).max(g.panes.last_event_ms(p));
+                let last = self.last_active.get(&p).copied().unwrap_or(i64::MIN);
                 let idle = (last == i64::MIN || now.saturating_sub(last) >= idle_ms) && caught_up(p);
                 if idle {
                     sealed.extend(g.panes.seal_partition(p));

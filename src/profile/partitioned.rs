@@ -59,8 +59,6 @@ struct OpenPane<H> {
 #[derive(Debug)]
 struct PartitionState<H> {
     watermark: i64,
-    /// Wall clock (ms) of the partition's last event.
-    last_event_ms: i64,
     /// The engine member (worker) that read it last: the one that publishes its panes.
     owner: usize,
     /// One past the largest sampled offset profiled: an event below it was read again (the
@@ -127,7 +125,7 @@ impl<H> PartitionedPanes<H> {
         }
         let slide = self.slide_ms;
         let pane = t_ms.div_euclid(slide) * slide;
-        let part = self.parts.entry(partition).or_insert_with(|| PartitionState { watermark: i64::MIN, last_event_ms: i64::MIN, owner: 0, next_offset: i64::MIN, panes: BTreeMap::new() });
+        let part = self.parts.entry(partition).or_insert_with(|| PartitionState { watermark: i64::MIN, owner: 0, next_offset: i64::MIN, panes: BTreeMap::new() });
         let open = part.panes.entry(pane).or_insert_with(|| OpenPane { profile: WindowProfile::new(reference, pane, pane + slide), first_offset: offset, last_offset: offset, holds: Vec::new() });
         open.profile.observe(layout, tx, score);
         open.first_offset = open.first_offset.min(offset);
@@ -137,13 +135,12 @@ impl<H> PartitionedPanes<H> {
         true
     }
 
-    /// Moves `partition`'s watermark for an event at `t_ms` read by `member` at wall time
-    /// `now_ms`; returns the panes it seals, oldest first.
-    pub fn advance(&mut self, partition: i32, t_ms: i64, member: usize, now_ms: i64) -> Vec<SealedPane<H>> {
+    /// Moves `partition`'s watermark for an event at `t_ms` read by `member`; returns the panes
+    /// it seals, oldest first.
+    pub fn advance(&mut self, partition: i32, t_ms: i64, member: usize) -> Vec<SealedPane<H>> {
         let lateness = self.lateness_ms;
-        let part = self.parts.entry(partition).or_insert_with(|| PartitionState { watermark: i64::MIN, last_event_ms: i64::MIN, owner: member, next_offset: i64::MIN, panes: BTreeMap::new() });
+        let part = self.parts.entry(partition).or_insert_with(|| PartitionState { watermark: i64::MIN, owner: member, next_offset: i64::MIN, panes: BTreeMap::new() });
         part.watermark = part.watermark.max(t_ms.saturating_sub(lateness));
-        part.last_event_ms = now_ms;
         part.owner = member;
         let limit = part.watermark;
         self.seal(partition, |start, slide| start + slide <= limit)
@@ -152,11 +149,6 @@ impl<H> PartitionedPanes<H> {
     /// The partition's watermark (`i64::MIN` when unknown).
     pub fn watermark(&self, partition: i32) -> i64 {
         self.parts.get(&partition).map_or(i64::MIN, |p| p.watermark)
-    }
-
-    /// Wall time (ms) of the partition's last event (`i64::MIN` when none).
-    pub fn last_event_ms(&self, partition: i32) -> i64 {
-        self.parts.get(&partition).map_or(i64::MIN, |p| p.last_event_ms)
     }
 
     /// Seals every open pane of `partition` (idle, revoked, shutting down).
