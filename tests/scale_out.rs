@@ -31,6 +31,17 @@ fn event_times(events: &[Vec<u8>]) -> Vec<i64> {
     events.iter().map(|e| driftwatch::time::parse_rfc3339_ms(serde_json::from_slice::<Value>(e).unwrap()["event_time"].as_str().unwrap()).unwrap()).collect()
 }
 
+/// A drifting stream, its event times, the window ends it must produce, and a fresh
+/// `PARTITIONS`-partition topic for it.
+fn scenario(rows: usize, seed: u64) -> (Vec<Vec<u8>>, Vec<i64>, Vec<i64>, String) {
+    let events = stream(rows, seed);
+    let times = event_times(&events);
+    let ends = expected_ends(&times);
+    let transactions = unique("tx");
+    create_topic(&transactions, PARTITIONS);
+    (events, times, ends, transactions)
+}
+
 /// Window ends the stream must produce: every slide boundary after the first event whose
 /// window has closed by the last event's watermark.
 fn expected_ends(times: &[i64]) -> Vec<i64> {
@@ -143,11 +154,7 @@ fn check_rows(run: &str, reports: &BTreeMap<i64, Vec<&Value>>, times: &[i64]) {
 
 #[test]
 fn three_instances_in_one_group_give_the_verdicts_of_one_once_per_window() {
-    let events = stream(14_000, 31);
-    let times = event_times(&events);
-    let ends = expected_ends(&times);
-    let transactions = unique("tx");
-    create_topic(&transactions, PARTITIONS);
+    let (events, times, ends, transactions) = scenario(14_000, 31);
 
     // Three instances holding partitions before the stream is written (else the first to join reads it all).
     let three = Outputs::new();
@@ -215,11 +222,7 @@ fn three_instances_in_one_group_give_the_verdicts_of_one_once_per_window() {
 
 #[test]
 fn killing_the_aggregator_mid_window_loses_no_window_and_counts_no_event_twice() {
-    let events = stream(16_000, 32);
-    let times = event_times(&events);
-    let ends = expected_ends(&times);
-    let transactions = unique("tx");
-    create_topic(&transactions, PARTITIONS);
+    let (events, times, ends, transactions) = scenario(16_000, 32);
     let o = Outputs::new();
     let mut instances: Vec<Option<EngineProcess>> = (0..3).map(|i| Some(start(&transactions, &o, &format!("instance {i}")))).collect();
     all_assigned(&instances.iter().flatten().collect::<Vec<_>>());

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
 use super::core::Engine;
+use super::kafka::send_with_backpressure;
 use crate::drift::aggregate::{Aggregator, Applied};
 use crate::drift::online::ClosedWindow;
 use crate::message::profile::ProfileRecord;
@@ -119,7 +120,7 @@ impl Engine {
         consumer.subscribe(&[&topic]).map_err(|e| format!("subscribing to {topic}: {e}"))?;
         let mut pc = cfg.producer_config();
         pc.remove("transactional.id");
-        let producer: BaseProducer<Deliveries> = pc.create_with_context(Deliveries::default()).map_err(|e| format!("creating the aggregator producer: {e}"))?;
+        let producer: ThreadedProducer<Deliveries> = pc.create_with_context(Deliveries::default()).map_err(|e| format!("creating the aggregator producer: {e}"))?;
         let timeout = cfg.drift.instance_timeout_ms as i64;
         let mut seen_generation = 0;
         let mut aggregator: Option<Aggregator> = None;
@@ -190,7 +191,7 @@ impl Engine {
 
     /// Publishes windows and then a checkpoint, retrying until every record is acknowledged
     /// (or `stop`).
-    fn publish_aggregated(&self, producer: &BaseProducer<Deliveries>, topic: &str, closed: &[ClosedWindow], a: &Aggregator, stop: &AtomicBool) -> Result<(), String> {
+    fn publish_aggregated(&self, producer: &ThreadedProducer<Deliveries>, topic: &str, closed: &[ClosedWindow], a: &Aggregator, stop: &AtomicBool) -> Result<(), String> {
         let serving = self.current_pipeline().artifact().model.version.clone();
         let mut records = Vec::new();
         for w in closed {
@@ -203,13 +204,13 @@ impl Engine {
         loop {
             producer.context().failed.store(0, Ordering::Relaxed);
             for (_, t, key, payload) in &records {
-                send(producer, BaseRecord::with_opaque_to(t, Box::new(false)).key(key.as_bytes()).payload(payload))?;
+                send_with_backpressure(producer, BaseRecord::with_opaque_to(t, Box::new(false)).key(key.as_bytes()).payload(payload)).map_err(|(e, to)| format!("producing a drift output to {to}: {e}"))?;
             }
             // Every window's outputs are acknowledged before the checkpoint says they are out.
             let flushed = producer.flush(Duration::from_secs(30));
             if flushed.is_ok() && producer.context().failed.load(Ordering::Relaxed) == 0 {
                 if let Some(c) = &checkpoint {
-                    send(producer, BaseRecord::with_opaque_to(topic, Box::new(true)).key(name.as_bytes()).payload(c))?;
+                    send_with_backpressure(producer, BaseRecord::with_opaque_to(topic, Box::new(true)).key(name.as_bytes()).payload(c)).map_err(|(e, to)| format!("producing the aggregator's checkpoint to {to}: {e}"))?;
                     let _ = producer.flush(Duration::from_secs(30));
                 }
                 return Ok(());
@@ -220,20 +221,6 @@ impl Engine {
             warn!(message = "Drift outputs not acknowledged; publishing them again.", retry_in_ms = backoff.as_millis() as u64);
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
-    }
-}
-
-/// Produces, waiting while the queue is full.
-fn send(producer: &BaseProducer<Deliveries>, mut record: BaseRecord<'_, [u8], [u8], Box<bool>>) -> Result<(), String> {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                producer.poll(Duration::from_millis(10));
-            }
-            Err((e, _)) => return Err(format!("producing a drift output: {e}")),
         }
     }
 }
