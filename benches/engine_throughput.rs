@@ -21,6 +21,7 @@
 //! `BENCH_COMPARE_BIN=/path/to/other/driftwatch` adds that binary (1 worker, drift on) as one
 //! more variant: a before/after comparison in one sitting on the same loaded topic
 //! (`BENCH_COMPARE_MODEL`: the artifact that binary reads, when the format moved on since).
+//! `BENCH_LOAD_ONLY=1` loads the topic, prints its name and stops (to profile one process by hand).
 //! `BENCH_EXTRA_MODEL=ARTIFACT` adds this engine with another artifact (e.g. an imported one).
 
 use std::path::Path;
@@ -221,6 +222,11 @@ fn main() {
     }
     producer.flush(Duration::from_secs(120)).unwrap();
     eprintln!("loaded {n} events ({:.0} MB) into {topic} in {:.1} s", bytes as f64 / 1e6, loading.elapsed().as_secs_f64());
+    if std::env::var("BENCH_LOAD_ONLY").is_ok() {
+        // For profiling one process by hand (perf record … driftwatch run) on the loaded topic.
+        println!("{topic}");
+        return;
+    }
 
     let me = std::env::current_exe().unwrap();
     let target = std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));

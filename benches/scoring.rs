@@ -1,4 +1,5 @@
-//! Scoring hot path: (a) score an already-decoded transaction, (b) decode JSON and score.
+//! Scoring hot path: (a) score an already-decoded transaction, (b) decode JSON and score, (c)
+//! each JSON decoder alone (simd-json, the engine's; serde_json, the reference).
 //!
 //! `cargo bench --bench scoring`; uses the shipped demo model and generated events. With
 //! `DRIFTWATCH_BENCH_IMPORTED=ARTIFACT` (an artifact from `driftwatch import`; `scripts/bench-import`
@@ -48,6 +49,21 @@ fn cases(c: &mut Criterion, name: &str, pipeline: &Pipeline, reasons: bool) {
             j = (j + 1) & 4095;
             pipeline.decode_into(black_box(&events[j]), &mut tx).unwrap();
             black_box(pipeline.score(&tx))
+        })
+    });
+    // Each decoder alone, side by side: simd-json (the engine's) and serde_json (the reference).
+    let mut k = 0;
+    group.bench_function(format!("decode_simd_{mean_len}B"), |b| {
+        b.iter(|| {
+            k = (k + 1) & 4095;
+            pipeline.decode_into(black_box(&events[k]), &mut tx).unwrap();
+        })
+    });
+    let mut k = 0;
+    group.bench_function(format!("decode_serde_json_{mean_len}B"), |b| {
+        b.iter(|| {
+            k = (k + 1) & 4095;
+            pipeline.decode_into_serde(black_box(&events[k]), &mut tx).unwrap();
         })
     });
     if reasons {

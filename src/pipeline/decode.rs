@@ -1,6 +1,17 @@
-//! The streaming JSON decoder: one event's bytes straight into a reusable [`Transaction`] in
+//! The per-event JSON decoder: one event's bytes straight into a reusable [`Transaction`] in
 //! the pipeline's column order (no intermediate `Value`, no allocation once buffers are warm),
 //! with every refusal classified ([`DecodeError::reason`], the dead-letter reason).
+//!
+//! [`Pipeline::decode_into`] parses with simd-json (its tape, SIMD stage 1 with runtime CPU
+//! detection: AVX2, SSE4.2 or portable code, no `target-cpu` needed) and matches keys against
+//! the previous event's key order before the field table. [`Pipeline::decode_into_serde`] is the
+//! same decoder over serde_json's streaming parser: the reference the tests compare with (same
+//! transaction, same error classification on every input) and the bench's "before".
+//!
+//! Classification, the same for both: bytes that are not one JSON value (also when a field
+//! before the break was wrong) are `not_json`; a JSON value that is not an object is
+//! `not_object`; then the first wrong field in document order (`wrong_type`,
+//! `bad_timestamp`); then `missing_field`.
 
 use std::fmt;
 
@@ -61,6 +72,58 @@ impl Pipeline {
     /// Unknown fields are ignored; feature fields may be absent or null (they are imputed);
     /// the id, key and timestamp columns, when the pipeline has them, are required.
     pub fn decode_into(&self, bytes: &[u8], tx: &mut Transaction) -> Result<(), DecodeError> {
+        // Where simd-json is more lenient than serde_json, the reference decides (both rare):
+        // a lone surrogate escape (`\uD800`), and control bytes other than JSON's whitespace
+        // (simd-json takes some after a number; valid JSON has none, even inside strings).
+        // The first test of each is one vectorised pass; the exact one runs only if it hits.
+        let control = bytes.iter().fold(false, |any, &b| any | (b < 0x20));
+        if (control && bytes.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')))
+            || (bytes.contains(&b'\\') && bytes.windows(3).any(|w| w[0] == b'\\' && w[1] == b'u' && w[2] | 0x20 == b'd'))
+        {
+            return self.decode_into_serde(bytes, tx);
+        }
+        self.clear_for_decode(bytes, tx);
+        // The parser's buffers leave the transaction while the tape borrows them (a move, no
+        // allocation: `JsonSlot` is an Option).
+        let mut json = tx.json.0.take().unwrap_or_default();
+        let result = self.decode_simd(bytes, tx, &mut json);
+        tx.json.0 = Some(json);
+        match result {
+            Ok(seen) => self.check_required(tx, seen),
+            // simd-json refuses what serde_json reads as JSON (a number beyond f64 in a field
+            // the pipeline ignores): the reference decides, as before.
+            Err(DecodeError::NotJson(_)) if serde_json::from_slice::<IgnoredAny>(bytes).is_ok() => self.decode_into_serde(bytes, tx),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Pipeline::decode_into`] over serde_json's streaming parser: the reference the SIMD
+    /// decoder is tested against, and the bench's baseline. Same results, same errors.
+    pub fn decode_into_serde(&self, bytes: &[u8], tx: &mut Transaction) -> Result<(), DecodeError> {
+        self.clear_for_decode(bytes, tx);
+        let mut scratch = std::mem::take(&mut tx.scratch);
+        let mut state = DecodeState { pipeline: self, tx, error: None, seen_id: false, seen_key: false };
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let result = EventSeed(&mut state, &mut scratch).deserialize(&mut de).and_then(|()| de.end());
+        let (error, seen) = (state.error.take(), [state.seen_id, state.seen_key]);
+        tx.scratch = scratch;
+        match result {
+            // Broken JSON is `not_json` whatever came before the break.
+            Err(e) if !e.is_data() => return Err(DecodeError::NotJson(e.to_string())),
+            // Not an object: `not_object` if the rest is JSON at all.
+            Err(_) => return Err(match serde_json::from_slice::<IgnoredAny>(bytes) {
+                Err(e) => DecodeError::NotJson(e.to_string()),
+                Ok(_) => DecodeError::NotObject,
+            }),
+            Ok(()) => {}
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        self.check_required(tx, seen)
+    }
+
+    fn clear_for_decode(&self, bytes: &[u8], tx: &mut Transaction) {
         tx.id.clear();
         tx.key.clear();
         tx.event_time_ms = None;
@@ -71,29 +134,138 @@ impl Pipeline {
         for c in &mut tx.categorical {
             c.present = false;
         }
-        let mut state = DecodeState { pipeline: self, tx, error: None, seen_id: false, seen_key: false };
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let result = EventSeed(&mut state).deserialize(&mut de).and_then(|()| de.end());
-        if let Some(e) = state.error.take() {
-            return Err(e);
-        }
-        if let Err(e) = result {
-            return Err(if e.is_data() { DecodeError::NotObject } else { DecodeError::NotJson(e.to_string()) });
-        }
+    }
+
+    /// The id, key and timestamp columns the pipeline has must have been seen (not null).
+    fn check_required(&self, tx: &Transaction, [seen_id, seen_key]: [bool; 2]) -> Result<(), DecodeError> {
         let cols = &self.artifact.columns;
-        if let (Some(name), false) = (&cols.id, state.seen_id) {
+        if let (Some(name), false) = (&cols.id, seen_id) {
             return Err(DecodeError::MissingField(name.clone()));
         }
-        if let (Some(name), false) = (&cols.key, state.seen_key) {
+        if let (Some(name), false) = (&cols.key, seen_key) {
             return Err(DecodeError::MissingField(name.clone()));
         }
-        if let (Some(name), None) = (&cols.timestamp, state.tx.event_time_ms) {
+        if let (Some(name), None) = (&cols.timestamp, tx.event_time_ms) {
             return Err(DecodeError::MissingField(name.clone()));
         }
         Ok(())
     }
 
+    /// Parses and assigns; returns whether the id and key were seen.
+    fn decode_simd(&self, bytes: &[u8], tx: &mut Transaction, json: &mut JsonScratch) -> Result<[bool; 2], DecodeError> {
+        json.input.clear();
+        json.input.extend_from_slice(bytes);
+        let mut tape = std::mem::replace(&mut json.tape, simd_json::Tape(Vec::new())).reset();
+        let result = match simd_json::fill_tape(&mut json.input, &mut json.buffers, &mut tape) {
+            // serde_json's message (line and column) for the dead letter, as before.
+            Err(e) => Err(DecodeError::NotJson(serde_json::from_slice::<IgnoredAny>(bytes).err().map_or_else(|| e.to_string(), |e| e.to_string()))),
+            // The reference decides (below) when a long number may hide trailing bytes.
+            Ok(()) if !long_numbers_end_cleanly(bytes, json.buffers.structural_indexes()) => Err(DecodeError::NotJson(String::new())),
+            Ok(()) => self.walk_tape(&tape.0, tx, &mut json.keys),
+        };
+        json.tape = tape.reset();
+        result
+    }
+
+    /// Assigns the top-level fields of a parsed event, in document order; stops at the first
+    /// wrong one.
+    fn walk_tape(&self, nodes: &[simd_json::Node<'_>], tx: &mut Transaction, keys: &mut Vec<(String, Option<FieldRoles>)>) -> Result<[bool; 2], DecodeError> {
+        use simd_json::{Node, StaticNode};
+        let Some(&Node::Object { len, .. }) = nodes.first() else { return Err(DecodeError::NotObject) };
+        let mut state = DecodeState { pipeline: self, tx, error: None, seen_id: false, seen_key: false };
+        let mut at = 1;
+        for k in 0..len {
+            let (Some(&Node::String(key)), Some(value)) = (nodes.get(at), nodes.get(at + 1)) else {
+                return Err(DecodeError::NotJson("malformed parser tape".into()));
+            };
+            at += 1;
+            let scalar = match *value {
+                Node::String(s) => Scalar::Str(s),
+                Node::Static(StaticNode::Null) => Scalar::Null,
+                Node::Static(StaticNode::Bool(b)) => Scalar::Bool(b),
+                Node::Static(StaticNode::I64(v)) => Scalar::Num(v as f64),
+                Node::Static(StaticNode::U64(v)) => Scalar::Num(v as f64),
+                Node::Static(StaticNode::F64(v)) => Scalar::Num(v),
+                Node::Object { .. } | Node::Array { .. } => Scalar::Nested,
+            };
+            at += match *value {
+                Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+                _ => 1,
+            };
+            // Producers write their keys in one order: the previous event's key at this
+            // position usually matches and saves hashing it.
+            let roles = match keys.get_mut(k) {
+                Some((seen, roles)) if seen.as_str() == key => *roles,
+                slot => {
+                    let roles = self.fields.get(key).copied();
+                    match slot {
+                        Some((seen, cached)) => {
+                            seen.clear();
+                            seen.push_str(key);
+                            *cached = roles;
+                        }
+                        None => keys.push((key.to_string(), roles)),
+                    }
+                    roles
+                }
+            };
+            if let Some(roles) = roles {
+                state.assign(key, roles, scalar)?;
+            }
+        }
+        Ok([state.seen_id, state.seen_key])
+    }
 }
+
+/// simd-json 0.17 does not check what follows a number of 18 or more digits (an integer beyond
+/// its fast path, a float with 19 significant digits): `1000000000000.000000#` passes. Such a
+/// number spans at least 18 bytes up to the next structural character; for those spans (one
+/// subtraction per structural otherwise) check that the number is followed by whitespace only.
+fn long_numbers_end_cleanly(bytes: &[u8], structurals: &[u32]) -> bool {
+    structurals.windows(2).all(|w| {
+        let (start, end) = (w[0] as usize, (w[1] as usize).min(bytes.len()));
+        if end.saturating_sub(start) < 18 || !matches!(bytes.get(start), Some(b'-' | b'0'..=b'9')) {
+            return true;
+        }
+        let span = &bytes[start..end];
+        let number = span.iter().take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
+        span[number..].iter().all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+    })
+}
+
+/// Where a [`Transaction`] keeps its [`JsonScratch`] between events.
+#[derive(Default)]
+pub(crate) struct JsonSlot(Option<JsonScratch>);
+
+impl Clone for JsonSlot {
+    /// Buffers are per transaction: a clone starts without.
+    fn clone(&self) -> Self {
+        JsonSlot(None)
+    }
+}
+
+impl fmt::Debug for JsonSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JsonSlot")
+    }
+}
+
+/// simd-json's reusable buffers, so decoding does not allocate.
+struct JsonScratch {
+    /// The event's bytes (simd-json unescapes strings in place).
+    input: Vec<u8>,
+    buffers: simd_json::Buffers,
+    tape: simd_json::Tape<'static>,
+    /// The previous event's keys in order, each with its roles (None: not a pipeline field).
+    keys: Vec<(String, Option<FieldRoles>)>,
+}
+
+impl Default for JsonScratch {
+    fn default() -> Self {
+        JsonScratch { input: Vec::new(), buffers: simd_json::Buffers::default(), tape: simd_json::Tape(Vec::new()), keys: Vec::new() }
+    }
+}
+
 
 // ---- streaming JSON decoding -------------------------------------------------------------
 
@@ -106,7 +278,8 @@ struct DecodeState<'p, 't> {
     seen_key: bool,
 }
 
-struct EventSeed<'s, 'p, 't>(&'s mut DecodeState<'p, 't>);
+/// The event object; string values go through the scratch buffer.
+struct EventSeed<'s, 'p, 't>(&'s mut DecodeState<'p, 't>, &'s mut String);
 
 impl<'de> DeserializeSeed<'de> for EventSeed<'_, '_, '_> {
     type Value = ();
@@ -121,13 +294,13 @@ impl<'de> Visitor<'de> for EventSeed<'_, '_, '_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let state = self.0;
+        let (state, scratch) = (self.0, self.1);
         while let Some(roles) = map.next_key_seed(KeySeed(&state.pipeline.fields))? {
             let Some((name, roles)) = roles else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            let scalar = map.next_value_seed(ScalarSeed(&mut state.tx.scratch))?;
+            let scalar = map.next_value_seed(ScalarSeed(scratch))?;
             if state.error.is_none() {
                 if let Err(e) = state.assign(name, roles, scalar) {
                     state.error = Some(e);
@@ -157,64 +330,65 @@ impl<'de, 'f> Visitor<'de> for KeySeed<'f> {
     }
 }
 
-/// A JSON scalar; strings are left in the transaction's scratch buffer.
-enum Scalar {
+/// A field's JSON value, as far as decoding needs it.
+enum Scalar<'a> {
     Null,
     Num(f64),
     Bool(bool),
-    Str,
+    Str(&'a str),
     Nested,
 }
 
+/// One value; a string is copied to the scratch buffer (it may have been unescaped there).
 struct ScalarSeed<'s>(&'s mut String);
 
-impl<'de> DeserializeSeed<'de> for ScalarSeed<'_> {
-    type Value = Scalar;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
+impl<'de, 's> DeserializeSeed<'de> for ScalarSeed<'s> {
+    type Value = Scalar<'s>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalar<'s>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ScalarSeed<'_> {
-    type Value = Scalar;
+impl<'de, 's> Visitor<'de> for ScalarSeed<'s> {
+    type Value = Scalar<'s>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar<'s>, E> {
         Ok(Scalar::Null)
     }
-    fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+    fn visit_none<E: de::Error>(self) -> Result<Scalar<'s>, E> {
         Ok(Scalar::Null)
     }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar<'s>, E> {
         Ok(Scalar::Bool(v))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar<'s>, E> {
         Ok(Scalar::Num(v))
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<'s>, E> {
         Ok(Scalar::Num(v as f64))
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<'s>, E> {
         Ok(Scalar::Num(v as f64))
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar<'s>, E> {
         self.0.clear();
         self.0.push_str(v);
-        Ok(Scalar::Str)
+        Ok(Scalar::Str(self.0.as_str()))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'s>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Scalar::Nested)
     }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'s>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Scalar::Nested)
     }
 }
 
 impl DecodeState<'_, '_> {
-    fn assign(&mut self, name: &str, roles: FieldRoles, value: Scalar) -> Result<(), DecodeError> {
+    fn assign(&mut self, name: &str, roles: FieldRoles, value: Scalar<'_>) -> Result<(), DecodeError> {
         let wrong = |expected| DecodeError::WrongType { field: name.to_string(), expected };
         if let Scalar::Nested = value {
             return Err(wrong(if roles.numeric.is_some() { "a number" } else { "a string or number" }));
@@ -222,21 +396,21 @@ impl DecodeState<'_, '_> {
         let tx = &mut *self.tx;
         let null = matches!(value, Scalar::Null);
         // Text form of the value for id/key/category roles, written into `dst`.
-        let write_text = |dst: &mut String, scratch: &str, value: &Scalar| {
+        let write_text = |dst: &mut String, value: &Scalar<'_>| {
             dst.clear();
             match value {
-                Scalar::Str => dst.push_str(scratch),
+                Scalar::Str(s) => dst.push_str(s),
                 Scalar::Num(v) => dst.push_str(&format_category_number(*v)),
                 Scalar::Bool(b) => dst.push_str(if *b { "true" } else { "false" }),
                 Scalar::Null | Scalar::Nested => {}
             }
         };
         if roles.id && !null {
-            write_text(&mut tx.id, &tx.scratch, &value);
+            write_text(&mut tx.id, &value);
             self.seen_id = true;
         }
         if roles.key && !null {
-            write_text(&mut tx.key, &tx.scratch, &value);
+            write_text(&mut tx.key, &value);
             self.seen_key = true;
         }
         if roles.timestamp && !null {
@@ -244,7 +418,7 @@ impl DecodeState<'_, '_> {
             let bad = |value: String| DecodeError::BadTimestamp { field: name.to_string(), value };
             tx.event_time_ms = Some(match value {
                 Scalar::Num(v) => crate::time::epoch_to_ms(v, unit).ok_or_else(|| bad(v.to_string()))?,
-                Scalar::Str => crate::time::parse_event_time(&tx.scratch, unit).ok_or_else(|| bad(tx.scratch.clone()))?,
+                Scalar::Str(s) => crate::time::parse_event_time(s, unit).ok_or_else(|| bad(s.to_string()))?,
                 _ => return Err(wrong("an RFC 3339 string or an epoch number")),
             });
         }
@@ -259,9 +433,8 @@ impl DecodeState<'_, '_> {
         if let Some(i) = roles.categorical {
             let slot = &mut tx.categorical[usize::from(i)];
             slot.present = !null;
-            write_text(&mut slot.text, &tx.scratch, &value);
+            write_text(&mut slot.text, &value);
         }
         Ok(())
     }
 }
-

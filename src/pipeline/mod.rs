@@ -46,6 +46,8 @@ pub struct Transaction {
     pub content_hash: u64,
     /// Scratch for strings that arrive escaped, so decoding does not allocate.
     scratch: String,
+    /// The SIMD parser's buffers.
+    json: decode::JsonSlot,
 }
 
 /// A categorical value that keeps its buffer when absent, so decoding can reuse it.

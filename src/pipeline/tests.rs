@@ -266,3 +266,85 @@ fn event_times_in_every_common_unit_decode_and_train_reads_them_the_same_way() {
         assert_eq!(tx.event_time_ms, want, "row {row}");
     }
 }
+
+/// The SIMD decoder against serde_json's (the reference): on valid, odd and broken events alike,
+/// the same transaction or the same refusal.
+#[test]
+fn the_simd_decoder_decodes_and_refuses_exactly_as_the_serde_json_reference() {
+    use proptest::prelude::*;
+    let p = Pipeline::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/demo.json"))).unwrap();
+    let a = p.artifact();
+    let mut names: Vec<String> = [&a.columns.id, &a.columns.key, &a.columns.timestamp].into_iter().flatten().cloned().collect();
+    names.extend(a.features.numeric.iter().map(|f| f.name.clone()));
+    names.extend(a.features.categorical.iter().map(|f| f.name.clone()));
+    // Unknown keys, an escaped spelling of a known one, non-ASCII.
+    names.extend(["extra", "amo\\u0075nt", "pa\u{ef}s", "\\ud83d\\ude00"].map(String::from));
+    let value = prop_oneof![
+        "\"[a-zA-Z0-9 é€]{0,12}\"",
+        Just("\"a\\\"b\\\\c\\/d\\n\\u00e9\\ud83d\\ude00\"".to_string()),
+        Just("\"\\ud800\"".to_string()),
+        Just("\"tab\there\"".to_string()),
+        "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,18})?([eE][+-]?[0-9]{1,3})?",
+        Just("01".to_string()),
+        Just("1.".to_string()),
+        Just("-".to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("-9223372036854775809".to_string()),
+        "\"(19|20|99)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T[0-2][0-9]:[0-5][0-9]:[0-6][0-9](\\.[0-9]{1,9})?(Z|[+-][01][0-9]:[0-5][0-9])\"",
+        "1[0-9]{9,18}",
+        Just("true".to_string()),
+        Just("false".to_string()),
+        Just("null".to_string()),
+        Just("{\"a\":[1,{\"b\":2}],\"c\":\"d\"}".to_string()),
+        Just("[]".to_string()),
+        Just("[1,2,".to_string()),
+        Just("tru".to_string()),
+    ];
+    let field = (0..names.len(), value, "[ \\t\\n]{0,2}");
+    // How the object is damaged: 0 not at all, 1 cut short, 2 trailing bytes, 3 one byte
+    // changed, 4 wrapped in an array, 5 a bare value.
+    // (6 to 15: undamaged.)
+    let damage = (0..16u8, any::<prop::sample::Index>(), any::<u8>());
+    // A valid event first (its fields may then be overridden by the random ones).
+    let base = r#""transaction_id":"tx-1","account_id":"acct-7","event_time":"2026-01-05T00:00:00.250Z","amount":12.5"#;
+    let checked = [std::cell::Cell::new(0usize), std::cell::Cell::new(0)];
+    let (reference, simd) = (std::cell::RefCell::new(p.new_transaction()), std::cell::RefCell::new(p.new_transaction()));
+    proptest!(ProptestConfig::with_cases(20_000), |(fields in prop::collection::vec(field, 0..6), (how, at, byte) in damage, with_base in any::<bool>())| {
+        let mut body: Vec<String> = fields.iter().map(|(k, v, ws)| format!("{ws}\"{}\"{ws}:{ws}{v}", names[*k])).collect();
+        if with_base {
+            body.insert(0, base.to_string());
+        }
+        let object = format!("{{{}}}", body.join(","));
+        let mut bytes = object.clone().into_bytes();
+        match how {
+            1 => bytes.truncate(at.index(bytes.len())),
+            2 => bytes.extend_from_slice(b" x"),
+            3 => { let i = at.index(bytes.len()); bytes[i] = byte; }
+            4 => bytes = format!("[{object}]").into_bytes(),
+            5 => bytes = fields.first().map_or(b"42".to_vec(), |f| f.1.clone().into_bytes()),
+            _ => {}
+        }
+        let (mut reference, mut simd) = (reference.borrow_mut(), simd.borrow_mut());
+        let want = p.decode_into_serde(&bytes, &mut reference);
+        let got = p.decode_into(&bytes, &mut simd);
+        prop_assert_eq!(got.as_ref().map_err(DecodeError::reason), want.as_ref().map_err(DecodeError::reason), "{:?}", String::from_utf8_lossy(&bytes));
+        if let (Err(g), Err(w)) = (&got, &want) {
+            if !matches!(w, DecodeError::NotJson(_)) {
+                prop_assert_eq!(g, w, "same field, same message: {}", String::from_utf8_lossy(&bytes));
+            }
+        }
+        if want.is_ok() {
+            prop_assert_eq!((&simd.id, &simd.key, simd.event_time_ms), (&reference.id, &reference.key, reference.event_time_ms));
+            // Bit for bit, except that `-0` may read as -0.0 or 0.0 (it scores the same).
+            let bits = |t: &Transaction| t.numeric.iter().map(|v| (v + 0.0).to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&simd), bits(&reference), "{}", String::from_utf8_lossy(&bytes));
+            let cats = |t: &Transaction| t.categorical.iter().map(|c| c.get().map(str::to_string)).collect::<Vec<_>>();
+            prop_assert_eq!(cats(&simd), cats(&reference));
+        }
+        let seen = &checked[usize::from(want.is_ok())];
+        seen.set(seen.get() + 1);
+    });
+    // Both outcomes were exercised (a strategy that only produced refusals would prove little).
+    let [refused, decoded] = checked.map(|c| c.get());
+    assert!(refused > 1000 && decoded > 1000, "refused {refused}, decoded {decoded}");
+}
