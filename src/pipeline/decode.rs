@@ -72,14 +72,9 @@ impl Pipeline {
     /// Unknown fields are ignored; feature fields may be absent or null (they are imputed);
     /// the id, key and timestamp columns, when the pipeline has them, are required.
     pub fn decode_into(&self, bytes: &[u8], tx: &mut Transaction) -> Result<(), DecodeError> {
-        // Where simd-json is more lenient than serde_json, the reference decides (both rare):
-        // a lone surrogate escape (`\uD800`), and control bytes other than JSON's whitespace
-        // (simd-json takes some after a number; valid JSON has none, even inside strings).
-        // The first test of each is one vectorised pass; the exact one runs only if it hits.
-        let control = bytes.iter().fold(false, |any, &b| any | (b < 0x20));
-        if (control && bytes.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')))
-            || (bytes.contains(&b'\\') && bytes.windows(3).any(|w| w[0] == b'\\' && w[1] == b'u' && w[2] | 0x20 == b'd'))
-        {
+        // A `\uD…` escape may be half of a surrogate pair: simd-json takes a lone one, serde_json
+        // refuses it. Rare; the reference decides. (Long numbers: see `walk_tape`.)
+        if bytes.contains(&b'\\') && bytes.windows(3).any(|w| w[0] == b'\\' && w[1] == b'u' && w[2] | 0x20 == b'd') {
             return self.decode_into_serde(bytes, tx);
         }
         self.clear_for_decode(bytes, tx);
@@ -89,7 +84,8 @@ impl Pipeline {
         let result = self.decode_simd(bytes, tx, &mut json);
         tx.json.0 = Some(json);
         match result {
-            Ok(seen) => self.check_required(tx, seen),
+            Ok(Some(seen)) => self.check_required(tx, seen),
+            Ok(None) => self.decode_into_serde(bytes, tx),
             // simd-json refuses what serde_json reads as JSON (a number beyond f64 in a field
             // the pipeline ignores): the reference decides, as before.
             Err(DecodeError::NotJson(_)) if serde_json::from_slice::<IgnoredAny>(bytes).is_ok() => self.decode_into_serde(bytes, tx),
@@ -151,29 +147,34 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Parses and assigns; returns whether the id and key were seen.
-    fn decode_simd(&self, bytes: &[u8], tx: &mut Transaction, json: &mut JsonScratch) -> Result<[bool; 2], DecodeError> {
+    /// Parses and assigns; returns whether the id and key were seen (None: the reference decides).
+    fn decode_simd(&self, bytes: &[u8], tx: &mut Transaction, json: &mut JsonScratch) -> Result<Option<[bool; 2]>, DecodeError> {
         json.input.clear();
         json.input.extend_from_slice(bytes);
         let mut tape = std::mem::replace(&mut json.tape, simd_json::Tape(Vec::new())).reset();
         let result = match simd_json::fill_tape(&mut json.input, &mut json.buffers, &mut tape) {
             // serde_json's message (line and column) for the dead letter, as before.
             Err(e) => Err(DecodeError::NotJson(serde_json::from_slice::<IgnoredAny>(bytes).err().map_or_else(|| e.to_string(), |e| e.to_string()))),
-            // The reference decides (below) when a long number may hide trailing bytes.
-            Ok(()) if !long_numbers_end_cleanly(bytes, json.buffers.structural_indexes()) => Err(DecodeError::NotJson(String::new())),
-            Ok(()) => self.walk_tape(&tape.0, tx, &mut json.keys),
+            Ok(()) => self.walk_tape(&tape.0, json.buffers.structural_indexes(), bytes, tx, &mut json.keys),
         };
         json.tape = tape.reset();
         result
     }
 
     /// Assigns the top-level fields of a parsed event, in document order; stops at the first
-    /// wrong one.
-    fn walk_tape(&self, nodes: &[simd_json::Node<'_>], tx: &mut Transaction, keys: &mut Vec<(String, Option<FieldRoles>)>) -> Result<[bool; 2], DecodeError> {
+    /// wrong one. `Ok(None)`: a long number may hide trailing bytes ([`long_numbers_end_cleanly`]),
+    /// the reference decides.
+    fn walk_tape(&self, nodes: &[simd_json::Node<'_>], structurals: &[u32], bytes: &[u8], tx: &mut Transaction, keys: &mut Vec<(String, Option<FieldRoles>)>) -> Result<Option<[bool; 2]>, DecodeError> {
         use simd_json::{Node, StaticNode};
-        let Some(&Node::Object { len, .. }) = nodes.first() else { return Err(DecodeError::NotObject) };
+        let Some(&Node::Object { len, .. }) = nodes.first() else {
+            return if long_numbers_end_cleanly(bytes, structurals) { Err(DecodeError::NotObject) } else { Ok(None) };
+        };
         let mut state = DecodeState { pipeline: self, tx, error: None, seen_id: false, seen_key: false };
         let mut at = 1;
+        // While the object is flat, pair k's value is structural 4k + 3 (`{`, then key `"`, `:`,
+        // value, `,` per pair) and the next one ends its span; after a nested value, every
+        // remaining span is checked at once.
+        let mut flat = true;
         for k in 0..len {
             let (Some(&Node::String(key)), Some(value)) = (nodes.get(at), nodes.get(at + 1)) else {
                 return Err(DecodeError::NotJson("malformed parser tape".into()));
@@ -192,6 +193,18 @@ impl Pipeline {
                 Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
                 _ => 1,
             };
+            if flat {
+                if let Scalar::Nested = scalar {
+                    flat = false;
+                    if !long_numbers_end_cleanly(bytes, structurals.get(4 * k + 3..).unwrap_or_default()) {
+                        return Ok(None);
+                    }
+                } else if let Scalar::Num(_) = scalar {
+                    if !long_numbers_end_cleanly(bytes, structurals.get(4 * k + 3..4 * k + 5).unwrap_or_default()) {
+                        return Ok(None);
+                    }
+                }
+            }
             // Producers write their keys in one order: the previous event's key at this
             // position usually matches and saves hashing it.
             let roles = match keys.get_mut(k) {
@@ -210,10 +223,14 @@ impl Pipeline {
                 }
             };
             if let Some(roles) = roles {
-                state.assign(key, roles, scalar)?;
+                if let Err(e) = state.assign(key, roles, scalar) {
+                    // Broken JSON further on wins over a wrong field, as in the reference.
+                    let rest = if flat { structurals.get(4 * k + 3..).unwrap_or_default() } else { &[] };
+                    return if long_numbers_end_cleanly(bytes, rest) { Err(e) } else { Ok(None) };
+                }
             }
         }
-        Ok([state.seen_id, state.seen_key])
+        Ok(Some([state.seen_id, state.seen_key]))
     }
 }
 
@@ -228,9 +245,37 @@ fn long_numbers_end_cleanly(bytes: &[u8], structurals: &[u32]) -> bool {
             return true;
         }
         let span = &bytes[start..end];
-        let number = span.iter().take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
-        span[number..].iter().all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        let number = json_number_len(span);
+        number > 0 && span[number..].iter().all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
     })
+}
+
+/// Length of the JSON number (RFC 8259: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`) at the
+/// start of `b`, 0 if there is none.
+fn json_number_len(b: &[u8]) -> usize {
+    let digits = |from: usize| b[from.min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i += digits(i),
+        _ => return 0,
+    }
+    if b.get(i) == Some(&b'.') {
+        let n = digits(i + 1);
+        if n == 0 {
+            return 0;
+        }
+        i += 1 + n;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+        let n = digits(i + 1 + sign);
+        if n == 0 {
+            return 0;
+        }
+        i += 1 + sign + n;
+    }
+    i
 }
 
 /// Where a [`Transaction`] keeps its [`JsonScratch`] between events.

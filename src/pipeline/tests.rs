@@ -307,6 +307,22 @@ fn the_simd_decoder_decodes_and_refuses_exactly_as_the_serde_json_reference() {
     let damage = (0..16u8, any::<prop::sample::Index>(), any::<u8>());
     // A valid event first (its fields may then be overridden by the random ones).
     let base = r#""transaction_id":"tx-1","account_id":"acct-7","event_time":"2026-01-05T00:00:00.250Z","amount":12.5"#;
+    // What the property found while the SIMD decoder was written (each once differed).
+    let event = |tail: &str| format!(r#"{{"transaction_id":"t","account_id":"a","event_time":"2026-01-05T00:00:00Z"{tail}}}"#);
+    for (input, reason) in [
+        (event(r#","amount":"\ud800""#), Some("not_json")),
+        (event(r#","extra":1000000000000.000000#"#), Some("not_json")),
+        (event(",\"amount\":1844674407370955161\u{1}"), Some("not_json")),
+        (event(r#","amount":10000000000000000.00+000"#), Some("not_json")),
+        (event(r#","extra":0.1e310"#), None),
+        (event(r#","amount":-0"#), None),
+        ("\"\\ud800\"".to_string(), Some("not_json")),
+    ] {
+        let (mut r, mut d) = (p.new_transaction(), p.new_transaction());
+        let want = p.decode_into_serde(input.as_bytes(), &mut r).err().map(|e| e.reason().as_str());
+        assert_eq!(want, reason, "reference on {input:?}");
+        assert_eq!(p.decode_into(input.as_bytes(), &mut d).err().map(|e| e.reason().as_str()), reason, "{input:?}");
+    }
     let checked = [std::cell::Cell::new(0usize), std::cell::Cell::new(0)];
     let (reference, simd) = (std::cell::RefCell::new(p.new_transaction()), std::cell::RefCell::new(p.new_transaction()));
     proptest!(ProptestConfig::with_cases(20_000), |(fields in prop::collection::vec(field, 0..6), (how, at, byte) in damage, with_base in any::<bool>())| {
