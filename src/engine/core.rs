@@ -282,6 +282,7 @@ impl Engine {
             clock_ms: (self.clock)(),
             recent: Vec::new(),
             last_active: std::collections::BTreeMap::new(),
+            unpublished: Unpublished::default(),
         }
     }
 
@@ -404,12 +405,39 @@ pub struct Member<'a> {
     recent: Vec<(i32, i64)>,
     /// Group drift aggregation: wall time (ms) of the tick that last saw an event per partition.
     last_active: std::collections::BTreeMap<i32, i64>,
+    /// Per-event counters not yet added to the shared metrics: no atomic per event.
+    unpublished: Unpublished,
 }
+
+/// Counts a member keeps for itself between [`Member::publish_counts`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Unpublished {
+    consumed: u64,
+    scored: u64,
+    outliers: u64,
+    fraud: u64,
+}
+
+/// A member adds its per-event counts to the shared metrics at least this often (and whenever
+/// the shell calls [`Member::publish_counts`], e.g. when a poll finds nothing).
+pub const PUBLISH_COUNTS_EVERY: u64 = 256;
 
 impl Member<'_> {
     /// What this member did so far.
     pub fn summary(&self) -> RunSummary {
         self.summary
+    }
+
+    /// Adds the counts kept since the last call to the shared metrics (events consumed and
+    /// scored, outliers, fraud alerts).
+    pub fn publish_counts(&mut self) {
+        let u = std::mem::take(&mut self.unpublished);
+        let m = &self.engine.metrics;
+        for (counter, n) in [(&m.events_consumed, u.consumed), (&m.events_scored, u.scored), (&m.outliers, u.outliers), (&m.fraud_alerts, u.fraud)] {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
     }
 
     /// Handles one message: emits its records and marks it handled.
@@ -423,7 +451,7 @@ impl Member<'_> {
             self.generation = generation;
         }
         let m = &e.metrics;
-        m.events_consumed.inc();
+        self.unpublished.consumed += 1;
         self.summary.consumed += 1;
         let payload = message.payload.unwrap_or(&[]);
         let telemetry = e.telemetry.as_ref();
@@ -447,14 +475,10 @@ impl Member<'_> {
         });
         match scored {
             Ok((score, bounded)) => {
-                m.events_scored.inc();
+                self.unpublished.scored += 1;
                 self.summary.scored += 1;
-                if score.is_outlier {
-                    m.outliers.inc();
-                }
-                if score.is_fraud {
-                    m.fraud_alerts.inc();
-                }
+                self.unpublished.outliers += u64::from(score.is_outlier);
+                self.unpublished.fraud += u64::from(score.is_fraud);
                 if self.alerts(&score) {
                     self.emit_alert(message, &score, trace.as_ref(), bounded, out)?;
                 }
@@ -469,6 +493,9 @@ impl Member<'_> {
         out.handled(message.partition, message.offset);
         if let Some(cx) = trace {
             cx.span().end();
+        }
+        if self.unpublished.consumed >= PUBLISH_COUNTS_EVERY {
+            self.publish_counts();
         }
         Ok(())
     }

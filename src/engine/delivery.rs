@@ -151,6 +151,10 @@ impl Redelivery {
                 Action::Stop => return Err(refused(retry.delivery.kind, retry.message.topic(), retry.error)),
             }
         }
+        if self.waiting.is_empty() {
+            // The common case, every loop: no clock read, no allocation.
+            return Ok(());
+        }
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting).into_iter().partition(|(at, _)| *at <= now);
         self.waiting = later;

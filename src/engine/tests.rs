@@ -106,6 +106,8 @@ fn run(engine: &Engine, payloads: &[Vec<u8>]) -> Collect {
     for (i, p) in payloads.iter().enumerate() {
         member.handle(&message(p, Some(b"acct"), 0, i as i64, None), &mut out).unwrap();
     }
+    // As the shell does when a poll finds nothing.
+    member.publish_counts();
     out
 }
 

@@ -143,11 +143,14 @@ impl Engine {
                 } else if let Err(e) = redelivery.pump(&sink) {
                     break 'run Err(e);
                 }
-                match consumer.poll(poll_timeout) {
+                // One tracker lock per message: handling it and taking what became committable.
+                let done = match consumer.poll(poll_timeout) {
                     None => {
+                        handler.publish_counts();
                         let mut t = tracker.lock().expect("tracker lock");
                         t.seal();
                         note_unacked(&t);
+                        t.take_done()
                     }
                     Some(Err(error)) => {
                         ConsumeFailed { error: &error }.emit(&self.metrics);
@@ -157,6 +160,7 @@ impl Engine {
                             let hint = if cfg.kafka.instance_id.is_empty() { String::new() } else { format!(" (is another instance running with kafka.instance_id = \"{}\"? it must be unique)", cfg.kafka.instance_id) };
                             break 'run Err(EngineError::Kafka { context: format!("consuming: fatal error, {reason}{hint}"), source: rdkafka::error::KafkaError::MessageConsumption(code) });
                         }
+                        tracker.lock().expect("tracker lock").take_done()
                     }
                     Some(Ok(message)) => {
                         let mut t = tracker.lock().expect("tracker lock");
@@ -177,8 +181,9 @@ impl Engine {
                             open.positions.insert(message.partition(), message.offset() + 1);
                             open.events += 1;
                         }
+                        t.take_done()
                     }
-                }
+                };
                 if group_drift && last_progress.elapsed() >= progress_every {
                     last_progress = Instant::now();
                     let assigned: Vec<i32> = consumer.assignment().map(|a| a.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default();
@@ -205,10 +210,9 @@ impl Engine {
                             last_commit = Instant::now();
                         }
                         // Offsets travel with the transactions; the tracker only counts deliveries.
-                        let _ = tracker.lock().expect("tracker lock").take_done();
+                        drop(done);
                     }
                     None => {
-                        let done = tracker.lock().expect("tracker lock").take_done();
                         if let Some(done) = done {
                             store(&consumer, &topic, &done.offsets, &self.metrics, done.events);
                         }
@@ -218,6 +222,7 @@ impl Engine {
             Ok(())
         };
 
+        handler.publish_counts();
         if let Err(error) = &outcome {
             // The other members start stopping now, not when this one has finished its own
             // stop; and if a librdkafka call blocks that stop, the process still ends.
