@@ -17,7 +17,48 @@ pub fn now_ms() -> i64 {
 
 /// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_rfc3339_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    Rfc3339Ms(ms).to_string()
+}
+
+/// Epoch milliseconds that display (and serialise) as `YYYY-MM-DDTHH:MM:SS.mmmZ` without
+/// allocating: years 0 to 9999 by arithmetic, others through chrono (the same text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339Ms(pub i64);
+
+impl std::fmt::Display for Rfc3339Ms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (days, ms_of_day) = (self.0.div_euclid(86_400_000), self.0.rem_euclid(86_400_000));
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        if !(0..=9999).contains(&year) {
+            let t = chrono::DateTime::from_timestamp_millis(self.0).unwrap_or_default();
+            return write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+        }
+        let (h, m, s, ms) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1_000 % 60, ms_of_day % 1_000);
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        for (at, value, width) in [(0, year, 4), (5, month, 2), (8, day, 2), (11, h, 2), (14, m, 2), (17, s, 2), (20, ms, 3)] {
+            let mut v = value;
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+        f.write_str(std::str::from_utf8(&b).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+impl Serialize for Rfc3339Ms {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// Parses an RFC 3339 timestamp to epoch milliseconds.
@@ -170,6 +211,20 @@ mod tests {
         assert_eq!(parse_event_time("9999-12-31T23:59:59.999Z", TimestampUnit::Auto), Some(MAX_EPOCH_MS));
         assert_eq!(parse_event_time("yesterday", TimestampUnit::Auto), None);
         assert_eq!(parse_event_time("", TimestampUnit::Auto), None);
+    }
+
+    /// The formatter writes what chrono's `%Y-%m-%dT%H:%M:%S%.3fZ` writes, at every bound too.
+    #[test]
+    fn formatting_without_chrono_writes_what_chrono_writes() {
+        use proptest::prelude::*;
+        let chrono_text = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        for ms in [0, -1, 1, 951_782_400_000, 1_767_571_200_123, MAX_EPOCH_MS, -MAX_EPOCH_MS, -62_167_219_200_000, -62_167_219_200_001] {
+            assert_eq!(Rfc3339Ms(ms).to_string(), chrono_text(ms), "{ms}");
+        }
+        assert_eq!(serde_json::to_string(&Rfc3339Ms(1_767_571_200_123)).unwrap(), "\"2026-01-05T00:00:00.123Z\"");
+        proptest!(ProptestConfig::with_cases(20_000), |(ms in -MAX_EPOCH_MS..=MAX_EPOCH_MS)| {
+            prop_assert_eq!(Rfc3339Ms(ms).to_string(), chrono_text(ms));
+        });
     }
 
     /// The fast path gives chrono's answer on every input it takes, and leaves the rest to it.

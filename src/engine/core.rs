@@ -32,7 +32,8 @@ use crate::message::profile::{PaneHeader, PartitionProgress, ProfileRecord, Prog
 use crate::pipeline::artifact::ReferenceProfile;
 use crate::profile::partitioned::{PartitionedPanes, SealedPane};
 use crate::profile::ProfileLayout;
-use crate::message::{reasons_json, FraudAlert, InvalidReason, ModelEvent, ShadowScore, SourcePosition};
+use crate::message::{FraudAlert, InvalidReason, ModelEvent, Reasons, ShadowScore, SourcePosition};
+use crate::time::Rfc3339Ms;
 use crate::model::guard::{GuardRules, GuardVerdict};
 use crate::model::lifecycle::{ModelLifecycle, SwapError};
 use crate::observe::events::{DriftStatusChanged, EventInvalid, InternalEvent, ModelRolledBack, ModelSwapped, RetrainRequested};
@@ -638,13 +639,12 @@ impl Member<'_> {
         let e = self.engine;
         let pipeline = &self.pipeline;
         let model = &pipeline.artifact().model;
-        let mut triggers = Vec::with_capacity(2);
-        if score.is_fraud {
-            triggers.push("fraud_score");
-        }
-        if score.is_outlier {
-            triggers.push("outlier");
-        }
+        let triggers: &'static [&'static str] = match (score.is_fraud, score.is_outlier) {
+            (true, true) => &["fraud_score", "outlier"],
+            (true, false) => &["fraud_score"],
+            (false, true) => &["outlier"],
+            (false, false) => &[],
+        };
         let key = if self.tx.key.is_empty() { &self.tx.id } else { &self.tx.key };
         let alert = FraudAlert {
             transaction_id: &self.tx.id,
@@ -655,11 +655,11 @@ impl Member<'_> {
             outlier_score: score.outlier_score,
             is_outlier: score.is_outlier,
             triggers,
-            reasons: reasons_json(pipeline, &self.tx, score),
+            reasons: Reasons { pipeline, tx: &self.tx, score },
             model: &model.name,
             model_version: &model.version,
-            event_time: self.tx.event_time_ms.map(format_rfc3339_ms),
-            processed_at: format_rfc3339_ms((e.clock)()),
+            event_time: self.tx.event_time_ms.map(Rfc3339Ms),
+            processed_at: Rfc3339Ms((e.clock)()),
             source: SourcePosition { topic: message.topic, partition: message.partition, offset: message.offset },
         };
         self.alert_buf.clear();

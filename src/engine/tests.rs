@@ -246,6 +246,8 @@ fn an_alert_carries_the_decision_the_reasons_and_where_it_came_from() {
         assert_eq!(j["source"], serde_json::json!({"topic": "transactions", "partition": 0, "offset": i}));
         assert_eq!(j["model_version"], pipeline.artifact().model.version.as_str());
         assert!(!j["reasons"].as_array().unwrap().is_empty() && j["reasons"].as_array().unwrap().len() <= 3);
+        // The same reasons the offline scorer's lines carry (built there as owned values).
+        assert_eq!(j["reasons"], serde_json::to_value(crate::message::reasons_json(&pipeline, &decoded, &score)).unwrap());
         assert_eq!(a.event_time_ms, crate::time::parse_rfc3339_ms(&tx.event_time), "for the end-to-end latency");
         assert!(a.headers.is_empty(), "untraced: no headers");
     }

@@ -48,8 +48,61 @@ pub struct SourcePosition<'a> {
     pub offset: i64,
 }
 
+/// A score's reasons as [`ReasonJson`] objects, serialised straight from the transaction
+/// (the alert path allocates nothing for them).
+#[derive(Clone, Copy)]
+pub struct Reasons<'a> {
+    /// The pipeline that scored (feature names).
+    pub pipeline: &'a Pipeline,
+    /// The decoded transaction (feature values).
+    pub tx: &'a Transaction,
+    /// The score (its reasons).
+    pub score: &'a Score,
+}
+
+impl std::fmt::Debug for Reasons<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(reasons_json(self.pipeline, self.tx, self.score)).finish()
+    }
+}
+
+impl Serialize for Reasons<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        /// One reason, as `ReasonJson` writes it.
+        struct One<'a>(&'a str, Option<Value<'a>>, f64);
+        enum Value<'a> {
+            Num(f64),
+            Text(&'a str),
+        }
+        impl Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut s = serializer.serialize_struct("ReasonJson", 3)?;
+                s.serialize_field("feature", self.0)?;
+                match self.1 {
+                    Some(Value::Num(v)) => s.serialize_field("value", &v)?,
+                    Some(Value::Text(t)) => s.serialize_field("value", t)?,
+                    None => s.serialize_field("value", &())?,
+                }
+                s.serialize_field("contribution", &self.2)?;
+                s.end()
+            }
+        }
+        let reasons = self.score.reasons();
+        let mut seq = serializer.serialize_seq(Some(reasons.len()))?;
+        for r in reasons {
+            let value = match r.feature {
+                FeatureRef::Numeric(i) => Some(self.tx.numeric[usize::from(i)]).filter(|v| v.is_finite()).map(Value::Num),
+                FeatureRef::Categorical(i) => self.tx.categorical[usize::from(i)].get().map(Value::Text),
+            };
+            seq.serialize_element(&One(self.pipeline.feature_name(r.feature), value, r.contribution))?;
+        }
+        seq.end()
+    }
+}
+
 /// A message on the `fraud-alerts` topic, keyed by `account_id`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FraudAlert<'a> {
     /// Transaction id.
     pub transaction_id: &'a str,
@@ -66,17 +119,17 @@ pub struct FraudAlert<'a> {
     /// Whether the outlier detector flagged it.
     pub is_outlier: bool,
     /// What raised the alert: `fraud_score`, `outlier`, or both.
-    pub triggers: Vec<&'static str>,
+    pub triggers: &'static [&'static str],
     /// Top contributions towards fraud.
-    pub reasons: Vec<ReasonJson>,
+    pub reasons: Reasons<'a>,
     /// Model name.
     pub model: &'a str,
     /// Model version.
     pub model_version: &'a str,
     /// The transaction's event time (RFC 3339), when it has one.
-    pub event_time: Option<String>,
+    pub event_time: Option<crate::time::Rfc3339Ms>,
     /// When driftwatch scored it (RFC 3339).
-    pub processed_at: String,
+    pub processed_at: crate::time::Rfc3339Ms,
     /// Where the transaction was read from.
     pub source: SourcePosition<'a>,
 }

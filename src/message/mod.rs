@@ -29,7 +29,7 @@ pub mod profile;
 pub mod score_line;
 pub mod shadow;
 
-pub use alert::{reasons_json, FraudAlert, ReasonJson, SourcePosition};
+pub use alert::{reasons_json, FraudAlert, ReasonJson, Reasons, SourcePosition};
 pub use dead_letter::InvalidReason;
 pub use drift::{DriftAlert, DriftReport, RetrainRequest, WindowReport};
 pub use model_event::{ModelEvent, Stage, StageChange};

@@ -149,6 +149,12 @@ impl Pipeline {
 
     /// Parses and assigns; returns whether the id and key were seen (None: the reference decides).
     fn decode_simd(&self, bytes: &[u8], tx: &mut Transaction, json: &mut JsonScratch) -> Result<Option<[bool; 2]>, DecodeError> {
+        if bytes.len() > json.sized_for {
+            // simd-json grows its buffers to exactly the new longest event: grow them here by
+            // doubling instead, so a slowly lengthening stream does not allocate again and again.
+            json.sized_for = bytes.len().next_power_of_two().max(1024);
+            json.buffers = simd_json::Buffers::new(json.sized_for);
+        }
         json.input.clear();
         json.input.extend_from_slice(bytes);
         let mut tape = std::mem::replace(&mut json.tape, simd_json::Tape(Vec::new())).reset();
@@ -311,6 +317,8 @@ struct JsonScratch {
     /// The event's bytes (simd-json unescapes strings in place).
     input: Vec<u8>,
     buffers: simd_json::Buffers,
+    /// The event length `buffers` were made for.
+    sized_for: usize,
     tape: simd_json::Tape<'static>,
     /// The previous event's keys in order, each with its roles (None: not a pipeline field).
     keys: Vec<(String, Option<FieldRoles>)>,
@@ -318,7 +326,7 @@ struct JsonScratch {
 
 impl Default for JsonScratch {
     fn default() -> Self {
-        JsonScratch { input: Vec::new(), buffers: simd_json::Buffers::default(), tape: simd_json::Tape(Vec::new()), keys: Vec::new() }
+        JsonScratch { input: Vec::new(), buffers: simd_json::Buffers::new(0), sized_for: 0, tape: simd_json::Tape(Vec::new()), keys: Vec::new() }
     }
 }
 
