@@ -21,6 +21,9 @@
 //! `BENCH_COMPARE_BIN=/path/to/other/driftwatch` adds that binary (1 worker, drift on) as one
 //! more variant: a before/after comparison in one sitting on the same loaded topic
 //! (`BENCH_COMPARE_MODEL`: the artifact that binary reads, when the format moved on since).
+//! `BENCH_PYTHON=/path/to/python` (with confluent-kafka, numpy, scipy) adds the Python consumer
+//! of `benches/python_consumer.py`: the same librdkafka settings, the engine's work per event
+//! done as a Python service does it (`scripts/bench-engine` sets it up in the test venv).
 //! `BENCH_LOAD_ONLY=1` loads the topic, prints its name and stops (to profile one process by hand).
 //! `BENCH_EXTRA_MODEL=ARTIFACT` adds this engine with another artifact (e.g. an imported one).
 
@@ -165,10 +168,12 @@ fn spread(v: &[f64]) -> (f64, f64) {
     (v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max))
 }
 
-/// What is measured: a bare reader, a reader that parses, or an engine configuration.
+/// What is measured: a bare reader, a reader that parses, the Python consumer, or an engine
+/// configuration.
 #[derive(Clone)]
 enum Variant {
     Bare { parse: bool },
+    Python { python: std::path::PathBuf, model: std::path::PathBuf },
     Engine { bin: std::path::PathBuf, model: std::path::PathBuf, workers: usize, drift: bool, extra: &'static str, until: &'static str },
 }
 
@@ -178,6 +183,26 @@ fn measure(variant: &Variant, me: &Path, topic: &str, n: usize, run: usize) -> S
             let out = Command::new(me).env("BENCH_ROLE", format!("bare:{topic}:{n}:{parse}")).output().unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             let f: Vec<f64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|x| x.parse().unwrap()).collect();
+            Sample { secs: f[0], rss_kib: f[2] as u64, cpu: f[3] }
+        }
+        Variant::Python { python, model } => {
+            let mut config = driftwatch::config::Config::default();
+            config.kafka.brokers = brokers();
+            config.kafka.group_id = format!("python-{}-{run}", std::process::id());
+            let consumer = config.consumer_config();
+            let settings: std::collections::BTreeMap<&str, &str> = consumer.config_map().into_iter().filter(|(k, _)| *k != "statistics.interval.ms").collect();
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_consumer.py");
+            let out = Command::new(python)
+                .arg(script)
+                .env("BENCH_TOPIC", topic)
+                .env("BENCH_N", n.to_string())
+                .env("BENCH_MODEL", model)
+                .env("BENCH_CONSUMER_CONFIG", serde_json::to_string(&settings).unwrap())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "the Python consumer failed: {}", String::from_utf8_lossy(&out.stderr));
+            let f: Vec<f64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|x| x.parse().unwrap()).collect();
+            assert!(f[4] > 0.0, "the Python consumer raised no alert");
             Sample { secs: f[0], rss_kib: f[2] as u64, cpu: f[3] }
         }
         Variant::Engine { bin, model, workers, drift, extra, until } => engine_run_with(bin, model, topic, n, run, *workers, *drift, extra, until),
@@ -249,6 +274,10 @@ fn main() {
         ("engine, 1 worker, drift 5 % group, to consumed".into(), to_consumed("drift.aggregation = \"group\"")),
         (format!("engine, {cores} workers, drift 5 %"), engine(cores, true, "")),
     ];
+    let python = std::env::var("BENCH_PYTHON").ok().filter(|p| !p.is_empty());
+    if let Some(python) = &python {
+        variants.push(("Python consumer (confluent-kafka, numpy, scipy)".into(), Variant::Python { python: python.into(), model: model.clone() }));
+    }
     if let Ok(extra_model) = std::env::var("BENCH_EXTRA_MODEL") {
         variants.push((format!("engine with {extra_model}, 1 worker, drift 5 %"), Variant::Engine { bin: this_bin.clone(), model: extra_model.into(), workers: 1, drift: true, extra: "", until: COMMITTED }));
     }
@@ -299,6 +328,10 @@ fn main() {
         rate_median[7] / rate_median[6],
         cpu_median[7] / cpu_median[6]
     );
+    if python.is_some() {
+        let at = variants.iter().position(|(_, v)| matches!(v, Variant::Python { .. })).unwrap();
+        println!("engine (1 worker, drift) / Python consumer: {:.1}x in events/s, {:.3} of its CPU per event", rate_median[2] / rate_median[at], cpu_median[2] / cpu_median[at]);
+    }
     if std::env::var("BENCH_COMPARE_BIN").is_ok() {
         let last = variants.len() - 1;
         println!("this / compared binary (1 worker, drift): {:.3} in events/s, {:.3} in CPU per event", rate_median[2] / rate_median[last], cpu_median[2] / cpu_median[last]);
