@@ -420,8 +420,16 @@ struct Unpublished {
 }
 
 /// A member adds its per-event counts to the shared metrics at least this often (and whenever
-/// the shell calls [`Member::publish_counts`], e.g. when a poll finds nothing).
+/// the shell calls [`Member::publish_counts`], e.g. when a poll finds nothing, and when the
+/// member is dropped).
 pub const PUBLISH_COUNTS_EVERY: u64 = 256;
+
+impl Drop for Member<'_> {
+    fn drop(&mut self) {
+        // A member that ends (stop, error, panic unwinding) leaves no count behind.
+        self.publish_counts();
+    }
+}
 
 impl Member<'_> {
     /// What this member did so far.

@@ -256,6 +256,25 @@ fn an_alert_carries_the_decision_the_reasons_and_where_it_came_from() {
 }
 
 #[test]
+fn counters_reach_the_metrics_per_batch_and_when_the_member_ends() {
+    let e = engine(config());
+    let payloads: Vec<Vec<u8>> = events(300, 100.0).iter().map(json).collect();
+    let mut out = Collect::default();
+    let mut member = e.member();
+    for (i, p) in payloads.iter().take(255).enumerate() {
+        member.handle(&message(p, Some(b"acct"), 0, i as i64, None), &mut out).unwrap();
+    }
+    assert!(metric_line(&e, "driftwatch_events_consumed_total 0"), "no atomic per event: nothing published before a batch is full");
+    for (i, p) in payloads.iter().enumerate().skip(255) {
+        member.handle(&message(p, Some(b"acct"), 0, i as i64, None), &mut out).unwrap();
+    }
+    assert!(metric_line(&e, "driftwatch_events_consumed_total 256"), "one batch of {} published", super::core::PUBLISH_COUNTS_EVERY);
+    drop(member);
+    assert!(metric_line(&e, "driftwatch_events_consumed_total 300"), "the rest when the member ends");
+    assert!(metric_line(&e, "driftwatch_events_scored_total 300"));
+}
+
+#[test]
 fn shadow_scoring_follows_the_fraction_and_never_touches_production() {
     let txs = events(2_000, 100.0);
     let payloads: Vec<Vec<u8>> = txs.iter().map(json).collect();

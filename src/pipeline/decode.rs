@@ -83,13 +83,9 @@ impl Pipeline {
         let mut json = tx.json.0.take().unwrap_or_default();
         let result = self.decode_simd(bytes, tx, &mut json);
         tx.json.0 = Some(json);
-        match result {
-            Ok(Some(seen)) => self.check_required(tx, seen),
-            Ok(None) => self.decode_into_serde(bytes, tx),
-            // simd-json refuses what serde_json reads as JSON (a number beyond f64 in a field
-            // the pipeline ignores): the reference decides, as before.
-            Err(DecodeError::NotJson(_)) if serde_json::from_slice::<IgnoredAny>(bytes).is_ok() => self.decode_into_serde(bytes, tx),
-            Err(e) => Err(e),
+        match result? {
+            Some(seen) => self.check_required(tx, seen),
+            None => self.decode_into_serde(bytes, tx),
         }
     }
 
@@ -147,7 +143,9 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Parses and assigns; returns whether the id and key were seen (None: the reference decides).
+    /// Parses and assigns; returns whether the id and key were seen (None: the reference decides,
+    /// when simd-json refuses what serde_json reads, e.g. a number beyond f64 in a field the
+    /// pipeline ignores, or when a long number may hide trailing bytes).
     fn decode_simd(&self, bytes: &[u8], tx: &mut Transaction, json: &mut JsonScratch) -> Result<Option<[bool; 2]>, DecodeError> {
         if bytes.len() > json.sized_for {
             // simd-json grows its buffers to exactly the new longest event: grow them here by
@@ -159,8 +157,11 @@ impl Pipeline {
         json.input.extend_from_slice(bytes);
         let mut tape = std::mem::replace(&mut json.tape, simd_json::Tape(Vec::new())).reset();
         let result = match simd_json::fill_tape(&mut json.input, &mut json.buffers, &mut tape) {
-            // serde_json's message (line and column) for the dead letter, as before.
-            Err(e) => Err(DecodeError::NotJson(serde_json::from_slice::<IgnoredAny>(bytes).err().map_or_else(|| e.to_string(), |e| e.to_string()))),
+            // Refused: with serde_json's message (line and column) for the dead letter, as before.
+            Err(_) => match serde_json::from_slice::<IgnoredAny>(bytes) {
+                Err(e) => Err(DecodeError::NotJson(e.to_string())),
+                Ok(_) => Ok(None),
+            },
             Ok(()) => self.walk_tape(&tape.0, json.buffers.structural_indexes(), bytes, tx, &mut json.keys),
         };
         json.tape = tape.reset();
