@@ -82,8 +82,9 @@ impl driftwatch::engine::Outputs for Count {
 /// The engine core's whole per-event path — decode, score, route (alert or not), sample for
 /// drift, mark handled — allocates nothing for an event that is not sampled, alert or not; a
 /// sampled one only when a pane opens (its sketches are made) or its sketches grow. Drift on at
-/// the default 5 %; at 100 events/s of event time, 6,000 events a pane (a minute) and the first
-/// window closing after 10.5 minutes (its evaluation allocates, once a slide).
+/// the default 5 %; at 100 events/s of event time, 6,000 events a pane (a minute), and a window
+/// report at each minute's end (its evaluation allocates, once a slide: those events are
+/// counted apart).
 #[test]
 fn the_engine_core_handles_an_event_without_allocating() {
     use driftwatch::engine::{Engine, Incoming};
