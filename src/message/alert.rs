@@ -22,18 +22,39 @@ pub fn reasons_json(pipeline: &Pipeline, tx: &Transaction, score: &Score) -> Vec
         .iter()
         .map(|r| ReasonJson {
             feature: pipeline.feature_name(r.feature).to_string(),
-            value: match r.feature {
-                FeatureRef::Numeric(i) => {
-                    let v = tx.numeric[usize::from(i)];
-                    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
-                }
-                FeatureRef::Categorical(i) => {
-                    tx.categorical[usize::from(i)].get().map_or(serde_json::Value::Null, |s| serde_json::Value::String(s.to_string()))
-                }
+            value: match reason_value(tx, r.feature) {
+                Some(ReasonValue::Num(v)) => serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number),
+                Some(ReasonValue::Text(t)) => serde_json::Value::String(t.to_string()),
+                None => serde_json::Value::Null,
             },
             contribution: r.contribution,
         })
         .collect()
+}
+
+/// A reason's feature value as messages carry it: a finite number, a category, or none (null).
+#[derive(Debug, Clone, Copy)]
+enum ReasonValue<'a> {
+    Num(f64),
+    Text(&'a str),
+}
+
+impl Serialize for ReasonValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ReasonValue::Num(v) => serializer.serialize_f64(*v),
+            ReasonValue::Text(t) => serializer.serialize_str(t),
+        }
+    }
+}
+
+/// The transaction's value of a reason's feature, the one mapping both [`reasons_json`] and
+/// [`Reasons`] write.
+fn reason_value(tx: &Transaction, feature: FeatureRef) -> Option<ReasonValue<'_>> {
+    match feature {
+        FeatureRef::Numeric(i) => Some(tx.numeric[usize::from(i)]).filter(|v| v.is_finite()).map(ReasonValue::Num),
+        FeatureRef::Categorical(i) => tx.categorical[usize::from(i)].get().map(ReasonValue::Text),
+    }
 }
 
 /// Where an alert's transaction was read from (with `transaction_id` and `model_version`,
@@ -70,20 +91,12 @@ impl Serialize for Reasons<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{SerializeSeq, SerializeStruct};
         /// One reason, as `ReasonJson` writes it.
-        struct One<'a>(&'a str, Option<Value<'a>>, f64);
-        enum Value<'a> {
-            Num(f64),
-            Text(&'a str),
-        }
+        struct One<'a>(&'a str, Option<ReasonValue<'a>>, f64);
         impl Serialize for One<'_> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let mut s = serializer.serialize_struct("ReasonJson", 3)?;
                 s.serialize_field("feature", self.0)?;
-                match self.1 {
-                    Some(Value::Num(v)) => s.serialize_field("value", &v)?,
-                    Some(Value::Text(t)) => s.serialize_field("value", t)?,
-                    None => s.serialize_field("value", &())?,
-                }
+                s.serialize_field("value", &self.1)?;
                 s.serialize_field("contribution", &self.2)?;
                 s.end()
             }
@@ -91,11 +104,7 @@ impl Serialize for Reasons<'_> {
         let reasons = self.score.reasons();
         let mut seq = serializer.serialize_seq(Some(reasons.len()))?;
         for r in reasons {
-            let value = match r.feature {
-                FeatureRef::Numeric(i) => Some(self.tx.numeric[usize::from(i)]).filter(|v| v.is_finite()).map(Value::Num),
-                FeatureRef::Categorical(i) => self.tx.categorical[usize::from(i)].get().map(Value::Text),
-            };
-            seq.serialize_element(&One(self.pipeline.feature_name(r.feature), value, r.contribution))?;
+            seq.serialize_element(&One(self.pipeline.feature_name(r.feature), reason_value(self.tx, r.feature), r.contribution))?;
         }
         seq.end()
     }
