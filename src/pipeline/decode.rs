@@ -215,7 +215,7 @@ impl Pipeline {
             // Producers write their keys in one order: the previous event's key at this
             // position usually matches and saves hashing it.
             let roles = match keys.get_mut(k) {
-                Some((seen, roles)) if same_short(seen.as_bytes(), key.as_bytes()) => *roles,
+                Some((seen, roles)) if seen == key => *roles,
                 slot => {
                     let roles = self.fields.get(key).copied();
                     match slot {
@@ -239,17 +239,6 @@ impl Pipeline {
         }
         Ok(Some([state.seen_id, state.seen_key]))
     }
-}
-
-/// `a == b` for short strings (field names) without a call to `memcmp`: eight bytes at a time.
-#[inline]
-fn same_short(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
-    x.by_ref().zip(y.by_ref()).all(|(p, q)| u64::from_ne_bytes(p.try_into().unwrap_or_default()) == u64::from_ne_bytes(q.try_into().unwrap_or_default()))
-        && x.remainder().iter().zip(y.remainder()).all(|(p, q)| p == q)
 }
 
 /// simd-json 0.17 does not check what follows a number of 18 or more digits (an integer beyond
