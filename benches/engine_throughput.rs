@@ -45,14 +45,22 @@ fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// The engine's own consumer settings, in a fresh group, without statistics: what every reader
+/// that is not the engine runs with.
+fn engine_consumer_settings(group_id: String) -> ClientConfig {
+    let mut config = driftwatch::config::Config::default();
+    config.kafka.brokers = brokers();
+    config.kafka.group_id = group_id;
+    let mut settings = config.consumer_config();
+    settings.set("statistics.interval.ms", "0");
+    settings
+}
+
 /// Child role: read `n` messages from `topic` with the engine's consumer settings (parsing each
 /// payload into a `serde_json::Value` with `parse`); prints seconds from the first message,
 /// bytes, peak RSS KiB and the process's CPU seconds.
 fn bare_consumer(topic: &str, n: usize, parse: bool) {
-    let mut config = driftwatch::config::Config::default();
-    config.kafka.brokers = brokers();
-    config.kafka.group_id = format!("bare-{}-{parse}", std::process::id());
-    let c: BaseConsumer = config.consumer_config().set("enable.auto.commit", "false").set("statistics.interval.ms", "0").create().unwrap();
+    let c: BaseConsumer = engine_consumer_settings(format!("bare-{}-{parse}", std::process::id())).set("enable.auto.commit", "false").create().unwrap();
     c.subscribe(&[topic]).unwrap();
     let (mut seen, mut bytes, mut fields) = (0usize, 0usize, 0usize);
     let mut first = None;
@@ -186,11 +194,8 @@ fn measure(variant: &Variant, me: &Path, topic: &str, n: usize, run: usize) -> S
             Sample { secs: f[0], rss_kib: f[2] as u64, cpu: f[3] }
         }
         Variant::Python { python, model } => {
-            let mut config = driftwatch::config::Config::default();
-            config.kafka.brokers = brokers();
-            config.kafka.group_id = format!("python-{}-{run}", std::process::id());
-            let consumer = config.consumer_config();
-            let settings: std::collections::BTreeMap<&str, &str> = consumer.config_map().into_iter().filter(|(k, _)| *k != "statistics.interval.ms").collect();
+            let consumer = engine_consumer_settings(format!("python-{}-{run}", std::process::id()));
+            let settings = consumer.config_map();
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_consumer.py");
             let out = Command::new(python)
                 .arg(script)
