@@ -72,9 +72,11 @@ impl Pipeline {
     /// Unknown fields are ignored; feature fields may be absent or null (they are imputed);
     /// the id, key and timestamp columns, when the pipeline has them, are required.
     pub fn decode_into(&self, bytes: &[u8], tx: &mut Transaction) -> Result<(), DecodeError> {
-        // A `\uD…` escape may be half of a surrogate pair: simd-json takes a lone one, serde_json
-        // refuses it. Rare; the reference decides. (Long numbers: see `walk_tape`.)
-        if bytes.contains(&b'\\') && bytes.windows(3).any(|w| w[0] == b'\\' && w[1] == b'u' && w[2] | 0x20 == b'd') {
+        // Where simd-json is more lenient than serde_json, the reference decides (both rare): a
+        // `\uD…` escape may be half of a surrogate pair, which simd-json takes alone; a NUL byte,
+        // which simd-json's tables count as whitespace after a number (`1\0.5` parses), and
+        // which valid JSON never has. (Long numbers: see `walk_tape`.)
+        if bytes.contains(&0) || (bytes.contains(&b'\\') && bytes.windows(3).any(|w| w[0] == b'\\' && w[1] == b'u' && w[2] | 0x20 == b'd')) {
             return self.decode_into_serde(bytes, tx);
         }
         self.clear_for_decode(bytes, tx);

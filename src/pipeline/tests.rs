@@ -316,6 +316,7 @@ fn the_simd_decoder_decodes_and_refuses_exactly_as_the_serde_json_reference() {
         (event(r#","amount":10000000000000000.00+000"#), Some("not_json")),
         (event(r#","extra":0.1e310"#), None),
         (event(r#","amount":-0"#), None),
+        (event(",\"amount\":1\u{0}.5"), Some("not_json")),
         ("\"\\ud800\"".to_string(), Some("not_json")),
     ] {
         let (mut r, mut d) = (p.new_transaction(), p.new_transaction());
