@@ -277,6 +277,24 @@ pub enum FailOn {
     Red,
 }
 
+/// How `train` and `import` calibrate the held-out probabilities (the artifact's `calibration`).
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CalibrationArg {
+    /// Isotonic regression on the held-out split (as scikit-learn's IsotonicRegression).
+    Isotonic,
+    /// None: estimated performance takes the probabilities at face value until matured labels calibrate them.
+    None,
+}
+
+impl From<CalibrationArg> for crate::pipeline::calibration::CalibrationMethod {
+    fn from(a: CalibrationArg) -> Self {
+        match a {
+            CalibrationArg::Isotonic => crate::pipeline::calibration::CalibrationMethod::Isotonic,
+            CalibrationArg::None => crate::pipeline::calibration::CalibrationMethod::None,
+        }
+    }
+}
+
 /// `drift`'s output format.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum DriftFormat {
@@ -516,6 +534,14 @@ pub struct FitArgs {
     /// Also write the held-out metrics to this small JSON file (for `dvc metrics show`).
     #[arg(long, value_name = "FILE")]
     pub metrics_out: Option<PathBuf>,
+    /// Calibrate the held-out probabilities into the artifact (the map the engine's estimated
+    /// performance uses until matured labels take over).
+    #[arg(long, value_enum, default_value = "isotonic")]
+    pub calibration: CalibrationArg,
+    /// Also write every held-out row as the fitted pipeline scores it, one JSON line each:
+    /// {"row": position in the data file, "score", "label"} (reliability plots, audits).
+    #[arg(long, value_name = "FILE")]
+    pub holdout_out: Option<PathBuf>,
     /// Log the training as an MLflow run (params, held-out metrics, data checksum, the artifact)
     /// and register it as a new version of the registered model `--name`, on this tracking
     /// server (given without a value: `MLFLOW_TRACKING_URI`).

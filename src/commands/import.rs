@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use super::train::{run, TrainCommandError};
+use super::train::{run_with_holdout, TrainCommandError};
 use super::Outcome;
 use crate::cli::{ImportArgs, TreeCoverArg};
 use crate::pipeline::onnx::{self, Cover, ImportOptions, OnnxError};
@@ -72,7 +72,7 @@ pub fn execute(a: ImportArgs) -> Result<Outcome, ImportCommandError> {
     };
     let producer = model.source.producer.clone();
     opts.imported = Some((model, cover));
-    let artifact = run(&a.data, &a.out, &opts)?;
+    let artifact = run_with_holdout(&a.data, &a.out, &opts, a.fit.holdout_out.as_deref())?;
     let cover = match artifact.imported.as_ref() {
         Some(m @ onnx::ImportedModel { classifier: onnx::Classifier::Trees(t), .. }) => {
             let tables = onnx::ImportRuntime::new(m, &artifact.features).map_or(0, |rt| rt.explanation_bytes());

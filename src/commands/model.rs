@@ -67,7 +67,11 @@ pub fn execute(a: ModelArgs) -> Result<Outcome, ModelCommandError> {
         }
         ModelCommand::Show { version } => {
             let (entry, path) = reg.show(name, &version)?;
-            println!("{}", json(&serde_json::json!({"entry": entry, "artifact": path})));
+            // The version's probability calibration (what its estimated performance starts from).
+            let calibration = Artifact::load(&path)?.calibration.map(|c| {
+                serde_json::json!({"method": c.method, "rows": c.rows, "positives": c.positives, "blocks": c.blocks.len(), "holdout_ece_raw": c.holdout_ece_raw, "holdout_ece_calibrated": c.holdout_ece_calibrated})
+            });
+            println!("{}", json(&serde_json::json!({"entry": entry, "artifact": path, "calibration": calibration})));
             vec![]
         }
         ModelCommand::Challenge { version } => {

@@ -5,7 +5,7 @@ use std::path::Path;
 use thiserror::Error;
 
 use crate::dataset::{DatasetError, Table};
-use crate::pipeline::train::{train, TrainError, TrainOptions};
+use crate::pipeline::train::{train_with_holdout, TrainError, TrainOptions};
 use super::Outcome;
 use crate::cli::{ColumnArgs, FitArgs, TrainArgs};
 use crate::pipeline::artifact::ThresholdPolicy;
@@ -35,14 +35,27 @@ pub enum TrainCommandError {
 
 /// Reads `data`, trains, and writes the artifact to `out`. Returns the artifact.
 pub fn run(data: &Path, out: &Path, opts: &TrainOptions) -> Result<Artifact, TrainCommandError> {
+    run_with_holdout(data, out, opts, None)
+}
+
+/// [`run`], also writing the held-out rows to `holdout_out` (JSON lines) when given.
+pub fn run_with_holdout(data: &Path, out: &Path, opts: &TrainOptions, holdout_out: Option<&Path>) -> Result<Artifact, TrainCommandError> {
     let bar = super::progress(None, "{spinner} {msg} {elapsed}");
     bar.set_message(format!("reading {}", data.display()));
     let (table, bytes) = Table::read_file(data)?;
     tracing::info!(message = "Read the training data.", file = %data.display(), rows = table.rows, columns = table.columns.len());
     bar.set_message(format!("training on {} rows (logistic regression, k-means, reference)", table.rows));
     let file_name = data.file_name().map_or_else(|| data.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let artifact = train(&table, &bytes, &file_name, opts)?;
+    let (artifact, holdout) = train_with_holdout(&table, &bytes, &file_name, opts)?;
     bar.finish_and_clear();
+    if let Some(path) = holdout_out {
+        let mut text = String::with_capacity(holdout.len() * 48);
+        for row in &holdout {
+            text.push_str(&serde_json::to_string(row).expect("held-out rows serialise"));
+            text.push('\n');
+        }
+        std::fs::write(path, text).map_err(|source| TrainCommandError::Write { path: path.display().to_string(), source })?;
+    }
     let solver = &artifact.training.solver;
     if !solver.converged {
         tracing::warn!(
@@ -74,6 +87,7 @@ impl FitArgs {
     pub fn apply(&self, opts: &mut TrainOptions) {
         opts.name = self.name.clone();
         opts.version = self.model_version.clone();
+        opts.calibration = self.calibration.into();
         let h = &mut opts.hyper;
         h.seed = self.seed;
         h.max_categories = self.max_categories;
@@ -95,8 +109,12 @@ impl FitArgs {
 /// metrics; `source` (e.g. " from model.onnx (…)") follows the version.
 pub fn summary(out: &Path, artifact: &Artifact, source: &str) -> String {
     let m = &artifact.training.holdout_metrics;
+    let calibration = match &artifact.calibration {
+        Some(c) => format!("; calibrated ({}, {} blocks over {} held-out rows; ECE {:.4} raw)", c.method, c.blocks.len(), c.rows, c.holdout_ece_raw),
+        None => "; not calibrated".to_string(),
+    };
     format!(
-        "wrote {} ({} {}){source}: {} numeric + {} categorical features, held-out ROC AUC {:.4}, PR AUC {:.4}, precision {:.3} / recall {:.3} at threshold {:.4}",
+        "wrote {} ({} {}){source}: {} numeric + {} categorical features, held-out ROC AUC {:.4}, PR AUC {:.4}, precision {:.3} / recall {:.3} at threshold {:.4}{calibration}",
         out.display(),
         artifact.model.name,
         artifact.model.version,
@@ -153,7 +171,7 @@ pub fn execute(a: TrainArgs) -> Result<Outcome, TrainCommandError> {
     a.fit.apply(&mut opts);
     opts.hyper.c = a.c;
     opts.hyper.class_weight = a.class_weight.as_str().to_string();
-    let artifact = run(&a.data, &a.out, &opts)?;
+    let artifact = run_with_holdout(&a.data, &a.out, &opts, a.fit.holdout_out.as_deref())?;
     eprintln!("{}", summary(&a.out, &artifact, ""));
     for c in &artifact.training.ignored_columns {
         eprintln!("  ignored column `{}`: {}", c.name, c.reason);

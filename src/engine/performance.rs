@@ -118,6 +118,7 @@ impl Engine {
         let label_parts = partitions(&k.labels_topic)?;
         let model = self.current_pipeline().artifact().model.name.clone();
         let mut tracker = Tracker::new(&model, cfg.performance.clone());
+        self.track_calibrations(&mut tracker);
         let m = &self.metrics;
 
         // 1. Replay the retained scores to the end, publishing nothing (those windows were published).
@@ -242,6 +243,7 @@ impl Engine {
             let idle = last_tick.elapsed() >= Duration::from_secs(1);
             if idle {
                 last_tick = Instant::now();
+                self.track_calibrations(&mut tracker);
                 let out = tracker.tick(crate::time::now_ms());
                 closed |= out.reports.iter().any(|r| r.kind == ReportKind::Realised);
                 published.extend(out);
@@ -286,6 +288,15 @@ impl Engine {
         }
         let _ = producer.flush(Duration::from_secs(10));
         Ok(())
+    }
+
+    /// Gives the tracker the training calibration of the serving version and of the shadow
+    /// candidate (a hot reload or a new candidate is picked up within a second).
+    fn track_calibrations(&self, tracker: &mut Tracker) {
+        for pipeline in std::iter::once(self.current_pipeline()).chain(self.models().shadow()) {
+            let a = pipeline.artifact();
+            tracker.set_training_calibration(&a.model.version, a.calibration.as_ref());
+        }
     }
 
     /// Produces what closing windows gave, and sets the gauges.

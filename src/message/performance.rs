@@ -112,6 +112,18 @@ pub enum ReportKind {
     Estimated,
 }
 
+/// What an estimated report's probabilities were calibrated with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationSource {
+    /// Taken at face value.
+    None,
+    /// The artifact's calibration, fitted on the held-out split by `train` or `import`.
+    Training,
+    /// Refitted on this version's matured labelled transactions.
+    Matured,
+}
+
 /// Label delays (label time − event time) in a window, seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DelaySummary {
@@ -159,8 +171,12 @@ pub struct PerformanceReport {
     pub ece: Option<f64>,
     /// Label delays (realised only).
     pub label_delay_seconds: Option<DelaySummary>,
-    /// Estimated only: matured labelled transactions of this version the probabilities were
-    /// calibrated on (isotonic regression); 0: the model's probabilities taken at face value.
+    /// Estimated only: what the probabilities were calibrated with — `matured` (this version's
+    /// matured labels), `training` (the artifact's calibration, fitted on the held-out split),
+    /// or `none` (taken at face value; always `none` in realised reports).
+    pub calibration: CalibrationSource,
+    /// Estimated only: the labelled transactions that calibration was fitted on (matured rows,
+    /// or held-out rows for `training`); 0 with `none`.
     pub calibrated_on: u64,
     /// Confidence level of the intervals.
     pub confidence: f64,

@@ -24,7 +24,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::message::drift::{DriftAlert, RetrainRequest, Status, StatusMetric};
-use crate::message::performance::{BelowFloor, ConceptEvidence, DelaySummary, Interval, Label, PerformanceReport, ReportKind, RetainedScore, Role};
+use crate::message::performance::{BelowFloor, CalibrationSource, ConceptEvidence, DelaySummary, Interval, Label, PerformanceReport, ReportKind, RetainedScore, Role};
+use crate::pipeline::calibration::ProbabilityCalibration;
 use crate::time::{format_rfc3339_ms, parse_rfc3339_ms};
 use ddm::{Ddm, DdmSettings, DdmState};
 use stats::Row;
@@ -227,6 +228,9 @@ pub struct Tracker {
     ddm: HashMap<(u32, ConceptStream), Ddm>,
     /// Per version: labelled rows (event time, score, fraud, weight), newest last, for calibration.
     labelled: HashMap<u32, VecDeque<(i64, f64, bool, f64)>>,
+    /// Per version name: the artifact's calibration (held-out split), used by estimates until
+    /// enough matured labels exist.
+    training_calibration: HashMap<String, ProbabilityCalibration>,
     /// Counters since start, by outcome.
     outcomes: [u64; 4],
     /// Retained scores dropped because `max_retained` was reached (not the retention).
@@ -257,12 +261,27 @@ impl Tracker {
             below: HashMap::new(),
             ddm: HashMap::new(),
             labelled: HashMap::new(),
+            training_calibration: HashMap::new(),
             outcomes: [0; 4],
             evicted_by_cap: 0,
             last_delay_s: None,
             last_window: None,
             evicted: 0,
         }
+    }
+
+    /// Sets the calibration `version`'s artifact was trained with (its `calibration` section);
+    /// estimates of that version use it until `calibration_min_frauds` matured frauds exist.
+    pub fn set_training_calibration(&mut self, version: &str, calibration: Option<&ProbabilityCalibration>) {
+        match calibration {
+            Some(c) => self.training_calibration.insert(version.to_string(), c.clone()),
+            None => self.training_calibration.remove(version),
+        };
+    }
+
+    /// Whether `version`'s training calibration is known.
+    pub fn has_training_calibration(&self, version: &str) -> bool {
+        self.training_calibration.contains_key(version)
     }
 
     /// Retained scores in memory.
@@ -509,9 +528,15 @@ impl Tracker {
             let frauds = matured.iter().filter(|r| r.1).count() as u64;
             let calibrate = frauds >= s.calibration_min_frauds && !matured.is_empty();
             matured.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let calibrated_on = if calibrate { matured.len() as u64 } else { 0 };
-            let (positives, precision, recall) = stats::estimate(&rows, calibrate.then_some(&matured[..]), s.confidence, s.replicates, self.seed(start, v, ReportKind::Estimated));
-            out.reports.push(PerformanceReport { positives, precision, recall, calibrated_on, ..self.report(ReportKind::Estimated, v, start, w, &rows) });
+            // Matured labels once there are enough of them; until then the artifact's own.
+            let training = self.training_calibration.get(&self.versions[v as usize].0);
+            let (input, calibration, calibrated_on) = match training {
+                _ if calibrate => (stats::CalibrationInput::Matured(&matured[..]), CalibrationSource::Matured, matured.len() as u64),
+                Some(t) => (stats::CalibrationInput::Training(t), CalibrationSource::Training, t.rows),
+                None => (stats::CalibrationInput::Raw, CalibrationSource::None, 0),
+            };
+            let (positives, precision, recall) = stats::estimate(&rows, input, s.confidence, s.replicates, self.seed(start, v, ReportKind::Estimated));
+            out.reports.push(PerformanceReport { positives, precision, recall, calibration, calibrated_on, ..self.report(ReportKind::Estimated, v, start, w, &rows) });
         }
         out
     }
@@ -540,6 +565,7 @@ impl Tracker {
             brier: None,
             ece: None,
             label_delay_seconds: None,
+            calibration: CalibrationSource::None,
             calibrated_on: 0,
             confidence: s.confidence,
             below_floor: BelowFloor { precision_floor: s.precision_floor, precision_windows: 0, recall_floor: s.recall_floor, recall_windows: 0 },

@@ -8,6 +8,8 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::message::performance::Interval;
+pub use crate::pipeline::calibration::Calibration;
+use crate::pipeline::calibration::ProbabilityCalibration;
 
 /// One labelled (or, for estimates, scored) retained transaction of one model version.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -135,16 +137,32 @@ pub fn realised_recall_auc(rows: &[Row], confidence: f64, replicates: u32, seed:
     (percentiles(recalls, recall_point, confidence), percentiles(aucs, auc_point, confidence))
 }
 
+/// What the probabilities of an estimate are calibrated with.
+#[derive(Debug, Clone, Copy)]
+pub enum CalibrationInput<'a> {
+    /// Nothing: the scores as they are.
+    Raw,
+    /// Matured labelled (score, fraud, weight) rows sorted by score: isotonic, refitted on a
+    /// Poisson bootstrap of the rows for each replicate.
+    Matured(&'a [(f64, bool, f64)]),
+    /// The artifact's calibration (fitted on the held-out split at training time), resampled
+    /// per block for each replicate.
+    Training(&'a ProbabilityCalibration),
+}
+
 /// Performance expected from the scores alone, as if each (calibrated) probability were the
 /// chance of fraud (confidence-based performance estimation): precision = Σ p over alerts /
-/// alerts, recall = Σ p over alerts / Σ w·p over all. `matured`: labelled (score, fraud,
-/// weight) rows sorted by score to calibrate on (isotonic); none: the scores as they are.
-/// The interval simulates `replicates` times both what is uncertain: the calibration (refitted
-/// on a Poisson bootstrap of `matured`) and the labels (fraud ~ Bernoulli(p) per row, weighted
-/// as the rows are).
-pub fn estimate(rows: &[Row], matured: Option<&[(f64, bool, f64)]>, confidence: f64, replicates: u32, seed: u64) -> (f64, Interval, Interval) {
+/// alerts, recall = Σ p over alerts / Σ w·p over all. The interval simulates `replicates`
+/// times both what is uncertain: the calibration (refitted on a bootstrap of what it was
+/// fitted on) and the labels (fraud ~ Bernoulli(p) per row, weighted as the rows are).
+pub fn estimate(rows: &[Row], calibration: CalibrationInput<'_>, confidence: f64, replicates: u32, seed: u64) -> (f64, Interval, Interval) {
     let calibrated = |c: Option<&Calibration>| -> Vec<f64> { rows.iter().map(|r| c.map_or(r.score, |c| c.apply(r.score))).collect() };
-    let p = calibrated(matured.map(|m| Calibration::fit_sorted(m, |_| 1.0)).as_ref());
+    let fitted = match calibration {
+        CalibrationInput::Raw => None,
+        CalibrationInput::Matured(m) => Some(Calibration::fit_sorted(m, |_| 1.0)),
+        CalibrationInput::Training(t) => Some(t.calibration()),
+    };
+    let p = calibrated(fitted.as_ref());
     let (mut alerts, mut tp, mut pos) = (0.0, 0.0, 0.0);
     for (r, &p) in rows.iter().zip(&p) {
         pos += r.weight * p;
@@ -158,16 +176,17 @@ pub fn estimate(rows: &[Row], matured: Option<&[(f64, bool, f64)]>, confidence: 
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let poisson = Poisson::new(1.0).expect("positive mean");
     let (mut ps, mut rs) = (Vec::new(), Vec::new());
-    let mut mult = vec![0.0; matured.map_or(0, <[_]>::len)];
+    let mut mult = vec![0.0; if let CalibrationInput::Matured(m) = calibration { m.len() } else { 0 }];
     for _ in 0..replicates {
-        let p_r = match matured {
-            Some(m) => {
+        let p_r = match calibration {
+            CalibrationInput::Matured(m) => {
                 for x in &mut mult {
                     *x = poisson.sample(&mut rng);
                 }
                 calibrated(Some(&Calibration::fit_sorted(m, |i| mult[i])))
             }
-            None => p.clone(),
+            CalibrationInput::Training(t) => calibrated(Some(&t.resampled(&mut rng))),
+            CalibrationInput::Raw => p.clone(),
         };
         let (mut tp, mut fn_) = (0.0, 0.0);
         for (r, &p) in rows.iter().zip(&p_r) {
@@ -187,72 +206,6 @@ pub fn estimate(rows: &[Row], matured: Option<&[(f64, bool, f64)]>, confidence: 
         }
     }
     (pos, percentiles(ps, precision, confidence), percentiles(rs, recall, confidence))
-}
-
-/// A monotone map from a model's probability to the observed fraud rate: weighted isotonic
-/// regression (pool-adjacent-violators), applied as scikit-learn's `IsotonicRegression`
-/// predicts: constant within a fitted block, linear between the last score of one block and
-/// the first of the next, clipped outside.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Calibration {
-    /// Per block: first score, last score, fraud rate (rates non-decreasing).
-    blocks: Vec<(f64, f64, f64)>,
-}
-
-impl Calibration {
-    /// Fits on (score, fraud, weight) rows.
-    pub fn fit(rows: &mut [(f64, bool, f64)]) -> Calibration {
-        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-        Calibration::fit_sorted(rows, |_| 1.0)
-    }
-
-    /// Fits on rows sorted by score, row `i`'s weight multiplied by `mult(i)` (a bootstrap).
-    pub fn fit_sorted(rows: &[(f64, bool, f64)], mult: impl Fn(usize) -> f64) -> Calibration {
-        // Blocks: (Σ weight × label, Σ weight, first score, last score).
-        let mut blocks: Vec<(f64, f64, f64, f64)> = Vec::new();
-        for (i, &(score, fraud, w)) in rows.iter().enumerate() {
-            let w = w * mult(i);
-            if w == 0.0 {
-                continue;
-            }
-            let y = if fraud { w } else { 0.0 };
-            match blocks.last_mut() {
-                // Equal scores share a block.
-                Some(last) if last.3 == score => {
-                    last.0 += y;
-                    last.1 += w;
-                }
-                _ => blocks.push((y, w, score, score)),
-            }
-            while blocks.len() >= 2 {
-                let (b, a) = (blocks[blocks.len() - 1], blocks[blocks.len() - 2]);
-                if a.0 / a.1 <= b.0 / b.1 {
-                    break;
-                }
-                blocks.pop();
-                let last = blocks.last_mut().expect("two blocks");
-                *last = (a.0 + b.0, a.1 + b.1, a.2, b.3);
-            }
-        }
-        Calibration { blocks: blocks.iter().map(|b| (b.2, b.3, b.0 / b.1)).collect() }
-    }
-
-    /// The calibrated probability of `score`.
-    pub fn apply(&self, score: f64) -> f64 {
-        let b = &self.blocks;
-        let Some(first) = b.first() else { return score };
-        // The first block whose last score reaches `score`.
-        let i = b.partition_point(|blk| blk.1 < score);
-        if i == b.len() {
-            return b[i - 1].2;
-        }
-        if score >= b[i].0 || i == 0 {
-            return if i == 0 && score < first.0 { first.2 } else { b[i].2 };
-        }
-        // Between block i-1's last score and block i's first.
-        let (x0, y0, x1, y1) = (b[i - 1].1, b[i - 1].2, b[i].0, b[i].2);
-        y0 + (y1 - y0) * (score - x0) / (x1 - x0)
-    }
 }
 
 /// The `q` quantile of `values` (linear interpolation, as numpy's default); `None` when empty.
@@ -320,7 +273,7 @@ mod tests {
             for x in &mut r {
                 x.fraud = rng.gen::<f64>() < x.score;
             }
-            let (_, p, rec) = estimate(&r, None, 0.9, 400, seed);
+            let (_, p, rec) = estimate(&r, CalibrationInput::Raw, 0.9, 400, seed);
             let tp: f64 = r.iter().filter(|x| x.alert && x.fraud).map(|x| x.weight).sum();
             let alerts: f64 = r.iter().filter(|x| x.alert).map(|x| x.weight).sum();
             let pos: f64 = r.iter().filter(|x| x.fraud).map(|x| x.weight).sum();
@@ -332,20 +285,6 @@ mod tests {
             let share = f64::from(c) / trials as f64;
             assert!((0.84..=0.96).contains(&share), "{name} coverage {share}");
         }
-    }
-
-    #[test]
-    fn isotonic_calibration_pools_violators_and_is_monotone() {
-        // Rates by score: 0.1 → 0/2, 0.2 → 1/1, 0.3 → 0/1, 0.4 → 2/2: 0.2 and 0.3 pool to 1/2.
-        let mut rows = vec![(0.1, false, 1.0), (0.1, false, 1.0), (0.2, true, 1.0), (0.3, false, 1.0), (0.4, true, 1.0), (0.4, true, 1.0)];
-        let c = Calibration::fit(&mut rows);
-        assert_eq!(c.blocks, vec![(0.1, 0.1, 0.0), (0.2, 0.3, 0.5), (0.4, 0.4, 1.0)]);
-        // Constant within a block, linear between blocks, clipped outside.
-        assert_eq!((c.apply(0.05), c.apply(0.1), c.apply(0.25), c.apply(0.3), c.apply(0.9)), (0.0, 0.0, 0.5, 0.5, 1.0));
-        assert!((c.apply(0.15) - 0.25).abs() < 1e-12 && (c.apply(0.35) - 0.75).abs() < 1e-12);
-        // Weights count: a weight-3 legitimate row at 0.3 pulls the pooled block to 1/4.
-        let mut rows = vec![(0.2, true, 1.0), (0.3, false, 3.0)];
-        assert_eq!(Calibration::fit(&mut rows).blocks, vec![(0.2, 0.3, 0.25)]);
     }
 
     #[test]

@@ -195,3 +195,43 @@ fn a_transaction_retained_twice_counts_once() {
     let real = out.reports.iter().find(|r| r.kind == ReportKind::Realised).unwrap();
     assert_eq!((real.transactions, real.alerts), (1, 1));
 }
+
+#[test]
+fn estimates_use_the_training_calibration_until_matured_labels_take_over() {
+    // The artifact says: scores 0.5 were fraud 1 time in 5 on the held-out split, 0.02 never.
+    let p: Vec<f64> = (0..10).map(|i| if i < 5 { 0.5 } else { 0.02 }).collect();
+    let y: Vec<bool> = (0..10).map(|i| i == 0).collect();
+    let training = ProbabilityCalibration::fit_isotonic(&p, &y);
+    let mut t = Tracker::new("fraud", PerformanceSettings { calibration_min_frauds: 2, ..settings() });
+    t.set_training_calibration("v1", Some(&training));
+    assert!(t.has_training_calibration("v1"));
+    let hour = |t: &mut Tracker, h: i64| {
+        for i in 0..100 {
+            let alert = i < 10;
+            t.retain(&retained(&format!("h{h}-{i}"), T0 + h * HOUR + i * 1000, if alert { 0.5 } else { 0.02 }, alert, if alert { 1.0 } else { 20.0 }), 0);
+        }
+    };
+    hour(&mut t, 0);
+    let first = |out: &Published| out.reports.iter().find(|r| r.kind == ReportKind::Estimated).cloned().expect("an hour closed");
+    // The first hour closes when the second begins: calibrated with the artifact's map.
+    let out = t.retain(&retained("closer", T0 + HOUR + 999_000, 0.02, false, 20.0), 0);
+    let r = first(&out);
+    assert_eq!((r.calibration, r.calibrated_on), (CalibrationSource::Training, 10));
+    assert!((r.precision.value.unwrap() - 0.2).abs() < 1e-12, "{:?}", r.precision);
+    // Expected positives: 10 alerts × 0.2 + 90 × 20 × 0 = 2; recall 1.
+    assert!((r.positives - 2.0).abs() < 1e-9 && (r.recall.value.unwrap() - 1.0).abs() < 1e-12, "{r:?}");
+    // Matured labels of the first hour (every alert fraud, maturity 0): they take over.
+    for i in 0..10 {
+        assert_eq!(t.label(&label(&format!("h0-{i}"), T0 + 2 * HOUR + i, true), 0).0, LabelOutcome::Matched);
+    }
+    hour(&mut t, 1);
+    let out = t.retain(&retained("closer2", T0 + 2 * HOUR, 0.02, false, 20.0), 0);
+    let r = first(&out);
+    assert_eq!((r.calibration, r.calibrated_on), (CalibrationSource::Matured, 10));
+    assert_eq!(r.precision.value, Some(1.0));
+    // Without either, the probabilities at face value.
+    let mut t = Tracker::new("fraud", settings());
+    hour(&mut t, 0);
+    let r = first(&t.retain(&retained("closer", T0 + HOUR, 0.02, false, 20.0), 0));
+    assert_eq!((r.calibration, r.calibrated_on, r.precision.value), (CalibrationSource::None, 0, Some(0.5)));
+}

@@ -43,6 +43,12 @@ pub struct Artifact {
     pub imported: Option<crate::pipeline::onnx::ImportedModel>,
     /// How a probability becomes a decision.
     pub decision: Decision,
+    /// The fraud rate observed at each probability on the held-out split (isotonic regression),
+    /// which the engine's estimated performance uses until matured labels calibrate it
+    /// (`train --calibration none`, and artifacts written before it existed, have none). The
+    /// probability and the decision themselves are not changed by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::pipeline::calibration::ProbabilityCalibration>,
     /// The outlier detector.
     pub outlier: OutlierModel,
     /// The training distribution that drift is measured against.
@@ -452,6 +458,9 @@ impl Artifact {
                 self.design_columns.len(),
                 expected.len()
             ));
+        }
+        if let Some(c) = &self.calibration {
+            c.check()?;
         }
         let d = expected.len();
         if self.logistic.coefficients.len() != d {

@@ -9,6 +9,7 @@
 //! Core: plain data and arithmetic; imports no Kafka, tokio or clock.
 
 pub mod artifact;
+pub mod calibration;
 mod decode;
 pub mod evaluation;
 pub mod logistic;

@@ -365,3 +365,24 @@ fn the_simd_decoder_decodes_and_refuses_exactly_as_the_serde_json_reference() {
     let [refused, decoded] = checked.map(|c| c.get());
     assert!(refused > 1000 && decoded > 1000, "refused {refused}, decoded {decoded}");
 }
+
+#[test]
+fn training_calibrates_the_held_out_probabilities_unless_told_not_to() {
+    let a = small();
+    let c = a.calibration.as_ref().expect("isotonic by default");
+    assert_eq!((c.rows, c.positives), (a.training.holdout_rows, a.training.holdout_metrics.positives));
+    c.check().unwrap();
+    // A broken section is refused on load, naming it.
+    let mut v: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+    v["calibration"]["rows"] = (c.rows + 1).into();
+    let err = Artifact::from_slice(v.to_string().as_bytes(), "m.json").unwrap_err().to_string();
+    assert!(err.contains("calibration"), "{err}");
+    // `--calibration none`: no section, and another derived version for the other contents.
+    let (table, bytes) = generated(15_000, 3);
+    let mut opts = TrainOptions::new("is_fraud");
+    opts.calibration = super::calibration::CalibrationMethod::None;
+    let none = train(&table, &bytes, "gen.jsonl", &opts).unwrap();
+    assert!(none.calibration.is_none());
+    assert_ne!(none.model.version, a.model.version);
+    assert_eq!(none.decision, a.decision, "calibration changes no decision");
+}

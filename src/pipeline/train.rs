@@ -24,9 +24,11 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
 use sha2::{Digest, Sha256};
+use serde::Serialize;
 use thiserror::Error;
 
 use super::artifact::*;
+use super::calibration::{CalibrationMethod, ProbabilityCalibration};
 use super::logistic::{self, SolverSettings};
 use super::evaluation;
 use super::reference::{categorical_reference, numeric_reference, ranked_levels};
@@ -69,6 +71,20 @@ pub struct TrainOptions {
     /// A model imported from ONNX (`driftwatch import`): it replaces the logistic regression;
     /// everything else is fitted as usual. Tree covers are fitted on the data's rows.
     pub imported: Option<(crate::pipeline::onnx::ImportedModel, Option<crate::pipeline::onnx::Cover>)>,
+    /// How the held-out probabilities are calibrated into the artifact's `calibration`.
+    pub calibration: CalibrationMethod,
+}
+
+/// One held-out row as the fitted pipeline scores it (`train --holdout-out`): what the
+/// threshold, the held-out metrics and the calibration were computed on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HoldoutRow {
+    /// The row's position in the data file (0-based, data rows only).
+    pub row: usize,
+    /// The fitted pipeline's fraud probability.
+    pub score: f64,
+    /// The label (1: fraud).
+    pub label: u8,
 }
 
 impl Default for Hyperparameters {
@@ -99,6 +115,7 @@ impl TrainOptions {
         TrainOptions {
             label: label.to_string(),
             imported: None,
+            calibration: CalibrationMethod::Isotonic,
             numeric: None,
             categorical: None,
             id: None,
@@ -171,6 +188,11 @@ pub struct Roles {
 
 /// Trains an artifact from a table. `data` is the file's bytes (hashed into the record).
 pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -> Result<Artifact, TrainError> {
+    train_with_holdout(table, data, data_file, opts).map(|(artifact, _)| artifact)
+}
+
+/// [`train`], also returning the held-out rows as the fitted pipeline scores them.
+pub fn train_with_holdout(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -> Result<(Artifact, Vec<HoldoutRow>), TrainError> {
     let h = &opts.hyper;
     validate_hyperparameters(h)?;
     let roles = resolve_roles(table, opts)?;
@@ -245,6 +267,7 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
         logistic: LogisticModel { intercept: 0.0, prior_correction: 0.0, coefficients: vec![0.0; d] },
         imported: None,
         decision: Decision { threshold: 0.5, policy: h.threshold_policy },
+        calibration: None,
         outlier: OutlierModel { centroids: vec![vec![0.0; d]], threshold: f64::MAX, false_positive_rate: h.outlier_false_positive_rate },
         reference: empty_reference(),
         training: TrainingRecord {
@@ -261,7 +284,7 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
         },
     };
     let imported_sha256 = opts.imported.as_ref().map(|(m, _)| m.source.sha256.as_str());
-    artifact.model.version = opts.version.clone().unwrap_or_else(|| derived_version(&artifact, imported_sha256));
+    artifact.model.version = opts.version.clone().unwrap_or_else(|| derived_version(&artifact, imported_sha256, opts.calibration));
 
     // Design rows for every row, through the scoring pipeline's own encoder.
     let encoder = Pipeline::new(artifact.clone());
@@ -338,6 +361,11 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
     let hold_y: Vec<bool> = holdout_rows.iter().map(|&r| labels[r]).collect();
     artifact.decision.threshold = choose_threshold(&hold_p, &hold_y, h.threshold_policy)?;
     artifact.training.holdout_metrics = evaluation::metrics(&hold_p, &hold_y, artifact.decision.threshold);
+    // The fraud rate at each held-out probability: the engine's estimates are calibrated with
+    // it until matured labels take over.
+    if opts.calibration == CalibrationMethod::Isotonic {
+        artifact.calibration = Some(ProbabilityCalibration::fit_isotonic(&hold_p, &hold_y));
+    }
 
     // 7. Reference profile: features over all rows.
     let bins = h.reference_bins;
@@ -364,7 +392,8 @@ pub fn train(table: &Table, data: &[u8], data_file: &str, opts: &TrainOptions) -
     artifact.reference = reference;
 
     artifact.check_consistency().map_err(|e| TrainError::Invalid(format!("internal error, inconsistent artifact: {e}")))?;
-    Ok(artifact)
+    let holdout = holdout_rows.iter().zip(&hold_p).map(|(&row, &score)| HoldoutRow { row, score, label: u8::from(labels[row]) }).collect();
+    Ok((artifact, holdout))
 }
 
 fn validate_hyperparameters(h: &Hyperparameters) -> Result<(), TrainError> {
@@ -566,8 +595,12 @@ fn empty_reference() -> ReferenceProfile {
 }
 
 /// A version derived from the data hash, the features and the hyper-parameters.
-fn derived_version(a: &Artifact, imported_sha256: Option<&str>) -> String {
+fn derived_version(a: &Artifact, imported_sha256: Option<&str>, calibration: CalibrationMethod) -> String {
     let mut h = Sha256::new();
+    // The default (isotonic) adds nothing, so versions derived before calibration existed stay.
+    if calibration != CalibrationMethod::Isotonic {
+        h.update(b"calibration:none");
+    }
     h.update(a.training.data_sha256.as_bytes());
     h.update(serde_json::to_vec(&a.features).expect("serialises"));
     h.update(serde_json::to_vec(&a.training.hyperparameters).expect("serialises"));
