@@ -41,24 +41,15 @@ impl Calibration {
         }))
     }
 
-    /// Pool-adjacent-violators over runs in ascending score order (equal scores share a run;
-    /// runs of zero weight are skipped).
+    /// Pool-adjacent-violators over runs in ascending score order. Runs of equal scores are
+    /// added up first (as scikit-learn does before it pools): pooling part of a tie group with
+    /// its predecessor before the rest of the group is in could not be undone. Runs of zero
+    /// weight are skipped.
     fn pool(runs: impl Iterator<Item = Run>) -> Calibration {
         // Blocks: (Σ weight × label, Σ weight, first score, last score).
         let mut blocks: Vec<(f64, f64, f64, f64)> = Vec::new();
-        for (first, last, y, w) in runs {
-            if w == 0.0 {
-                continue;
-            }
-            match blocks.last_mut() {
-                // Equal scores share a block.
-                Some(b) if b.3 == first => {
-                    b.0 += y;
-                    b.1 += w;
-                    b.3 = last;
-                }
-                _ => blocks.push((y, w, first, last)),
-            }
+        let mut push = |(first, last, y, w): Run| {
+            blocks.push((y, w, first, last));
             while blocks.len() >= 2 {
                 let (b, a) = (blocks[blocks.len() - 1], blocks[blocks.len() - 2]);
                 if a.0 / a.1 <= b.0 / b.1 {
@@ -68,6 +59,24 @@ impl Calibration {
                 let last = blocks.last_mut().expect("two blocks");
                 *last = (a.0 + b.0, a.1 + b.1, a.2, b.3);
             }
+        };
+        let mut pending: Option<Run> = None;
+        for run in runs.filter(|r| r.3 != 0.0) {
+            match &mut pending {
+                Some(p) if p.1 == run.0 => {
+                    p.1 = run.1;
+                    p.2 += run.2;
+                    p.3 += run.3;
+                }
+                _ => {
+                    if let Some(p) = pending.replace(run) {
+                        push(p);
+                    }
+                }
+            }
+        }
+        if let Some(p) = pending {
+            push(p);
         }
         Calibration { blocks: blocks.iter().map(|b| (b.2, b.3, b.0 / b.1)).collect() }
     }
@@ -244,6 +253,11 @@ mod tests {
         // Constant within a block, linear between blocks, clipped outside.
         assert_eq!((c.apply(0.05), c.apply(0.1), c.apply(0.25), c.apply(0.3), c.apply(0.9)), (0.0, 0.0, 0.5, 0.5, 1.0));
         assert!((c.apply(0.15) - 0.25).abs() < 1e-12 && (c.apply(0.35) - 0.75).abs() < 1e-12);
+        // A tie group is added up before it is pooled: at 0.3, one legitimate row then three
+        // frauds (rate 3/4 > 1/2) must not pool with the 0.2 block because its first row alone would.
+        let mut rows: Vec<(f64, bool, f64)> = vec![(0.2, true, 1.0), (0.2, false, 1.0), (0.3, false, 1.0), (0.3, true, 1.0), (0.3, true, 1.0), (0.3, true, 1.0)];
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0)); // stable: the legitimate 0.3 row stays first
+        assert_eq!(Calibration::fit_sorted(&rows, |_| 1.0).blocks, vec![(0.2, 0.2, 0.5), (0.3, 0.3, 0.75)]);
         // Weights count: a weight-3 legitimate row at 0.3 pulls the pooled block to 1/4.
         let mut rows = vec![(0.2, true, 1.0), (0.3, false, 3.0)];
         assert_eq!(Calibration::fit(&mut rows).blocks, vec![(0.2, 0.3, 0.25)]);
