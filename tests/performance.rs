@@ -173,6 +173,7 @@ fn run(scenario: &str, seed: u64) -> Run {
     let onset_ms = time_of(&events[(ROWS * 6 / 10) as usize], "event_time");
     let settings = serde_json::json!({
         "label_window_seconds": LABEL_WINDOW_S, "window_seconds": WINDOW_S, "label_maturity_seconds": MATURITY_S,
+        "model": demo_model(),
         "ddm": {"warm_start": 100, "warning_threshold": 2.0, "drift_threshold": 3.0},
         "onset_ms": if scenario == "none" { serde_json::Value::Null } else { onset_ms.into() },
     });

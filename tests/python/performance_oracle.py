@@ -104,15 +104,34 @@ def main(d):
     by_window = defaultdict(list)
     for r in retained.values():
         by_window[ms(r["event_time"]) // W_est * W_est].append(r)
-    coverage = {"precision": [], "recall": []}
-    pairs = {"precision": [], "recall": []}  # (estimate, truth) per calibrated window
+    # The serving artifact's own calibration (held-out split): a step/linear map, as
+    # scikit-learn's IsotonicRegression predicts (tests/python/test_calibration_parity.py checks
+    # it against IsotonicRegression fitted on the held-out rows).
+    model = json.load(open(s["model"]))
+    blocks = model.get("calibration", {}).get("blocks", [])
+    xs, ys = [], []
+    for b in blocks:
+        rate = b["positives"] / b["rows"]
+        xs += [b["from"], b["to"]] if b["to"] > b["from"] else [b["from"]]
+        ys += [rate, rate] if b["to"] > b["from"] else [rate]
+    # Coverage and (estimate, truth, width) pairs per source of calibration.
+    coverage = {src: {"precision": [], "recall": []} for src in ("matured", "training", "none")}
+    pairs = {src: {"precision": [], "recall": []} for src in ("matured", "training", "none")}
     calibrated = 0
+    training_windows = 0
     for rep in estimated:
         start = ms(rep["window_start"])
         rows = by_window[start]
         assert rep["transactions"] == len(rows), f"estimated {rep['window_start']}: {rep['transactions']} vs {len(rows)}"
         p = np.array([prod(r)["score"] for r in rows]); a = np.array([prod(r)["alert"] for r in rows]); w = np.array([r["weight"] for r in rows])
-        if rep["calibrated_on"] > 0:
+        source = rep["calibration"]
+        if source == "training":
+            training_windows += 1
+            assert blocks and rep["calibrated_on"] == model["calibration"]["rows"], f"{rep['window_start']}: training calibration of {rep['calibrated_on']} rows"
+            p = np.interp(p, xs, ys)
+        elif source == "none":
+            assert rep["calibrated_on"] == 0 and not blocks, f"{rep['window_start']}: uncalibrated although the artifact has a calibration"
+        if source == "matured":
             calibrated += 1
             # The labels the engine had read when the window closed: the shortest prefix of the
             # labels (in order; the watermark is its last label's time) whose matured matched
@@ -140,11 +159,11 @@ def main(d):
         alerts = [r for r in rows if prod(r)["alert"]]
         tp = sum(events[r["transaction_id"]]["is_fraud"] for r in alerts)
         frauds = sum(e["is_fraud"] for e in window_events)
-        if rep["calibrated_on"] > 0 and alerts and frauds:
+        if alerts and frauds:
             for k, truth in (("precision", tp / len(alerts)), ("recall", tp / frauds)):
                 i = rep[k]
-                coverage[k].append(i["lower"] <= truth <= i["upper"])
-                pairs[k].append((i["value"], truth, i["upper"] - i["lower"]))
+                coverage[source][k].append(i["lower"] <= truth <= i["upper"])
+                pairs[source][k].append((i["value"], truth, i["upper"] - i["lower"]))
 
     # --- Concept drift: River's DDM on the same two error streams.
     ddms, seen, detections = {}, defaultdict(int), []
@@ -172,9 +191,14 @@ def main(d):
         "estimated_windows": len(estimated),
         "calibrated_windows": calibrated,
         "max_deviation": dev,
-        "coverage": {k: (sum(v) / len(v) if v else None) for k, v in coverage.items()},
-        "coverage_windows": len(coverage["precision"]),
-        "mean_estimate_truth_width": {k: [float(np.mean([p[j] for p in v])) if v else None for j in range(3)] for k, v in pairs.items()},
+        "training_windows": training_windows,
+        # Matured-label calibration (as before), and the artifact's until then.
+        "coverage": {k: (sum(v) / len(v) if v else None) for k, v in coverage["matured"].items()},
+        "coverage_windows": len(coverage["matured"]["precision"]),
+        "mean_estimate_truth_width": {k: [float(np.mean([p[j] for p in v])) if v else None for j in range(3)] for k, v in pairs["matured"].items()},
+        "coverage_training": {k: (sum(v) / len(v) if v else None) for k, v in coverage["training"].items()},
+        "coverage_training_windows": len(coverage["training"]["precision"]),
+        "mean_estimate_truth_width_training": {k: [float(np.mean([p[j] for p in v])) if v else None for j in range(3)] for k, v in pairs["training"].items()},
         "detections": detections,
         "false_alarms_before_onset": sum(1 for x in detections if onset is None or x["label_ms"] < onset),
         "first_detection_after_onset": first_after,
