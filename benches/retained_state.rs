@@ -44,6 +44,7 @@ fn record(i: u64) -> RetainedScore {
         event_time: format_rfc3339_ms(T0 + i as i64),
         weight: if alert { 1.0 } else { 20.0 },
         scores: vec![RetainedVersion { version: "demo-1".into(), role: Role::Production, score: if alert { 0.41 } else { 0.012 }, alert }],
+        label: None,
     }
 }
 

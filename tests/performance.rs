@@ -22,6 +22,7 @@ const ROWS: u64 = 160_000;
 const RATE: f64 = 40.0; // events per second of event time: 67 minutes of events
 const LABEL_WINDOW_S: u64 = 120;
 const WINDOW_S: u64 = 240;
+const LATENESS_S: u64 = 150;
 const MATURITY_S: u64 = 690; // 46 days × SCALE: the longest delay (chargebacks, 45 days) has passed
 
 struct Run {
@@ -66,7 +67,7 @@ fn run(scenario: &str, seed: u64) -> Run {
     let config = engine_config(
         &t,
         [&labels_topic, &retained_topic, &reports_topic],
-        &format!("retain_fraction = 0.1\nlabel_window_seconds = {LABEL_WINDOW_S}\nwindow_seconds = {WINDOW_S}\nlabel_maturity_seconds = {MATURITY_S}\nidle_close_seconds = 600\nlateness_seconds = 150\nreplicates = 200\n"),
+        &format!("retain_fraction = 0.1\nlabel_window_seconds = {LABEL_WINDOW_S}\nwindow_seconds = {WINDOW_S}\nlabel_maturity_seconds = {MATURITY_S}\nidle_close_seconds = 600\nlateness_seconds = {LATENESS_S}\nreplicates = 200\n"),
     );
     let engine = start_with_config(&config, tempfile::tempdir().unwrap(), &[]);
     engine.wait_for("the engine to be ready", Duration::from_secs(60), |m| metric(m, "driftwatch_ready{}") == 1.0);
@@ -79,6 +80,10 @@ fn run(scenario: &str, seed: u64) -> Run {
     let (mut sent_events, mut sent_labels) = (0usize, 0usize);
     let produced_retained = format!("driftwatch_messages_produced_total{{topic={retained_topic}}}");
     let label_count = |m: &HashMap<String, f64>| ["matched", "not_retained", "duplicate", "invalid"].iter().map(|o| metric(m, &format!("driftwatch_labels_total{{outcome={o}}}"))).sum::<f64>();
+    // The retained-scores topic also carries the performance thread's changelog (each joined
+    // record again, with its label): members' records read = all read − changelog records
+    // written (a lower bound while some are in flight).
+    let changelog = |m: &HashMap<String, f64>| metric(m, "driftwatch_label_changelog_records_total{}");
     for chunk in timeline.chunks(4000) {
         let chunk_events: Vec<Vec<u8>> = chunk.iter().filter(|c| !c.1).map(|c| events[c.2].clone()).collect();
         let chunk_labels: Vec<&[u8]> = chunk.iter().filter(|c| c.1).map(|c| labels[c.2].as_slice()).collect();
@@ -87,7 +92,7 @@ fn run(scenario: &str, seed: u64) -> Run {
             sent_events += chunk_events.len();
             // Every output of the events acknowledged (so the retained count is final), then read.
             engine.wait_for("the chunk's events scored and their retained scores read", Duration::from_secs(120), |m| {
-                metric(m, "driftwatch_events_committable_total{}") >= sent_events as f64 && metric(m, "driftwatch_retained_scores_read_total{}") >= metric(m, &produced_retained)
+                metric(m, "driftwatch_events_committable_total{}") >= sent_events as f64 && metric(m, "driftwatch_retained_scores_read_total{}") - changelog(m) >= metric(m, &produced_retained)
             });
         }
         if !chunk_labels.is_empty() {
@@ -104,13 +109,49 @@ fn run(scenario: &str, seed: u64) -> Run {
     let m = engine.wait_for("the sentinel label", Duration::from_secs(60), |m| label_count(m) > sent_labels as f64);
     assert_eq!(metric(&m, "driftwatch_labels_total{outcome=not_retained}") as usize + metric(&m, "driftwatch_labels_total{outcome=matched}") as usize, sent_labels + 1);
 
-    // What the engine put on Kafka.
+    // Every join written back once (no restart here, no event read twice).
+    let matched = metric(&m, "driftwatch_labels_total{outcome=matched}") as usize;
+    let m = engine.wait_for("every join written to the changelog", Duration::from_secs(60), |m| changelog(m) >= matched as f64);
+    let changelog_n = changelog(&m) as usize;
+    assert_eq!(changelog_n, matched, "one changelog record per joined label");
+
+    // What the engine put on Kafka: the members' records, then the joined ones again.
     let retained_n = metric(&m, &produced_retained) as usize;
-    let retained = consume_all(&retained_topic, retained_n, Duration::from_secs(60));
-    assert_eq!(retained.len(), retained_n);
+    let retained = consume_all(&retained_topic, retained_n + changelog_n, Duration::from_secs(60));
+    assert_eq!(retained.len(), retained_n + changelog_n);
+    // As compaction will: the last record per transaction (same key, same partition).
+    let mut last: HashMap<String, (usize, serde_json::Value)> = HashMap::new();
+    let mut firsts: HashMap<String, serde_json::Value> = HashMap::new();
+    for (i, r) in retained.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        let id = v["transaction_id"].as_str().unwrap().to_string();
+        assert_eq!(r.key.as_deref(), Some(id.as_bytes()), "keyed by transaction id");
+        if v.get("label").is_none() {
+            assert!(firsts.insert(id.clone(), v.clone()).is_none(), "{id}: a member's record twice");
+        }
+        last.insert(id, (i, v));
+    }
+    let mut last: Vec<(usize, serde_json::Value)> = last.into_values().collect();
+    last.sort_by_key(|x| x.0);
+    let records: Vec<serde_json::Value> = last.into_iter().map(|x| x.1).collect();
+    assert_eq!(records.len(), retained_n, "one member's record per retained transaction");
+    // Each changelog record is its member's record with the label that was produced for it.
+    let labels_by_id: HashMap<String, serde_json::Value> =
+        labels.iter().map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap()).map(|l| (l["transaction_id"].as_str().unwrap().to_string(), l)).collect();
+    let mut labelled = 0;
+    for r in &records {
+        let id = r["transaction_id"].as_str().unwrap();
+        let Some(joined) = r.get("label") else { continue };
+        labelled += 1;
+        let produced = &labels_by_id[id];
+        assert_eq!((&joined["label"], &joined["label_time"], &joined["partition"]), (&produced["label"], &produced["label_time"], &serde_json::json!(0)), "{id}");
+        let mut member = r.clone();
+        member.as_object_mut().unwrap().remove("label");
+        assert_eq!(member, firsts[id], "{id}: the changelog record is its member's record");
+    }
+    assert_eq!(labelled, matched, "every joined transaction labelled on the topic");
     // Every alert is retained with weight 1; a tenth of the rest with weight 10.
     let alerts_n = metric(&m, &format!("driftwatch_messages_produced_total{{topic={}}}", t.alerts)) as usize;
-    let records: Vec<serde_json::Value> = retained.iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect();
     let alerted = records.iter().filter(|r| r["scores"][0]["alert"] == true).count();
     assert_eq!(alerted, alerts_n, "every alert retained");
     for r in &records {
@@ -129,7 +170,11 @@ fn run(scenario: &str, seed: u64) -> Run {
         .map(|l| ms(l["label_time"].as_str().unwrap()).div_euclid(LABEL_WINDOW_S as i64 * 1000))
         .collect();
     engine.wait_for("every realised window published", Duration::from_secs(60), |m| metric(m, "driftwatch_performance_windows_closed_total{}") >= windows.len() as f64);
-    let reports: Vec<serde_json::Value> = consume_all(&reports_topic, windows.len(), Duration::from_secs(60)).iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect();
+    // The sentinel's time matured every cohort: one cohort report per event-time window of
+    // the retained transactions.
+    let cohorts: BTreeSet<i64> = records.iter().map(|r| ms(r["event_time"].as_str().unwrap()).div_euclid(WINDOW_S as i64 * 1000)).collect();
+    engine.wait_for("every cohort published", Duration::from_secs(60), |m| metric(m, "driftwatch_performance_cohorts_closed_total{}") >= cohorts.len() as f64);
+    let reports: Vec<serde_json::Value> = consume_all(&reports_topic, windows.len() + cohorts.len(), Duration::from_secs(60)).iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect();
     // As many retrain requests and drift alerts as the engine counted (concept and feature drift).
     let m = engine.metrics();
     let n_retrain = metric(&m, "driftwatch_retrain_requests_total{}") as usize;
@@ -143,7 +188,7 @@ fn run(scenario: &str, seed: u64) -> Run {
     // Every message valid against its schema.
     for (schema_file, docs) in [
         ("performance-report.schema.json", reports.clone()),
-        ("retained-score.schema.json", retained.iter().take(2000).map(|r| serde_json::from_slice(&r.payload).unwrap()).collect()),
+        ("retained-score.schema.json", records.iter().take(1000).chain(records.iter().filter(|r| r.get("label").is_some()).take(1000)).cloned().collect()),
         ("label.schema.json", labels.iter().take(2000).map(|l| serde_json::from_slice(l).unwrap()).collect()),
         ("retrain-request.schema.json", retrain.iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect()),
         ("drift-alert.schema.json", drift_alerts.clone()),
@@ -172,7 +217,7 @@ fn run(scenario: &str, seed: u64) -> Run {
     write_lines("retrain.jsonl", &mut retrain.iter().map(|r| r.payload.clone()));
     let onset_ms = time_of(&events[(ROWS * 6 / 10) as usize], "event_time");
     let settings = serde_json::json!({
-        "label_window_seconds": LABEL_WINDOW_S, "window_seconds": WINDOW_S, "label_maturity_seconds": MATURITY_S,
+        "label_window_seconds": LABEL_WINDOW_S, "window_seconds": WINDOW_S, "label_maturity_seconds": MATURITY_S, "lateness_seconds": LATENESS_S,
         "model": demo_model(),
         "ddm": {"warm_start": 100, "warning_threshold": 2.0, "drift_threshold": 3.0},
         "onset_ms": if scenario == "none" { serde_json::Value::Null } else { onset_ms.into() },
@@ -187,6 +232,13 @@ fn run(scenario: &str, seed: u64) -> Run {
     assert!(out.status.success(), "the oracle disagrees ({scenario}):\n{}", String::from_utf8_lossy(&out.stderr));
     let oracle: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("{scenario}: {oracle}");
+    // Before matured labels exist, estimates use the artifact's calibration (held-out split),
+    // and it beats the raw probabilities, which overstate precision (demo model: ~0.24 among
+    // alerts against a fraud rate of ~0.11).
+    assert!(oracle["training_windows"].as_u64().unwrap() >= 2, "windows estimated with the artifact's calibration: {oracle}");
+    let e = &oracle["precision_abs_error_training"];
+    let (calibrated, raw) = (e["calibrated"].as_f64().unwrap(), e["raw"].as_f64().unwrap());
+    assert!(calibrated < raw / 2.0, "precision error with the artifact's calibration {calibrated} vs raw {raw}");
     Run { oracle, drift_alerts, reports }
 }
 
@@ -278,8 +330,27 @@ fn a_killed_engine_recovers_every_retained_score_from_the_compacted_topic() {
     assert_eq!(metric(&m, "driftwatch_labels_total{outcome=matched}") as usize, retained_n);
     assert_eq!(metric(&m, "driftwatch_labels_total{outcome=not_retained}") as usize, events.len() - retained_n);
     eprintln!("restart: {retained_n} retained scores replayed; labels matched {}, not retained {}", metric(&m, "driftwatch_labels_total{outcome=matched}"), metric(&m, "driftwatch_labels_total{outcome=not_retained}"));
-    // And the realised windows close (idle) and are published.
+    // And the realised windows close (idle) and are published, and the labels committed.
     second.wait_for("realised windows published", Duration::from_secs(60), |m| metric(m, "driftwatch_performance_windows_closed_total{}") >= 1.0);
-    let (status, log) = second.terminate();
+    let group = format!("{}.performance", t.group);
+    wait_all_committed(&group, &labels_topic, Duration::from_secs(60), &second);
+    // Every join is on the compacted topic (the members' records, then the labelled ones).
+    let on_topic = consume_all(&retained_topic, 2 * retained_n, Duration::from_secs(60));
+    let joined: Vec<serde_json::Value> = on_topic.iter().map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()).filter(|r| r.get("label").is_some()).collect();
+    assert_eq!(joined.len(), retained_n, "one changelog record per joined label");
+    second.kill();
+
+    // A third engine knows from the changelog what was labelled: the same transaction's label
+    // from another source (a new record on the labels topic) is a duplicate, not a new join.
+    let third = start_with_config(&config, tempfile::tempdir().unwrap(), &[]);
+    let id = joined[0]["transaction_id"].as_str().unwrap();
+    let relabel = serde_json::json!({"transaction_id": id, "label": 1 - joined[0]["label"]["label"].as_u64().unwrap(), "label_time": joined[0]["label"]["label_time"], "source": "analyst"});
+    produce(&labels_topic, &[serde_json::to_vec(&relabel).unwrap()]);
+    let m = third.wait_for("the new label read", Duration::from_secs(60), |m| {
+        ["matched", "not_retained", "duplicate", "invalid"].iter().map(|o| metric(m, &format!("driftwatch_labels_total{{outcome={o}}}"))).sum::<f64>() >= 1.0
+    });
+    assert_eq!((metric(&m, "driftwatch_labels_total{outcome=duplicate}"), metric(&m, "driftwatch_labels_total{outcome=matched}")), (1.0, 0.0), "{id}'s label survived the restart");
+    assert_eq!(metric(&m, "driftwatch_scores_retained{}") as usize, retained_n);
+    let (status, log) = third.terminate();
     assert!(status.success(), "engine exit {status}; log:\n{log}");
 }

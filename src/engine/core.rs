@@ -717,6 +717,7 @@ impl Member<'_> {
             event_time: format_rfc3339_ms(event_ms),
             weight: if alerted { 1.0 } else { 1.0 / p.retain_fraction },
             scores,
+            label: None,
         };
         let payload = serde_json::to_vec(&record).expect("retained score serialises");
         out.emit(Outgoing {

@@ -32,18 +32,26 @@ use crate::message::performance::{Label, PerformanceReport, ReportKind, Retained
 use crate::observe::metrics::{FloorLabels, OutcomeLabel, PerformanceLabels, TopicLabel};
 use crate::performance::{LabelOutcome, Published, Tracker};
 
-/// Counts failed deliveries (a report not acknowledged holds back the labels' commit).
+/// Counts failed deliveries (a report not acknowledged holds back the labels' commit; a
+/// changelog record not acknowledged restarts the thread from the topics).
 #[derive(Default)]
-struct Failures(Arc<AtomicU64>);
+struct Failures {
+    all: Arc<AtomicU64>,
+    changelog: Arc<AtomicU64>,
+    changelog_topic: String,
+}
 
 impl ClientContext for Failures {}
 
 impl ProducerContext for Failures {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            self.0.fetch_add(1, Ordering::Relaxed);
-            warn!(message = "A performance output was not delivered; its labels will be read again after a restart.", %error);
+        if let Err((error, msg)) = result {
+            self.all.fetch_add(1, Ordering::Relaxed);
+            if msg.topic() == self.changelog_topic {
+                self.changelog.fetch_add(1, Ordering::Relaxed);
+            }
+            warn!(message = "A performance output was not delivered; its labels will be read again after a restart.", topic = msg.topic(), %error);
         }
     }
 }
@@ -102,9 +110,9 @@ impl Engine {
             .set("fetch.queue.backoff.ms", "10")
             .create()
             .map_err(kafka("creating the performance consumer"))?;
-        let failures = Arc::new(AtomicU64::new(0));
-        let producer: ThreadedProducer<Failures> =
-            cfg.producer_config().create_with_context(Failures(failures.clone())).map_err(kafka("creating the performance producer"))?;
+        let (failures, changelog_failures) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let context = Failures { all: failures.clone(), changelog: changelog_failures.clone(), changelog_topic: k.retained_scores_topic.clone() };
+        let producer: ThreadedProducer<Failures> = cfg.producer_config().create_with_context(context).map_err(kafka("creating the performance producer"))?;
         let timeout = Duration::from_secs(10);
         let partitions = |topic: &str| -> Result<Vec<i32>, String> {
             let md = consumer.fetch_metadata(Some(topic), timeout).map_err(kafka("reading topic metadata"))?;
@@ -163,8 +171,10 @@ impl Engine {
                 }
             }
         }
-        info!(message = "Retained scores replayed.", records = replayed, in_memory = tracker.retained(), seconds = started.elapsed().as_secs_f64());
+        info!(message = "Retained scores replayed.", records = replayed, in_memory = tracker.retained(), cohorts_open = tracker.cohorts_open(), seconds = started.elapsed().as_secs_f64());
         m.scores_retained.set(tracker.retained() as i64);
+        // Labels a member's record overwrote on the compacted topic, written again.
+        self.write_changelog(&producer, &mut tracker)?;
 
         // 2. Labels from the committed offsets, retained scores from where the replay ended.
         let mut committed = TopicPartitionList::new();
@@ -210,7 +220,7 @@ impl Engine {
                     next.insert(p, offset + 1);
                     let (outcome, why) = match msg.payload().map(serde_json::from_slice::<Label>) {
                         Some(Ok(label)) => {
-                            let (outcome, out) = tracker.label(&label, crate::time::now_ms());
+                            let (outcome, out) = tracker.label_from(&label, Some((p, offset)), crate::time::now_ms());
                             if outcome == LabelOutcome::Matched {
                                 if let Some(d) = tracker.last_delay_seconds() {
                                     m.label_delay.observe(d.max(0.0));
@@ -240,6 +250,15 @@ impl Engine {
                     }
                 }
             }
+            // Every new join onto the compacted topic (acknowledged before the label's offset is
+            // committed: the flush before a commit waits for it).
+            self.write_changelog(&producer, &mut tracker)?;
+            if changelog_failures.load(Ordering::Relaxed) > 0 {
+                return Err(format!(
+                    "a joined label's record was not delivered to `{}`: starting again from the topics (the label is read again, its offset is not committed)",
+                    k.retained_scores_topic
+                ));
+            }
             let idle = last_tick.elapsed() >= Duration::from_secs(1);
             if idle {
                 last_tick = Instant::now();
@@ -248,6 +267,8 @@ impl Engine {
                 closed |= out.reports.iter().any(|r| r.kind == ReportKind::Realised);
                 published.extend(out);
                 m.scores_retained.set(tracker.retained() as i64);
+                m.performance_cohorts_open.set(tracker.cohorts_open() as i64);
+                m.performance_cohorts_abandoned.inc_by(tracker.cohorts_abandoned().saturating_sub(m.performance_cohorts_abandoned.get()));
                 m.retained_scores_evicted.inc_by(tracker.evicted().saturating_sub(m.retained_scores_evicted.get()));
                 if tracker.evicted_by_cap() > capped && warned.is_none_or(|w| w.elapsed() >= Duration::from_secs(60)) {
                     warn!(
@@ -267,6 +288,9 @@ impl Engine {
             let flushed = producer.flush(Duration::from_secs(30)).is_ok() && failures.load(Ordering::Relaxed) == before;
             if !closed {
                 continue;
+            }
+            if changelog_failures.load(Ordering::Relaxed) > 0 {
+                return Err(format!("a joined label's record was not delivered to `{}`: starting again from the topics", k.retained_scores_topic));
             }
             if !flushed {
                 warn!(message = "Performance outputs not acknowledged; the labels' offsets are not committed (they will be read again after a restart).");
@@ -297,6 +321,19 @@ impl Engine {
             let a = pipeline.artifact();
             tracker.set_training_calibration(&a.model.version, a.calibration.as_ref());
         }
+    }
+
+    /// Queues the tracker's changelog records (joined labels) on the compacted topic, keyed by
+    /// transaction id like the members' records, so compaction keeps the labelled one.
+    fn write_changelog(&self, producer: &ThreadedProducer<Failures>, tracker: &mut Tracker) -> Result<(), String> {
+        let topic = &self.config.kafka.retained_scores_topic;
+        for r in tracker.take_changelog() {
+            let payload = serde_json::to_vec(&r).expect("retained score serialises");
+            super::send_with_backpressure(producer, BaseRecord::to(topic).key(r.transaction_id.as_bytes()).payload(payload.as_slice()))
+                .map_err(|(error, topic)| format!("queueing a joined label's record on `{topic}`: {error}"))?;
+            self.metrics.label_changelog_records.inc();
+        }
+        Ok(())
     }
 
     /// Produces what closing windows gave, and sets the gauges.
@@ -330,6 +367,7 @@ impl Engine {
         let kind = match r.kind {
             ReportKind::Realised => "realised",
             ReportKind::Estimated => "estimated",
+            ReportKind::Cohort => "cohort",
         };
         let set = |metric: &str, bound: &str, v: Option<f64>| {
             if let Some(v) = v {
@@ -348,6 +386,12 @@ impl Engine {
         if let Some(d) = r.label_delay_seconds {
             set("label_delay_p50_seconds", "value", Some(d.p50));
             set("label_delay_p90_seconds", "value", Some(d.p90));
+        }
+        if kind == "cohort" {
+            m.performance_cohorts_closed.inc();
+            if let Some(c) = r.cohort {
+                set("labelled_share", "value", (r.transactions > 0).then(|| c.labelled as f64 / r.transactions as f64));
+            }
         }
         if kind == "realised" {
             m.performance_windows_closed.inc();

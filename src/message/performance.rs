@@ -82,6 +82,25 @@ pub struct RetainedScore {
     pub weight: f64,
     /// The serving version's score, then the candidate's when it shadow-scored this event.
     pub scores: Vec<RetainedVersion>,
+    /// The label joined to it, once one was: the performance thread writes the record again
+    /// with its label, so the compacted topic is the join's changelog and a restart knows
+    /// which transactions are labelled (absent until then, and in the members' records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<JoinedLabel>,
+}
+
+/// The label a retained score was joined to, and where it was read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinedLabel {
+    /// 1: fraud; 0: legitimate.
+    pub label: u8,
+    /// Its label time (RFC 3339).
+    pub label_time: String,
+    /// The labels topic's partition and offset it was read at (the same record read again
+    /// after a restart joins again instead of counting as a duplicate).
+    pub partition: i32,
+    /// See `partition`.
+    pub offset: i64,
 }
 
 /// An estimate with its interval (`lower`/`upper` at `performance.confidence`); `null` when
@@ -110,6 +129,10 @@ pub enum ReportKind {
     /// Before labels: from the scores of an event-time window and the model's probabilities
     /// (confidence-based performance estimation).
     Estimated,
+    /// The matured cohort: every retained transaction of an event-time window (the estimated
+    /// window's), with the labels that came within `label_maturity_seconds` of its end; a
+    /// transaction still unlabelled then counts as legitimate.
+    Cohort,
 }
 
 /// What an estimated report's probabilities were calibrated with.
@@ -139,7 +162,8 @@ pub struct DelaySummary {
 /// model name).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PerformanceReport {
-    /// `realised` (labels) or `estimated` (before labels).
+    /// `realised` (labels by label time), `estimated` (before labels) or `cohort` (labels of
+    /// an event-time window once matured).
     pub kind: ReportKind,
     /// Model name.
     pub model: String,
@@ -183,6 +207,32 @@ pub struct PerformanceReport {
     /// The levels this report is judged against, and how many consecutive windows the interval
     /// has been entirely below each (the evidence the alert rule reads).
     pub below_floor: BelowFloor,
+    /// Cohort reports only: how many were labelled, and what was estimated for the same window
+    /// before any label (absent in the other kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cohort: Option<CohortSummary>,
+}
+
+/// What a cohort report adds: its labelled share and the estimate it settles.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CohortSummary {
+    /// Retained transactions of the window that were labelled by maturity (the others count
+    /// as legitimate).
+    pub labelled: u64,
+    /// The estimated report of the same window and version, when this engine published one
+    /// (not after a restart that replayed the window).
+    pub estimated: Option<CohortEstimate>,
+}
+
+/// The estimate published for a cohort's window before its labels came.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CohortEstimate {
+    /// Estimated precision.
+    pub precision: Interval,
+    /// Estimated recall.
+    pub recall: Interval,
+    /// What the estimate was calibrated with.
+    pub calibration: CalibrationSource,
 }
 
 /// Consecutive realised windows whose whole interval lies below the configured floor.

@@ -263,8 +263,16 @@ metrics_table! {
     scores_retained: Gauge = Gauge::default(), None, "Scores in memory waiting for their labels";
     /// Retained scores dropped (retention or `performance.max_retained`) before their label came.
     retained_scores_evicted: Counter = Counter::default(), None, "Retained scores dropped before their label came (retention or max_retained)";
-    /// The last closed window's performance per version, role, kind (`realised`, `estimated`), metric and bound.
-    model_performance: Family<PerformanceLabels, FloatGauge> = Family::default(), None, "Model performance in the last closed window, by version, role, kind (realised or estimated), metric and bound (value, lower, upper)";
+    /// The last closed window's performance per version, role, kind (`realised`, `estimated`, `cohort`), metric and bound.
+    model_performance: Family<PerformanceLabels, FloatGauge> = Family::default(), None, "Model performance in the last closed window, by version, role, kind (realised, estimated or cohort), metric and bound (value, lower, upper)";
+    /// Cohort reports published (one per version and matured event-time window).
+    performance_cohorts_closed: Counter = Counter::default(), None, "Cohort reports published (one per version and event-time window whose labels matured)";
+    /// Cohorts waiting for their labels to mature.
+    performance_cohorts_open: Gauge = Gauge::default(), None, "Event-time cohorts open, waiting for their labels to mature";
+    /// Cohorts dropped unpublished (labels stalled for the retention, or max_retained rows open).
+    performance_cohorts_abandoned: Counter = Counter::default(), None, "Cohorts dropped unpublished: labels stalled for retention_hours, or max_retained rows open";
+    /// Joined labels written back to the compacted retained-scores topic.
+    label_changelog_records: Counter = Counter::default(), None, "Joined labels written back to the retained-scores topic (the join's changelog)";
     /// Consecutive realised windows whose whole interval is below the floor, per version and metric.
     performance_below_floor_windows: Family<FloorLabels, Gauge> = Family::default(), None, "Consecutive realised windows whose whole interval lies below the configured floor";
     /// The configured floors (`performance.precision_floor`, `recall_floor`; 0: off).

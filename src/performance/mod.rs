@@ -15,6 +15,14 @@
 //! - Realised windows are by label time: a window closes when a label from a later window
 //!   arrives, or when no label came for `idle_close_ms`. Estimated windows are by event time
 //!   and close the same way on retained scores.
+//! - Cohorts are the estimated windows again, settled: every retained transaction of an
+//!   event-time window with the labels that came by `label_maturity_seconds` after its end
+//!   (by the labels' own time); unlabelled then means legitimate. A cohort report carries the
+//!   estimate published for its window, so the estimate can be checked against what happened.
+//! - A join is written back to the compacted `retained-scores` topic (the record again, with
+//!   its label: [`Tracker::take_changelog`]), so a restart's replay knows what was labelled
+//!   and cohorts keep their labels; a label read again after a restart (same partition and
+//!   offset) joins its realised window again rather than counting as a duplicate.
 
 pub mod ddm;
 pub mod stats;
@@ -24,7 +32,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::message::drift::{DriftAlert, RetrainRequest, Status, StatusMetric};
-use crate::message::performance::{BelowFloor, CalibrationSource, ConceptEvidence, DelaySummary, Interval, Label, PerformanceReport, ReportKind, RetainedScore, Role};
+use crate::message::performance::{
+    BelowFloor, CalibrationSource, CohortEstimate, CohortSummary, ConceptEvidence, DelaySummary, Interval, JoinedLabel, Label, PerformanceReport, ReportKind, RetainedScore, RetainedVersion, Role,
+};
 use crate::pipeline::calibration::ProbabilityCalibration;
 use crate::time::{format_rfc3339_ms, parse_rfc3339_ms};
 use ddm::{Ddm, DdmSettings, DdmState};
@@ -171,8 +181,20 @@ struct Scored {
 struct Entry {
     event_ms: i64,
     weight: f64,
-    labelled: bool,
+    label: Option<EntryLabel>,
     scores: Box<[Scored]>,
+    /// Its cohort (event-time window start) and its rows there, one per score; `None` when the
+    /// cohort had closed before the score arrived.
+    cohort: Option<(i64, Box<[u32]>)>,
+}
+
+/// The label joined to a retained transaction.
+#[derive(Debug, Clone, Copy)]
+struct EntryLabel {
+    fraud: bool,
+    label_ms: i64,
+    /// Where it was read (labels partition, offset), when known.
+    source: Option<(i32, i64)>,
 }
 
 /// One version's labelled rows in a realised window.
@@ -212,6 +234,18 @@ pub struct Tracker {
     realised: BTreeMap<i64, HashMap<u32, Joined>>,
     /// Estimated windows by start (event time): per version index, the scored rows.
     estimated: BTreeMap<i64, HashMap<u32, Vec<Row>>>,
+    /// Cohorts by start (event time): per version index, every retained row (labelled or
+    /// not yet) and the delays of its labels.
+    cohorts: BTreeMap<i64, HashMap<u32, Joined>>,
+    /// Rows in all open cohorts.
+    cohort_rows: usize,
+    /// What was estimated for an open cohort's window, per (start, version index).
+    cohort_estimates: HashMap<(i64, u32), CohortEstimate>,
+    /// Cohorts dropped unpublished: their labels never matured (the label stream stalled for
+    /// `retention_hours`) or `max_retained` rows were open.
+    cohorts_abandoned: u64,
+    /// Records for the compacted topic: retained scores with the label joined to them.
+    changelog: Vec<RetainedScore>,
     label_watermark: i64,
     score_watermark: i64,
     /// The oldest retained event time seen (the concept detector's warm-up starts there).
@@ -251,6 +285,11 @@ impl Tracker {
             retained: HashMap::new(),
             realised: BTreeMap::new(),
             estimated: BTreeMap::new(),
+            cohorts: BTreeMap::new(),
+            cohort_rows: 0,
+            cohort_estimates: HashMap::new(),
+            cohorts_abandoned: 0,
+            changelog: Vec::new(),
             label_watermark: i64::MIN,
             score_watermark: i64::MIN,
             first_event_ms: i64::MAX,
@@ -324,27 +363,60 @@ impl Tracker {
         let w = self.window_ms();
         let start = event_ms.div_euclid(w) * w;
         let start = start.max(self.estimated_closed_before);
+        let lateness = self.settings.lateness_seconds as i64 * 1000;
+        let mut out = Published::default();
+        // A label in the record (the changelog, replayed after a restart, or read back live).
+        let mut from_record = None;
+        let recorded = r.label.as_ref().and_then(|l| Some(EntryLabel { fraud: l.label == 1, label_ms: parse_rfc3339_ms(&l.label_time)?, source: Some((l.partition, l.offset)) }));
         match self.retained.get_mut(&r.transaction_id) {
             // The same transaction again (an event re-read after a restart of the engine, at
-            // least once): its latest scores count, its label state stays, and it is not
-            // estimated twice.
+            // least once, or its changelog record read back): its latest scores count, its label
+            // state stays, and it is not estimated twice.
             Some(e) => {
                 e.event_ms = event_ms;
                 e.weight = r.weight;
-                e.scores = scores;
+                if e.scores.len() == scores.len() {
+                    e.scores = scores;
+                }
+                match (e.label, recorded) {
+                    // A member's record overwrote the labelled one on the compacted topic:
+                    // write the label again.
+                    (Some(_), None) => self.changelog.push(Self::record(&self.model, &self.versions, &r.transaction_id, e)),
+                    (None, Some(l)) => {
+                        e.label = Some(l);
+                        from_record = Some(l);
+                    }
+                    _ => {}
+                }
             }
             None => {
                 let window = self.estimated.entry(start).or_default();
                 for s in scores.iter() {
                     window.entry(s.version).or_default().push(Row { score: s.score, alert: s.alert, fraud: false, weight: r.weight });
                 }
-                self.retained.insert(r.transaction_id.clone(), Entry { event_ms, weight: r.weight, labelled: false, scores });
+                let cohort_start = event_ms.div_euclid(w) * w;
+                let cohort = (!self.cohort_due(cohort_start)).then(|| {
+                    let c = self.cohorts.entry(cohort_start).or_default();
+                    let slots: Box<[u32]> = scores
+                        .iter()
+                        .map(|s| {
+                            let j = c.entry(s.version).or_default();
+                            j.rows.push(Row { score: s.score, alert: s.alert, fraud: false, weight: r.weight });
+                            (j.rows.len() - 1) as u32
+                        })
+                        .collect();
+                    self.cohort_rows += slots.len();
+                    (cohort_start, slots)
+                });
+                self.retained.insert(r.transaction_id.clone(), Entry { event_ms, weight: r.weight, label: recorded, scores, cohort });
+                from_record = recorded;
             }
+        }
+        if let Some(l) = from_record {
+            out.extend(self.labelled_from_record(&r.transaction_id, l));
         }
         self.score_watermark = self.score_watermark.max(event_ms);
         self.first_event_ms = self.first_event_ms.min(event_ms);
-        let mut out = Published::default();
-        let lateness = self.settings.lateness_seconds as i64 * 1000;
         // Windows that ended at least `lateness` before the newest event time.
         let due: Vec<i64> = self.estimated.range(..(self.score_watermark - lateness - w + 1).max(i64::MIN + 1)).map(|(k, _)| *k).collect();
         for start in due {
@@ -353,33 +425,140 @@ impl Tracker {
         if self.retained.len() > self.settings.max_retained {
             self.evict_oldest();
         }
+        while self.cohort_rows > self.settings.max_retained {
+            self.abandon_oldest_cohort();
+        }
         out
+    }
+
+    /// A label known from the changelog: into its cohort and the calibration rows (its realised
+    /// window was published before, or its record on the labels topic is read again); it moves
+    /// the label watermark, closing cohorts a restart finds already closed.
+    fn labelled_from_record(&mut self, id: &str, l: EntryLabel) -> Published {
+        let out = self.advance_label_watermark(l.label_ms);
+        let e = self.retained.get(id).expect("the entry exists");
+        let delay_s = (l.label_ms - e.event_ms) as f64 / 1000.0;
+        Self::into_cohort(&mut self.cohorts, e, l.fraud, delay_s);
+        for s in e.scores.iter() {
+            let rows = self.labelled.entry(s.version).or_default();
+            rows.push_back((e.event_ms, s.score, l.fraud, e.weight));
+            if rows.len() > self.settings.calibration_rows {
+                rows.pop_front();
+            }
+        }
+        out
+    }
+
+    /// Sets the label of `e`'s rows in its cohort (if still open).
+    fn into_cohort(cohorts: &mut BTreeMap<i64, HashMap<u32, Joined>>, e: &Entry, fraud: bool, delay_s: f64) {
+        let Some((start, slots)) = &e.cohort else { return };
+        let Some(c) = cohorts.get_mut(start) else { return };
+        for (s, &slot) in e.scores.iter().zip(slots.iter()) {
+            if let Some(j) = c.get_mut(&s.version) {
+                if let Some(row) = j.rows.get_mut(slot as usize) {
+                    row.fraud = fraud;
+                    j.delays_s.push(delay_s);
+                }
+            }
+        }
+    }
+
+    /// The retained-scores record of `e`, with its label.
+    fn record(model: &str, versions: &[(String, Role)], id: &str, e: &Entry) -> RetainedScore {
+        RetainedScore {
+            transaction_id: id.to_string(),
+            model: model.to_string(),
+            event_time: format_rfc3339_ms(e.event_ms),
+            weight: e.weight,
+            scores: e.scores.iter().map(|s| RetainedVersion { version: versions[s.version as usize].0.clone(), role: versions[s.version as usize].1, score: s.score, alert: s.alert }).collect(),
+            label: e.label.map(|l| JoinedLabel {
+                label: u8::from(l.fraud),
+                label_time: format_rfc3339_ms(l.label_ms),
+                partition: l.source.map_or(-1, |s| s.0),
+                offset: l.source.map_or(-1, |s| s.1),
+            }),
+        }
+    }
+
+    /// The records to write to the compacted `retained-scores` topic since the last call: each
+    /// newly joined transaction's record with its label.
+    pub fn take_changelog(&mut self) -> Vec<RetainedScore> {
+        std::mem::take(&mut self.changelog)
+    }
+
+    /// Whether the cohort starting at `start` is due: its labels have matured by the label
+    /// watermark (with the lateness allowed between partitions).
+    fn cohort_due(&self, start: i64) -> bool {
+        let s = &self.settings;
+        let after = self.window_ms() + s.label_maturity_seconds as i64 * 1000 + s.lateness_seconds as i64 * 1000;
+        start.saturating_add(after) <= self.label_watermark
+    }
+
+    /// Moves the label watermark to `label_ms` if later, closing the realised windows and the
+    /// cohorts it makes due.
+    fn advance_label_watermark(&mut self, label_ms: i64) -> Published {
+        let mut out = Published::default();
+        if label_ms <= self.label_watermark {
+            return out;
+        }
+        self.label_watermark = label_ms;
+        let w = self.label_window_ms();
+        let lateness = self.settings.lateness_seconds as i64 * 1000;
+        let due: Vec<i64> = self.realised.range(..(label_ms - lateness - w + 1).max(i64::MIN + 1)).map(|(k, _)| *k).collect();
+        for start in due {
+            out.extend(self.close_realised(start));
+        }
+        let due: Vec<i64> = self.cohorts.keys().copied().take_while(|&k| self.cohort_due(k)).collect();
+        for start in due {
+            out.extend(self.close_cohort(start));
+        }
+        out
+    }
+
+    /// Drops the oldest open cohort unpublished.
+    fn abandon_oldest_cohort(&mut self) {
+        if let Some((start, c)) = self.cohorts.pop_first() {
+            self.cohort_rows -= c.values().map(|j| j.rows.len()).sum::<usize>();
+            self.cohort_estimates.retain(|k, _| k.0 != start);
+            self.cohorts_abandoned += 1;
+        }
+    }
+
+    /// Cohorts dropped unpublished (labels stalled, or `max_retained` rows open).
+    pub fn cohorts_abandoned(&self) -> u64 {
+        self.cohorts_abandoned
+    }
+
+    /// Cohorts open (waiting for their labels to mature).
+    pub fn cohorts_open(&self) -> usize {
+        self.cohorts.len()
     }
 
     /// Takes one label. Returns what became of it and the realised windows its time closed
     /// (with any concept-drift alert and retrain request).
     pub fn label(&mut self, label: &Label, now_ms: i64) -> (LabelOutcome, Published) {
+        self.label_from(label, None, now_ms)
+    }
+
+    /// As [`Tracker::label`], for the label read at `source` (labels partition, offset): the
+    /// record already joined there (known from the changelog after a restart) joins its
+    /// realised window again, as the restart must read it for that window.
+    pub fn label_from(&mut self, label: &Label, source: Option<(i32, i64)>, now_ms: i64) -> (LabelOutcome, Published) {
         self.last_label_wall = now_ms;
         let Some(label_ms) = parse_rfc3339_ms(&label.label_time) else {
             self.outcomes[LabelOutcome::Invalid as usize] += 1;
             return (LabelOutcome::Invalid, Published::default());
         };
         let w = self.label_window_ms();
-        let mut out = Published::default();
-        if label_ms > self.label_watermark {
-            self.label_watermark = label_ms;
-            let lateness = self.settings.lateness_seconds as i64 * 1000;
-            let due: Vec<i64> = self.realised.range(..(label_ms - lateness - w + 1).max(i64::MIN + 1)).map(|(k, _)| *k).collect();
-            for start in due {
-                out.extend(self.close_realised(start));
-            }
-        }
+        let mut out = self.advance_label_watermark(label_ms);
         let outcome = match self.retained.get_mut(&label.transaction_id) {
             None => LabelOutcome::NotRetained,
-            Some(e) if e.labelled => LabelOutcome::Duplicate,
+            Some(e) if e.label.is_some_and(|l| source.is_none() || l.source != source) => LabelOutcome::Duplicate,
             Some(e) => {
-                e.labelled = true;
+                // Read again after a restart: only its realised window (and the detector) lack it.
+                let again = e.label.is_some();
                 let fraud = label.label == 1;
+                e.label = Some(EntryLabel { fraud, label_ms, source });
                 let start = (label_ms.div_euclid(w) * w).max(self.realised_closed_before);
                 let delay_s = (label_ms - e.event_ms) as f64 / 1000.0;
                 self.last_delay_s = Some(delay_s);
@@ -390,14 +569,20 @@ impl Tracker {
                     let j = window.entry(s.version).or_default();
                     j.rows.push(Row { score: s.score, alert: s.alert, fraud, weight: e.weight });
                     j.delays_s.push(delay_s);
-                    let rows = self.labelled.entry(s.version).or_default();
-                    rows.push_back((e.event_ms, s.score, fraud, e.weight));
-                    if rows.len() > self.settings.calibration_rows {
-                        rows.pop_front();
+                    if !again {
+                        let rows = self.labelled.entry(s.version).or_default();
+                        rows.push_back((e.event_ms, s.score, fraud, e.weight));
+                        if rows.len() > self.settings.calibration_rows {
+                            rows.pop_front();
+                        }
                     }
                     if self.versions[s.version as usize].1 == Role::Production {
                         serving_error = Some((s.version, s.alert));
                     }
+                }
+                if !again {
+                    Self::into_cohort(&mut self.cohorts, e, fraud, delay_s);
+                    self.changelog.push(Self::record(&self.model, &self.versions, &label.transaction_id, e));
                 }
                 if let Some((version, alert)) = serving_error {
                     out.extend(self.concept(version, alert, fraud, label_ms));
@@ -447,6 +632,12 @@ impl Tracker {
             }
         }
         let cutoff = self.score_watermark.saturating_sub(self.settings.retention_hours as i64 * 3_600_000);
+        // Cohorts whose labels should have matured a whole retention ago (in event time): the
+        // label stream is stalled or gone; their memory goes.
+        let stale = cutoff.saturating_sub(self.window_ms() + self.settings.label_maturity_seconds as i64 * 1000);
+        while self.cohorts.first_key_value().is_some_and(|(&k, _)| k < stale) {
+            self.abandon_oldest_cohort();
+        }
         let before = self.retained.len();
         self.retained.retain(|_, e| e.event_ms >= cutoff);
         self.evicted += (before - self.retained.len()) as u64;
@@ -483,35 +674,62 @@ impl Tracker {
         let mut versions: Vec<(u32, Joined)> = window.into_iter().collect();
         versions.sort_by_key(|(v, _)| *v);
         for (v, mut j) in versions {
-            let rows = &j.rows;
-            let alerts = rows.iter().filter(|r| r.alert).count() as u64;
-            let tp = rows.iter().filter(|r| r.alert && r.fraud).count() as u64;
-            let precision = stats::wilson(tp, alerts, s.confidence);
-            let (recall, roc_auc) = stats::realised_recall_auc(rows, s.confidence, s.replicates, self.seed(start, v, ReportKind::Realised));
-            let positives: f64 = rows.iter().filter(|r| r.fraud).map(|r| r.weight).sum();
-            let delays = (!j.delays_s.is_empty()).then(|| DelaySummary {
-                p50: stats::quantile(&mut j.delays_s, 0.5).unwrap_or(0.0),
-                p90: stats::quantile(&mut j.delays_s, 0.9).unwrap_or(0.0),
-                max: j.delays_s.iter().copied().fold(f64::MIN, f64::max),
-            });
+            let mut r = self.labelled_report(ReportKind::Realised, v, start, w, &mut j);
             let below = self.below.entry(v).or_insert((0, 0));
             let under = |i: &Interval, floor: f64| floor > 0.0 && i.upper.is_some_and(|u| u < floor);
-            below.0 = if under(&precision, s.precision_floor) { below.0 + 1 } else { 0 };
-            below.1 = if under(&recall, s.recall_floor) { below.1 + 1 } else { 0 };
-            out.reports.push(PerformanceReport {
-                alerts,
-                positives,
-                precision,
-                recall,
-                roc_auc,
-                brier: stats::brier(rows),
-                ece: stats::ece(rows, 10),
-                label_delay_seconds: delays,
-                below_floor: BelowFloor { precision_floor: s.precision_floor, precision_windows: below.0, recall_floor: s.recall_floor, recall_windows: below.1 },
-                ..self.report(ReportKind::Realised, v, start, w, rows)
-            });
+            below.0 = if under(&r.precision, s.precision_floor) { below.0 + 1 } else { 0 };
+            below.1 = if under(&r.recall, s.recall_floor) { below.1 + 1 } else { 0 };
+            r.below_floor = BelowFloor { precision_floor: s.precision_floor, precision_windows: below.0, recall_floor: s.recall_floor, recall_windows: below.1 };
+            out.reports.push(r);
         }
         out
+    }
+
+    /// Closes a cohort whose labels have matured: one report per version.
+    fn close_cohort(&mut self, start: i64) -> Published {
+        let Some(window) = self.cohorts.remove(&start) else { return Published::default() };
+        let w = self.window_ms();
+        let mut out = Published::default();
+        let mut versions: Vec<(u32, Joined)> = window.into_iter().collect();
+        versions.sort_by_key(|(v, _)| *v);
+        for (v, mut j) in versions {
+            self.cohort_rows -= j.rows.len();
+            let labelled = j.delays_s.len() as u64;
+            let estimated = self.cohort_estimates.remove(&(start, v));
+            let r = self.labelled_report(ReportKind::Cohort, v, start, w, &mut j);
+            out.reports.push(PerformanceReport { cohort: Some(CohortSummary { labelled, estimated }), ..r });
+        }
+        self.cohort_estimates.retain(|k, _| k.0 != start);
+        out
+    }
+
+    /// A report on labelled rows (a realised window's, or a cohort's with its unlabelled rows
+    /// as legitimate): precision exact from the alerts, recall and ROC AUC from the weighted
+    /// sample with bootstrap intervals, Brier, ECE and the label delays.
+    fn labelled_report(&self, kind: ReportKind, v: u32, start: i64, w: i64, j: &mut Joined) -> PerformanceReport {
+        let s = &self.settings;
+        let rows = &j.rows;
+        let alerts = rows.iter().filter(|r| r.alert).count() as u64;
+        let tp = rows.iter().filter(|r| r.alert && r.fraud).count() as u64;
+        let precision = stats::wilson(tp, alerts, s.confidence);
+        let (recall, roc_auc) = stats::realised_recall_auc(rows, s.confidence, s.replicates, self.seed(start, v, kind));
+        let positives: f64 = rows.iter().filter(|r| r.fraud).map(|r| r.weight).sum();
+        let delays = (!j.delays_s.is_empty()).then(|| DelaySummary {
+            p50: stats::quantile(&mut j.delays_s, 0.5).unwrap_or(0.0),
+            p90: stats::quantile(&mut j.delays_s, 0.9).unwrap_or(0.0),
+            max: j.delays_s.iter().copied().fold(f64::MIN, f64::max),
+        });
+        PerformanceReport {
+            alerts,
+            positives,
+            precision,
+            recall,
+            roc_auc,
+            brier: stats::brier(rows),
+            ece: stats::ece(rows, 10),
+            label_delay_seconds: delays,
+            ..self.report(kind, v, start, w, rows)
+        }
     }
 
     fn close_estimated(&mut self, start: i64) -> Published {
@@ -536,6 +754,9 @@ impl Tracker {
                 None => (stats::CalibrationInput::Raw, CalibrationSource::None, 0),
             };
             let (positives, precision, recall) = stats::estimate(&rows, input, s.confidence, s.replicates, self.seed(start, v, ReportKind::Estimated));
+            if self.cohorts.contains_key(&start) {
+                self.cohort_estimates.insert((start, v), CohortEstimate { precision, recall, calibration });
+            }
             out.reports.push(PerformanceReport { positives, precision, recall, calibration, calibrated_on, ..self.report(ReportKind::Estimated, v, start, w, &rows) });
         }
         out
@@ -569,6 +790,7 @@ impl Tracker {
             calibrated_on: 0,
             confidence: s.confidence,
             below_floor: BelowFloor { precision_floor: s.precision_floor, precision_windows: 0, recall_floor: s.recall_floor, recall_windows: 0 },
+            cohort: None,
         }
     }
 

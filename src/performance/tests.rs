@@ -11,6 +11,7 @@ fn retained(id: &str, event_ms: i64, score: f64, alert: bool, weight: f64) -> Re
         event_time: format_rfc3339_ms(event_ms),
         weight,
         scores: vec![RetainedVersion { version: "v1".into(), role: Role::Production, score, alert }],
+        label: None,
     }
 }
 
@@ -34,7 +35,7 @@ fn labels_join_their_scores_and_a_later_label_closes_the_window_with_exact_preci
         let fraud = i < 3 || i == 9;
         let (o, out) = t.label(&label(&format!("a{i}"), T0 + 2 * HOUR + i, fraud), 0);
         assert_eq!(o, LabelOutcome::Matched);
-        assert!(out.reports.is_empty(), "the window is still open");
+        assert!(!out.reports.iter().any(|r| r.kind == ReportKind::Realised), "the window is still open");
     }
     assert_eq!(t.label(&label("a1", T0 + 2 * HOUR + 50, true), 0).0, LabelOutcome::Duplicate);
     assert_eq!(t.label(&label("nope", T0 + 2 * HOUR + 60, true), 0).0, LabelOutcome::NotRetained);
@@ -234,4 +235,108 @@ fn estimates_use_the_training_calibration_until_matured_labels_take_over() {
     hour(&mut t, 0);
     let r = first(&t.retain(&retained("closer", T0 + HOUR, 0.02, false, 20.0), 0));
     assert_eq!((r.calibration, r.calibrated_on, r.precision.value), (CalibrationSource::None, 0, Some(0.5)));
+}
+
+/// Ten transactions in the first hour (4 alerts), then one in the second; labels two hours on
+/// for five of them (a3 and a5..a8 never labelled), each read at (partition 0, offset i).
+fn cohort_hour(t: &mut Tracker) -> PerformanceReport {
+    for i in 0..10 {
+        let alert = i < 4;
+        t.retain(&retained(&format!("a{i}"), T0 + i, if alert { 0.8 } else { 0.1 }, alert, if alert { 1.0 } else { 20.0 }), 0);
+    }
+    let out = t.retain(&retained("next", T0 + HOUR + 5, 0.1, false, 20.0), 0);
+    out.reports.into_iter().find(|r| r.kind == ReportKind::Estimated).expect("the first hour's estimate")
+}
+
+fn cohort_labels(t: &mut Tracker) {
+    for (i, fraud) in [(0, true), (1, true), (2, true), (4, false), (9, true)] {
+        let (o, out) = t.label_from(&label(&format!("a{i}"), T0 + 2 * HOUR + i, fraud), Some((0, i)), 0);
+        assert_eq!(o, LabelOutcome::Matched);
+        assert!(!out.reports.iter().any(|r| r.kind == ReportKind::Cohort), "labels not matured yet");
+    }
+}
+
+fn matured() -> PerformanceSettings {
+    PerformanceSettings { label_maturity_seconds: 2 * 3600, ..settings() }
+}
+
+#[test]
+fn a_cohort_closes_when_its_labels_matured_with_unlabelled_as_legitimate_and_its_estimate() {
+    let mut t = Tracker::new("fraud", matured());
+    let estimate = cohort_hour(&mut t);
+    cohort_labels(&mut t);
+    assert_eq!(t.cohorts_open(), 2);
+    // Maturity: the first hour's end + 2 h, by label time.
+    let (_, out) = t.label(&label("nope", T0 + 3 * HOUR - 1, false), 0);
+    assert!(!out.reports.iter().any(|r| r.kind == ReportKind::Cohort), "one millisecond early");
+    let (_, out) = t.label(&label("nope", T0 + 3 * HOUR, false), 0);
+    let c: Vec<_> = out.reports.iter().filter(|r| r.kind == ReportKind::Cohort).collect();
+    assert_eq!(c.len(), 1, "{out:?}");
+    let c = c[0];
+    assert_eq!((c.window_start.as_str(), c.transactions, c.alerts), ("2026-01-05T00:00:00.000Z", 10, 4));
+    // a3 alerted and never labelled: legitimate. Precision 3 / 4; recall 3 / (3 + 20).
+    assert_eq!(c.precision.value, Some(0.75));
+    assert!((c.recall.value.unwrap() - 3.0 / 23.0).abs() < 1e-12);
+    let s = c.cohort.as_ref().expect("cohort summary");
+    assert_eq!(s.labelled, 5);
+    let e = s.estimated.as_ref().expect("the estimate of the same window");
+    assert_eq!((e.precision.value, e.recall.value, e.calibration), (estimate.precision.value, estimate.recall.value, estimate.calibration));
+    assert_eq!(t.cohorts_open(), 1);
+    assert_eq!(t.cohorts_abandoned(), 0);
+}
+
+#[test]
+fn joins_go_to_the_changelog_and_a_restart_replaying_it_keeps_cohorts_and_joins_each_label_once() {
+    let mut t = Tracker::new("fraud", matured());
+    cohort_hour(&mut t);
+    cohort_labels(&mut t);
+    let log = t.take_changelog();
+    assert_eq!(log.len(), 5);
+    assert!(t.take_changelog().is_empty(), "taken");
+    let a9 = log.iter().find(|r| r.transaction_id == "a9").expect("a9 joined");
+    let l = a9.label.as_ref().expect("with its label");
+    assert_eq!((l.label, l.partition, l.offset, l.label_time.as_str()), (1, 0, 9, "2026-01-05T02:00:00.009Z"));
+    assert_eq!((a9.weight, a9.scores[0].score), (20.0, 0.1));
+
+    // A restart: the compacted topic holds the first records and the labelled ones after them.
+    let mut r = Tracker::new("fraud", matured());
+    for i in 0..10 {
+        let alert = i < 4;
+        r.retain(&retained(&format!("a{i}"), T0 + i, if alert { 0.8 } else { 0.1 }, alert, if alert { 1.0 } else { 20.0 }), 0);
+    }
+    for rec in &log {
+        r.retain(rec, 0);
+    }
+    assert!(r.take_changelog().is_empty(), "nothing new was joined");
+    // The labels topic is read again from the committed offset: the same records join their
+    // realised window again, no cohort twice; the same transaction from elsewhere is a duplicate.
+    assert_eq!(r.label_from(&label("a0", T0 + 2 * HOUR, true), Some((0, 0)), 0).0, LabelOutcome::Matched);
+    assert_eq!(r.label_from(&label("a0", T0 + 2 * HOUR, true), Some((1, 7)), 0).0, LabelOutcome::Duplicate);
+    assert!(r.take_changelog().is_empty(), "a label read again is not a new join");
+    r.retain(&retained("next", T0 + HOUR + 5, 0.1, false, 20.0), 0);
+    let (_, out) = r.label(&label("nope", T0 + 3 * HOUR, false), 0);
+    let c = out.reports.iter().find(|r| r.kind == ReportKind::Cohort).expect("the cohort from the changelog");
+    assert_eq!((c.transactions, c.alerts, c.precision.value, c.cohort.as_ref().unwrap().labelled), (10, 4, Some(0.75), 5));
+    let real = out.reports.iter().find(|r| r.kind == ReportKind::Realised).expect("the 02:00 label window");
+    assert_eq!(real.transactions, 1, "only a0 was read again");
+
+    // A member's record written after the labelled one (the event re-read): the label is
+    // written again so that compaction keeps it.
+    r.retain(&retained("a9", T0 + 9, 0.1, false, 20.0), 0);
+    let again = r.take_changelog();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].label.as_ref().map(|l| (l.label, l.offset)), Some((1, 9)));
+}
+
+#[test]
+fn cohorts_whose_labels_never_come_are_abandoned_not_kept() {
+    let mut t = Tracker::new("fraud", PerformanceSettings { retention_hours: 2, ..matured() });
+    cohort_hour(&mut t);
+    assert_eq!(t.cohorts_open(), 2);
+    // Scores go on 6 hours later, no labels: the first hour's labels should have matured
+    // (1 h + 2 h) a retention (2 h) before.
+    t.retain(&retained("late", T0 + 6 * HOUR + 1, 0.1, false, 20.0), 0);
+    t.tick(0);
+    assert_eq!(t.cohorts_abandoned(), 2, "the 00:00 and 01:00 cohorts");
+    assert_eq!(t.cohorts_open(), 1);
 }

@@ -45,7 +45,8 @@ def main(d):
     labels = lines(f"{d}/labels.jsonl")
     retained = {}
     for r in lines(f"{d}/retained.jsonl"):
-        retained[r["transaction_id"]] = r  # compaction keeps the last; the engine writes each once
+        # Compaction keeps the last: the changelog record (with `label`) once one joined.
+        retained[r["transaction_id"]] = r
     reports = lines(f"{d}/reports.jsonl")
     retrain = [r for r in lines(f"{d}/retrain.jsonl") if r.get("concept")]
     prod = lambda r: next(v for v in r["scores"] if v["role"] == "production")
@@ -119,6 +120,7 @@ def main(d):
     pairs = {src: {"precision": [], "recall": []} for src in ("matured", "training", "none")}
     calibrated = 0
     training_windows = 0
+    abs_error = {"calibrated": [], "raw": []}  # training-calibrated windows: |precision estimate - truth|
     for rep in estimated:
         start = ms(rep["window_start"])
         rows = by_window[start]
@@ -128,6 +130,7 @@ def main(d):
         if source == "training":
             training_windows += 1
             assert blocks and rep["calibrated_on"] == model["calibration"]["rows"], f"{rep['window_start']}: training calibration of {rep['calibrated_on']} rows"
+            raw_precision = p[a].sum() / a.sum() if a.sum() else None
             p = np.interp(p, xs, ys)
         elif source == "none":
             assert rep["calibrated_on"] == 0 and not blocks, f"{rep['window_start']}: uncalibrated although the artifact has a calibration"
@@ -164,6 +167,62 @@ def main(d):
                 i = rep[k]
                 coverage[source][k].append(i["lower"] <= truth <= i["upper"])
                 pairs[source][k].append((i["value"], truth, i["upper"] - i["lower"]))
+            if source == "training":
+                abs_error["calibrated"].append(abs(rep["precision"]["value"] - tp / len(alerts)))
+                abs_error["raw"].append(abs(raw_precision - tp / len(alerts)))
+
+    # --- Cohorts: every retained transaction of an event-time window, with the labels whose
+    # time is before the window's end + maturity + lateness (the label that reaches it closes
+    # the cohort before it joins); unlabelled then is legitimate. Truth: the generator's.
+    lateness = s["lateness_seconds"] * 1000
+    first_label = {}
+    for l in labels:
+        first_label.setdefault(l["transaction_id"], l)
+    estimated_at = {ms(r["window_start"]): r for r in estimated}
+    cohort_reports = [r for r in reports if r["kind"] == "cohort" and r["role"] == "production"]
+    assert len(cohort_reports) == len(by_window), f"{len(cohort_reports)} cohort reports for {len(by_window)} event-time windows"
+    cohort_truth, cohort_settled = 0, 0
+    report_index = {id(r): i for i, r in enumerate(reports)}
+    for rep in cohort_reports:
+        start = ms(rep["window_start"])
+        rows = by_window[start]
+        due = start + W_est + maturity + lateness
+        ys, n_labelled = [], 0
+        for r in rows:
+            l = first_label.get(r["transaction_id"])
+            if l is not None and ms(l["label_time"]) < due:
+                n_labelled += 1
+                ys.append(int(l["label"]))
+            else:
+                ys.append(0)
+        p = np.array([prod(r)["score"] for r in rows]); a = np.array([prod(r)["alert"] for r in rows]); w = np.array([r["weight"] for r in rows]); y = np.array(ys)
+        what = f"cohort {rep['window_start']}"
+        assert rep["transactions"] == len(rows) and rep["alerts"] == int(a.sum()), f"{what}: {rep['transactions']}/{rep['alerts']} vs {len(rows)}/{int(a.sum())}"
+        assert rep["cohort"]["labelled"] == n_labelled, f"{what}: {rep['cohort']['labelled']} labelled vs {n_labelled}"
+        tp = int((a & (y == 1)).sum())
+        assert rep["precision"]["value"] == (tp / a.sum() if a.sum() else None), f"{what}: precision {rep['precision']} vs {tp}/{a.sum()}"
+        pos = w[y == 1].sum()
+        dev["cohort_recall"] = max(dev["cohort_recall"], close(rep["recall"]["value"], (w[(y == 1) & a].sum() / pos) if pos > 0 else None, 1e-9, f"{what} recall"))
+        auc = roc_auc_score(y, p, sample_weight=w) if 0 < y.sum() < len(y) else None
+        dev["cohort_roc_auc"] = max(dev["cohort_roc_auc"], close(rep["roc_auc"]["value"], auc, 1e-9, f"{what} roc_auc"))
+        dev["cohort_brier"] = max(dev["cohort_brier"], close(rep["brier"], brier_score_loss(y, p, sample_weight=w), 1e-9, f"{what} brier"))
+        # Matured: every fraud among the alerts is labelled by then, so precision is the truth.
+        truth = sum(events[r["transaction_id"]]["is_fraud"] for r in rows if prod(r)["alert"])
+        if a.sum():
+            assert tp == truth, f"{what}: {tp} labelled frauds among the alerts, {truth} in truth"
+            cohort_truth += 1
+        # It settles the estimate published for the same window.
+        # It settles the estimate published for the same window before it closed; a window
+        # still open then (the stream's last, closed only by the idle timer) has none.
+        est = estimated_at.get(start)
+        if est is not None and report_index[id(est)] < report_index[id(rep)]:
+            assert rep["cohort"]["estimated"] is not None, f"{what}: estimated before it closed, but carries no estimate"
+            for k in ("precision", "recall", "calibration"):
+                assert rep["cohort"]["estimated"][k] == est[k], f"{what}: cohort's estimate {k} {rep['cohort']['estimated'][k]} vs the estimated report's {est[k]}"
+            cohort_settled += 1
+        else:
+            assert rep["cohort"]["estimated"] is None, f"{what}: carries an estimate no estimated report published before it"
+    assert cohort_settled >= len(cohort_reports) - 1, f"only {cohort_settled} of {len(cohort_reports)} cohorts settle an estimate"
 
     # --- Concept drift: River's DDM on the same two error streams.
     ddms, seen, detections = {}, defaultdict(int), []
@@ -198,6 +257,9 @@ def main(d):
         "mean_estimate_truth_width": {k: [float(np.mean([p[j] for p in v])) if v else None for j in range(3)] for k, v in pairs["matured"].items()},
         "coverage_training": {k: (sum(v) / len(v) if v else None) for k, v in coverage["training"].items()},
         "coverage_training_windows": len(coverage["training"]["precision"]),
+        # What the artifact's calibration buys before labels mature: the mean |estimate - truth|
+        # of precision with it and with the raw probabilities, over the same windows.
+        "precision_abs_error_training": {k: (float(np.mean(v)) if v else None) for k, v in abs_error.items()},
         "mean_estimate_truth_width_training": {k: [float(np.mean([p[j] for p in v])) if v else None for j in range(3)] for k, v in pairs["training"].items()},
         "detections": detections,
         "false_alarms_before_onset": sum(1 for x in detections if onset is None or x["label_ms"] < onset),
@@ -208,6 +270,10 @@ def main(d):
         "error_streams": {st: {"n": sum(1 for e in errors if e[1] == st), "rate": float(np.mean([e[2] for e in errors if e[1] == st])) if any(e[1] == st for e in errors) else None,
                                "n_after_onset_label": sum(1 for e in errors if e[1] == st and onset is not None and e[0] >= onset)} for st in ("missed_fraud", "false_alert")},
         "retained": len(retained),
+        "cohort_windows": len(cohort_reports),
+        "cohort_windows_exact_truth": cohort_truth,
+        "cohort_windows_settled": cohort_settled,
+        "changelog_labelled": sum(1 for r in retained.values() if "label" in r),
     }))
 
 
